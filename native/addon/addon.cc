@@ -1,0 +1,65 @@
+// N-API entry point: registers the native surface that lib/engine/native.ts types.
+#include <napi.h>
+
+#include "../core/cpu_features.h"
+#ifdef PUZZLE_LLAMA_CUDA
+#include "../cuda/device_info.h"
+#endif
+
+namespace {
+
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+#ifdef PUZZLE_LLAMA_CUDA
+  out.Set("build", "cuda");
+  out.Set("cudaRuntimeVersion", pl::cuda::runtimeVersion());
+#else
+  out.Set("build", "cpu");
+  out.Set("cudaRuntimeVersion", env.Null());
+#endif
+  const pl::CpuFeatures& f = pl::cpuFeatures();
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("simd", pl::simdLevel());
+  cpu.Set("avx2", f.avx2 && f.fma);
+  cpu.Set("avx512", f.avx512f && f.avx512bw);
+  cpu.Set("avx512bf16", f.avx512bf16);
+  cpu.Set("hardwareThreads", f.hardwareThreads);
+  out.Set("cpu", cpu);
+  return out;
+}
+
+Napi::Value CudaDevices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array list = Napi::Array::New(env);
+#ifdef PUZZLE_LLAMA_CUDA
+  std::string why;
+  auto devices = pl::cuda::listDevices(&why);
+  for (size_t i = 0; i < devices.size(); ++i) {
+    const auto& d = devices[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", d.index);
+    o.Set("name", d.name);
+    o.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+    o.Set("totalMemory", static_cast<double>(d.totalMemory));
+    o.Set("multiprocessors", d.multiprocessors);
+    list.Set(static_cast<uint32_t>(i), o);
+  }
+  out.Set("reason", devices.empty() ? Napi::Value(Napi::String::New(env, why)) : env.Null());
+#else
+  out.Set("reason", "this addon was built without CUDA (run `npm run build:cuda` where nvcc is installed)");
+#endif
+  out.Set("devices", list);
+  return out;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  exports.Set("cudaDevices", Napi::Function::New(env, CudaDevices, "cudaDevices"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(puzzle_llama, Init)
