@@ -23,6 +23,8 @@ export interface BenchRow {
   peerSkipped?: string;
   /** The target ratio to the peer the issue sets, if any (e.g. 0.9 means ≥ 0.9× peer). */
   target?: number;
+  /** An absolute target for `value` (≥ when higherIsBetter, else ≤), when the issue sets one. */
+  absoluteTarget?: number;
   note?: string;
 }
 

@@ -1,0 +1,71 @@
+// `puzzle-llama synth`: streams synthesized puzzles as JSONL, never one from the evaluation sets or --exclude files.
+import { existsSync } from 'node:fs';
+import { benchmarkPuzzles } from '../../puzzle/benchmark-sets.js';
+import { puzzleToJsonLine, readPuzzleFile } from '../../puzzle/jsonl.js';
+import { synthesize } from '../../puzzle/synthesize.js';
+import { intFlag, intListFlag, parseFlags } from '../args.js';
+import { CliError } from '../errors.js';
+import { openTextSink, type CliIo } from '../io.js';
+import { createProgress } from '../progress.js';
+
+export const synthHelp = `puzzle-llama synth --n 5,6,7 --max-value 60 --count 1000000 --seed 1 [--exclude FILE]… --out FILE|-
+  Synthesizes puzzles with the paper's Algorithm 1 (N used in turn from --n), one JSONL record per line.
+  Puzzles of the shipped evaluation sets and of every --exclude file (JSONL with numbers and target) are never produced.`;
+
+const LINES_PER_CHUNK = 4096;
+
+export async function synthCommand(argv: string[], io: CliIo): Promise<number> {
+  const flags = parseFlags('synth', argv, {
+    n: { type: 'string' },
+    'max-value': { type: 'string' },
+    count: { type: 'string' },
+    seed: { type: 'string' },
+    exclude: { type: 'string', multiple: true },
+    out: { type: 'string' },
+  });
+  const ns = intListFlag('synth', 'n', flags.n, [5, 6, 7], 2, 64);
+  const maxValue = intFlag('synth', 'max-value', flags['max-value'], 60, 1, 2 ** 32);
+  const count = intFlag('synth', 'count', flags.count, 1000, 0);
+  const seed = intFlag('synth', 'seed', flags.seed, 1, -Number.MAX_SAFE_INTEGER);
+  const out = flags.out ?? '-';
+
+  const exclude = benchmarkPuzzles();
+  for (const file of flags.exclude ?? []) {
+    if (!existsSync(file)) throw new CliError(`puzzle-llama synth: --exclude file '${file}' does not exist`);
+    let records;
+    try {
+      records = await readPuzzleFile(file);
+    } catch (err) {
+      throw new CliError(`puzzle-llama synth: --exclude ${(err as Error).message}`);
+    }
+    exclude.addAll(records);
+  }
+
+  const started = performance.now();
+  const sink = openTextSink(out, io);
+  const progress = out === '-' ? null : createProgress({ label: 'synth', total: count, stream: io.stderr, plainEvery: 0 });
+  let written = 0;
+  try {
+    let chunk: string[] = [];
+    for (const puzzle of synthesize({ n: ns, maxValue, count, seed, exclude })) {
+      chunk.push(puzzleToJsonLine(puzzle));
+      if (chunk.length === LINES_PER_CHUNK) {
+        await sink.write(chunk.join('\n') + '\n');
+        written += chunk.length;
+        chunk = [];
+        progress?.update(written);
+      }
+    }
+    if (chunk.length) await sink.write(chunk.join('\n') + '\n');
+    written += chunk.length;
+    await sink.close();
+  } catch (err) {
+    sink.abort();
+    throw err;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const summary = `synth: ${written} puzzles (N ${ns.join(',')}, V ${maxValue}, seed ${seed}) in ${seconds.toFixed(2)} s` + (out === '-' ? '' : ` -> ${out}`);
+  if (progress) progress.finish(summary);
+  else io.stderr.write(summary + '\n');
+  return 0;
+}
