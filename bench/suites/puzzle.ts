@@ -72,9 +72,10 @@ export const puzzleSuite: BenchSuite = {
 
     const cases: Array<[string, number]> = [
       ['id', 5], ['id', 6], ['id', 7], ['ood-form', 8], ['ood-num-1000', 5], ['ood-num-1000', 6], ['ood-num-1000', 7],
+      ['ood-form-10', 10], ['ood-form-12', 12],
     ];
     for (const [set, size] of cases) {
-      const sample = loadBenchmarkSet(set).filter((p) => p.numbers.length === size).slice(0, quick ? 10 : 50);
+      const sample = loadBenchmarkSet(set).filter((p) => p.numbers.length === size).slice(0, quick || size > 8 ? 10 : 50);
       const times: number[] = [];
       for (const p of sample) {
         const t0 = performance.now();

@@ -21,7 +21,7 @@ export function createProgress(options: ProgressOptions): Progress {
   const tty = Boolean(stream.isTTY);
   const plainEvery = (options.plainEvery ?? 10) * 1000;
   const start = Date.now();
-  let lastDraw = 0;
+  let lastDraw = tty ? 0 : start;
   let lastDone = 0;
 
   const render = (done: number, extra: string): string => {
