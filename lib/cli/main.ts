@@ -2,6 +2,7 @@
 // message on stderr and a non-zero exit status, never a stack trace.
 import { benchCommand, benchHelp } from './commands/bench.js';
 import { datasetsCommand, datasetsHelp } from './commands/datasets.js';
+import { infoCommand, infoHelp } from './commands/info.js';
 import { solveCommand, solveHelp } from './commands/solve.js';
 import { startCommand, startHelp } from './commands/start.js';
 import { synthCommand, synthHelp } from './commands/synth.js';
@@ -17,6 +18,7 @@ const commands: Record<string, Command> = {
   solve: { run: solveCommand, help: solveHelp },
   datasets: { run: datasetsCommand, help: datasetsHelp },
   bench: { run: benchCommand, help: benchHelp },
+  info: { run: infoCommand, help: infoHelp },
   start: { run: startCommand, help: startHelp },
 };
 

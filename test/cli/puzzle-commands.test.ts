@@ -131,3 +131,14 @@ describe('puzzle-llama CLI (needs the TypeScript build: npm test runs tsc first)
     expect(r.stderr).not.toMatch(/Error|EPIPE/);
   });
 });
+
+describe('puzzle-llama info', () => {
+  it('says which addon build loaded', () => {
+    const r = run(['info', '--json']);
+    expect(r.code).toBe(0);
+    const info = JSON.parse(r.stdout);
+    expect(['cpu', 'cuda']).toContain(info.build);
+    expect(info.path).toMatch(/\.node$/);
+    expect(Array.isArray(info.cuda.devices)).toBe(true);
+  });
+});
