@@ -1,0 +1,172 @@
+// Runs the PyTorch peers of bench/peers/ (the same workloads as our suites) and returns their numbers,
+// or why none came: a missing Python or torch, a failing or hanging peer. Never throws for those.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface PythonFound {
+  /** The command that imported torch. */
+  python: string;
+  torchVersion: string;
+}
+
+export type PeerResult =
+  | { ok: true; result: Record<string, unknown>; python: string }
+  | { ok: false; reason: string };
+
+export interface FindPythonOptions {
+  /** Commands to try, in order (default: $PYTHON, python3, /usr/bin/python3); a given list is not cached. */
+  candidates?: string[];
+  /** Per candidate, for the torch import (default 60 s). */
+  timeoutMs?: number;
+}
+
+export interface RunPeerOptions {
+  /** Kill the peer after this long (default 10 minutes). */
+  timeoutMs?: number;
+  /** Use this Python instead of finding one. */
+  python?: string;
+  /** Extra environment for the peer. */
+  env?: Record<string, string>;
+}
+
+interface Exec {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  error?: Error;
+  timedOut: boolean;
+}
+
+/** Runs a command with optional stdin, a timeout, and captured output; resolves whatever happens. */
+function exec(command: string, args: string[], input: string | null, timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<Exec> {
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    let settled = false;
+    const finish = (r: Omit<Exec, 'stdout' | 'stderr' | 'timedOut'>) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ ...r, stdout, stderr, timedOut });
+    };
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: env ?? process.env });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.on('error', (error) => finish({ code: null, signal: null, error }));
+    child.on('close', (code, signal) => finish({ code, signal }));
+    // A peer that exits before reading its stdin makes the write fail with EPIPE; the exit says more.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input ?? '');
+  });
+}
+
+function tail(text: string, lines = 8): string {
+  return text.trim().split('\n').slice(-lines).join('\n');
+}
+
+let cached: Promise<PythonFound | { reason: string }> | null = null;
+
+/**
+ * The first of $PYTHON, python3, /usr/bin/python3 that imports torch, with torch's version; or the reason
+ * none did (each candidate's failure). The default search runs once per process.
+ */
+export function findPython(options: FindPythonOptions = {}): Promise<PythonFound | { reason: string }> {
+  if (options.candidates) return search(options.candidates, options.timeoutMs ?? 60_000);
+  cached ??= search(
+    [process.env.PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => !!c),
+    options.timeoutMs ?? 60_000,
+  );
+  return cached;
+}
+
+async function search(candidates: string[], timeoutMs: number): Promise<PythonFound | { reason: string }> {
+  const failures: string[] = [];
+  const seen = new Set<string>();
+  for (const python of candidates) {
+    if (seen.has(python)) continue;
+    seen.add(python);
+    const r = await exec(python, ['-c', 'import torch; print(torch.__version__)'], null, timeoutMs);
+    const version = r.stdout.trim().split('\n').pop() ?? '';
+    if (r.code === 0 && version) return { python, torchVersion: version };
+    if (r.error) failures.push(`${python}: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`);
+    else if (r.timedOut) failures.push(`${python}: importing torch took over ${timeoutMs} ms`);
+    else failures.push(`${python}: ${tail(r.stderr, 1) || `exit code ${r.code}`}`);
+  }
+  if (failures.length === 0) return { reason: 'no Python to try (empty candidate list)' };
+  return { reason: `no Python that imports torch (${failures.join('; ')})` };
+}
+
+/** The folder holding the peer scripts, found from this file whether it runs from bench/ or dist/bench/. */
+export function peersDir(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const candidate = join(dir, 'bench', 'peers');
+    if (existsSync(join(candidate, 'llama_ref.py'))) return candidate;
+    if (existsSync(join(dir, 'peers', 'llama_ref.py'))) return join(dir, 'peers');
+    dir = dirname(dir);
+  }
+  return null;
+}
+
+/**
+ * Runs bench/peers/<name>.py with `config` as JSON on stdin and returns the JSON object of its last stdout
+ * line. Sets OMP/OPENBLAS/MKL_NUM_THREADS to config.threads when that is a number, so the peer's libraries
+ * use the threads our engine gets. Resolves `{ ok: false, reason }` for any failure; never rejects.
+ */
+export async function runPeer(
+  name: string,
+  config: Record<string, unknown>,
+  options: RunPeerOptions = {},
+): Promise<PeerResult> {
+  if (!/^[A-Za-z0-9_]+$/.test(name)) return { ok: false, reason: `peer name must be letters, digits or _, got '${name}'` };
+  const dir = peersDir();
+  if (!dir) return { ok: false, reason: 'bench/peers/ is not there (the installed package does not ship the peers)' };
+  const script = join(dir, `${name}.py`);
+  if (!existsSync(script)) return { ok: false, reason: `no peer '${name}': ${script} does not exist` };
+  let python = options.python;
+  if (!python) {
+    const found = await findPython();
+    if ('reason' in found) return { ok: false, reason: found.reason };
+    python = found.python;
+  }
+  let input: string;
+  try {
+    input = JSON.stringify(config);
+  } catch (err) {
+    return { ok: false, reason: `peer '${name}': config is not JSON-serializable: ${(err as Error).message}` };
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: '1', ...options.env };
+  if (typeof config.threads === 'number' && Number.isInteger(config.threads) && config.threads > 0) {
+    for (const key of ['OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS']) {
+      env[key] = options.env?.[key] ?? String(config.threads);
+    }
+  }
+  const timeoutMs = options.timeoutMs ?? 600_000;
+  const r = await exec(python, [script], input, timeoutMs, env);
+  const where = `peer '${name}' (${python} ${script})`;
+  if (r.error) return { ok: false, reason: `${where} did not start: ${r.error.message}` };
+  if (r.timedOut) return { ok: false, reason: `${where} ran past the ${timeoutMs} ms timeout and was killed` };
+  if (r.code !== 0) {
+    const how = r.signal ? `was killed by ${r.signal}` : `exited with code ${r.code}`;
+    return { ok: false, reason: `${where} ${how}: ${tail(r.stderr) || '(no stderr)'}` };
+  }
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(last);
+  } catch {
+    return { ok: false, reason: `${where} printed no JSON on its last stdout line, got '${last.slice(0, 200)}'` };
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    return { ok: false, reason: `${where} printed ${last.slice(0, 200)}, not a JSON object` };
+  }
+  return { ok: true, result: parsed as Record<string, unknown>, python };
+}

@@ -1,0 +1,104 @@
+// Turning a model's next-token logits into responses: greedy or sampled (temperature, top-k), optionally
+// constrained by the verifier's state. The model is anything that implements StepDecoder.
+import { Rng } from '../puzzle/rng.js';
+import type { Puzzle } from '../puzzle/types.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import { encodeQuery } from '../train/sft.js';
+import { ConstrainedState } from './constrained.js';
+
+/** A model seen one token at a time, for a whole batch; the engine's decode session implements it. */
+export interface StepDecoder {
+  readonly vocabSize: number;
+  /** Reads the prompts; resolves to each sequence's logits for its next token. */
+  start(prompts: number[][]): Promise<Float32Array[]>;
+  /** Feeds one token to every sequence (finished ones too); resolves to the next logits. */
+  next(tokens: number[]): Promise<Float32Array[]>;
+  /** Frees the session's memory (KV cache). */
+  end(): void;
+}
+
+export interface DecodeOptions {
+  maxNewTokens: number;
+  /** 0: greedy. */
+  temperature: number;
+  /** 0: the whole vocabulary. */
+  topK: number;
+  /** Only well-formed steps over available numbers with correct results. */
+  constrained: boolean;
+  rng: Rng;
+  signal?: AbortSignal;
+}
+
+export interface Decoded {
+  response: string;
+  /** Tokens generated (the <eos> included when one was written). */
+  tokens: number;
+  /** True when the model wrote <eos> within maxNewTokens. */
+  stopped: boolean;
+}
+
+/** Chooses a token from logits: argmax (lowest id on ties) or a sample; masked-out ids are never chosen. */
+export function chooseToken(logits: Float32Array, mask: Uint8Array | null, temperature: number, topK: number, rng: Rng): number {
+  const V = logits.length;
+  if (temperature <= 0) {
+    let best = -1;
+    let bestValue = -Infinity;
+    for (let i = 0; i < V; i++) {
+      if (mask && !mask[i]) continue;
+      const x = logits[i];
+      if (best < 0 || x > bestValue) {
+        best = i;
+        bestValue = x;
+      }
+    }
+    if (best < 0) throw new Error('chooseToken(): the mask allows no token');
+    return best;
+  }
+  const ids: number[] = [];
+  for (let i = 0; i < V; i++) if (!mask || mask[i]) ids.push(i);
+  if (ids.length === 0) throw new Error('chooseToken(): the mask allows no token');
+  ids.sort((a, b) => logits[b] - logits[a] || a - b);
+  const kept = topK > 0 ? ids.slice(0, topK) : ids;
+  const top = logits[kept[0]];
+  const weights = kept.map((i) => (Number.isFinite(logits[i]) ? Math.exp((logits[i] - top) / temperature) : 0));
+  const total = weights.reduce((a, b) => a + b, 0);
+  let r = rng.nextFloat() * total;
+  for (let j = 0; j < kept.length; j++) {
+    r -= weights[j];
+    if (r < 0) return kept[j];
+  }
+  return kept[kept.length - 1];
+}
+
+/** Generates one response per puzzle with one decoding session for the whole batch. */
+export async function decodeBatch(decoder: StepDecoder, tokenizer: Tokenizer, puzzles: readonly Puzzle[], options: DecodeOptions): Promise<Decoded[]> {
+  const prompts = puzzles.map((p) => encodeQuery(tokenizer, p));
+  const states = options.constrained ? puzzles.map((p) => new ConstrainedState(tokenizer, p)) : null;
+  const generated: number[][] = puzzles.map(() => []);
+  const done = puzzles.map(() => false);
+  let logits = await decoder.start(prompts);
+  try {
+    for (let step = 0; step < options.maxNewTokens; step++) {
+      if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
+      const chosen = puzzles.map((_, i) => {
+        if (done[i]) return tokenizer.eos;
+        const mask = states ? states[i].allowed() : null;
+        const id = chooseToken(logits[i], mask, options.temperature, options.topK, options.rng);
+        states?.[i].advance(id);
+        if (id === tokenizer.eos) done[i] = true;
+        else generated[i].push(id);
+        return id;
+      });
+      if (done.every(Boolean) || step === options.maxNewTokens - 1) break;
+      logits = await decoder.next(chosen);
+    }
+  } finally {
+    decoder.end();
+  }
+  return generated.map((ids, i) => ({ response: safeDecode(tokenizer, ids), tokens: ids.length + (done[i] ? 1 : 0), stopped: done[i] }));
+}
+
+function safeDecode(tokenizer: Tokenizer, ids: number[]): string {
+  // special tokens in the middle of an answer are kept visible so the verifier rejects them
+  return ids.map((id) => tokenizer.tokenText(id)).join('');
+}

@@ -1,0 +1,215 @@
+// evaluate() over any StepDecoder: decodes every puzzle of the chosen evaluation sets, judges each response
+// with the verifier, and reports pass@1 (and pass@k when sampling) per set and per N, free and constrained.
+import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
+import { benchmarkSet, loadBenchmarkSet } from '../puzzle/benchmark-sets.js';
+import { formatPrompt } from '../puzzle/format.js';
+import { Rng } from '../puzzle/rng.js';
+import type { Puzzle } from '../puzzle/types.js';
+import { verify, type VerdictReason } from '../puzzle/verify.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import { decodeBatch, type StepDecoder } from './decode.js';
+
+export const DEFAULT_EVAL_SETS = ['id', 'ood-num-100', 'ood-num-1000', 'ood-form'] as const;
+
+export type DecodingMode = 'free' | 'constrained';
+
+export interface EvaluateCoreOptions {
+  /** Evaluation set ids (default: the paper's four). */
+  sets?: readonly string[];
+  /** At most this many puzzles per set, spread evenly over its cells (default: all). */
+  limit?: number;
+  /** Responses per puzzle: 1 gives pass@1; K > 1 samples and also gives pass@K (default 1). */
+  samples?: number;
+  /** Sampling temperature (default 0 = greedy with one sample, 1.0 with several). */
+  temperature?: number;
+  topK?: number;
+  seed?: number;
+  /** 'free', 'constrained', or both (default ['free']). */
+  modes?: readonly DecodingMode[];
+  batchSize?: number;
+  maxNewTokens?: number;
+  /** Writes one JSON record per response here (atomically). */
+  recordsPath?: string;
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface Score {
+  count: number;
+  pass1: number;
+  /** pass@k (unbiased estimator) when samples > 1. */
+  passK?: number;
+}
+
+export interface SetScore extends Score {
+  id: string;
+  mode: DecodingMode;
+  byN: Record<string, Score>;
+}
+
+export interface ResponseRecord {
+  set: string;
+  index: number;
+  n: number;
+  mode: DecodingMode;
+  sample: number;
+  prompt: string;
+  response: string;
+  ok: boolean;
+  reason: VerdictReason | null;
+  detail: string | null;
+  tokens: number;
+}
+
+export interface EvaluateResult {
+  samples: number;
+  scores: SetScore[];
+  generatedTokens: number;
+  seconds: number;
+  tokensPerSecond: number;
+  records: ResponseRecord[];
+}
+
+/** pass@k from n samples of which c are correct (Chen et al. 2021, the numerically stable form). */
+export function passAtK(n: number, c: number, k: number): number {
+  if (n - c < k) return 1;
+  let fail = 1;
+  for (let i = n - c + 1; i <= n; i++) fail *= 1 - k / i;
+  return 1 - fail;
+}
+
+/** An even spread of at most `limit` puzzles of a set (every cell keeps its share). */
+export function sampleSet<T>(puzzles: readonly T[], limit?: number): Array<{ puzzle: T; index: number }> {
+  const k = limit === undefined ? puzzles.length : Math.min(limit, puzzles.length);
+  return Array.from({ length: k }, (_, i) => {
+    const index = Math.floor((i * puzzles.length) / k);
+    return { puzzle: puzzles[index], index };
+  });
+}
+
+function checkOptions(o: EvaluateCoreOptions): void {
+  const positive = (name: string, v: number | undefined) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new RangeError(`evaluate(): ${name} must be a positive integer, got ${v}`);
+  };
+  positive('limit', o.limit);
+  positive('samples', o.samples);
+  positive('batchSize', o.batchSize);
+  positive('maxNewTokens', o.maxNewTokens);
+  if (o.temperature !== undefined && !(o.temperature >= 0 && Number.isFinite(o.temperature))) {
+    throw new RangeError(`evaluate(): temperature must be a finite number ≥ 0, got ${o.temperature}`);
+  }
+  if (o.topK !== undefined && (!Number.isInteger(o.topK) || o.topK < 0)) throw new RangeError(`evaluate(): topK must be an integer ≥ 0, got ${o.topK}`);
+  for (const m of o.modes ?? []) if (m !== 'free' && m !== 'constrained') throw new RangeError(`evaluate(): modes holds '${m}'; use 'free' and/or 'constrained'`);
+  for (const id of o.sets ?? []) benchmarkSet(id);
+}
+
+export async function evaluateWithDecoder(decoder: StepDecoder, tokenizer: Tokenizer, options: EvaluateCoreOptions = {}): Promise<EvaluateResult> {
+  checkOptions(options);
+  const sets = options.sets ?? DEFAULT_EVAL_SETS;
+  const samples = options.samples ?? 1;
+  const temperature = options.temperature ?? (samples > 1 ? 1.0 : 0);
+  const modes = options.modes ?? ['free'];
+  const batchSize = options.batchSize ?? 32;
+  const maxNewTokens = options.maxNewTokens ?? 200;
+  const rng = new Rng(options.seed ?? 1234);
+
+  type Job = { set: string; index: number; puzzle: Puzzle; sample: number; mode: DecodingMode };
+  const jobs: Job[] = [];
+  for (const mode of modes) {
+    for (const set of sets) {
+      for (const { puzzle, index } of sampleSet(loadBenchmarkSet(set), options.limit)) {
+        for (let sample = 0; sample < samples; sample++) jobs.push({ set, index, puzzle, sample, mode });
+      }
+    }
+  }
+
+  const records: ResponseRecord[] = [];
+  let generatedTokens = 0;
+  const t0 = performance.now();
+  for (let start = 0; start < jobs.length; start += batchSize) {
+    const group = jobs.slice(start, start + batchSize);
+    // one mode per batch keeps the decoding loop simple; modes are contiguous in `jobs`
+    const byMode = new Map<DecodingMode, Job[]>();
+    for (const j of group) byMode.set(j.mode, [...(byMode.get(j.mode) ?? []), j]);
+    for (const [mode, part] of byMode) {
+      const decoded = await decodeBatch(decoder, tokenizer, part.map((j) => j.puzzle), {
+        maxNewTokens,
+        temperature,
+        topK: options.topK ?? 0,
+        constrained: mode === 'constrained',
+        rng,
+        signal: options.signal,
+      });
+      part.forEach((job, i) => {
+        const verdict = verify(job.puzzle, decoded[i].response);
+        generatedTokens += decoded[i].tokens;
+        records.push({
+          set: job.set,
+          index: job.index,
+          n: job.puzzle.numbers.length,
+          mode,
+          sample: job.sample,
+          prompt: formatPrompt(job.puzzle),
+          response: decoded[i].response,
+          ok: verdict.ok,
+          reason: verdict.reason,
+          detail: verdict.detail,
+          tokens: decoded[i].tokens,
+        });
+      });
+    }
+    options.onProgress?.(Math.min(start + batchSize, jobs.length), jobs.length);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (options.recordsPath) writeRecords(options.recordsPath, records);
+  return { samples, scores: score(records, samples), generatedTokens, seconds, tokensPerSecond: generatedTokens / Math.max(seconds, 1e-9), records };
+}
+
+/** Scores per (mode, set) and per N from the records. */
+export function score(records: readonly ResponseRecord[], samples: number): SetScore[] {
+  const groups = new Map<string, ResponseRecord[]>();
+  for (const r of records) {
+    const key = `${r.mode}\u0000${r.set}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const out: SetScore[] = [];
+  for (const [key, rs] of groups) {
+    const [mode, id] = key.split('\u0000') as [DecodingMode, string];
+    const perPuzzle = new Map<number, { n: number; c: number; size: number }>();
+    for (const r of rs) {
+      const p = perPuzzle.get(r.index) ?? { n: 0, c: 0, size: r.n };
+      p.n++;
+      if (r.ok) p.c++;
+      perPuzzle.set(r.index, p);
+    }
+    const summarize = (ps: Array<{ n: number; c: number }>): Score => {
+      const s: Score = { count: ps.length, pass1: ps.reduce((a, p) => a + p.c / p.n, 0) / Math.max(ps.length, 1) };
+      if (samples > 1) s.passK = ps.reduce((a, p) => a + passAtK(p.n, p.c, samples), 0) / Math.max(ps.length, 1);
+      return s;
+    };
+    const all = [...perPuzzle.values()];
+    const byN: Record<string, Score> = {};
+    for (const size of [...new Set(all.map((p) => p.size))].sort((a, b) => a - b)) byN[String(size)] = summarize(all.filter((p) => p.size === size));
+    out.push({ id, mode, ...summarize(all), byN });
+  }
+  return out;
+}
+
+function writeRecords(path: string, records: readonly ResponseRecord[]): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    let chunk = '';
+    for (const r of records) {
+      chunk += JSON.stringify(r) + '\n';
+      if (chunk.length > 1 << 16) {
+        writeSync(fd, chunk);
+        chunk = '';
+      }
+    }
+    writeSync(fd, chunk);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}

@@ -1,0 +1,98 @@
+// The run's HTML report: one self-contained file (inline SVG, no scripts, no network) with the loss
+// curve and pass@1 per evaluation set.
+
+export interface ReportInput {
+  title: string;
+  /** Per-step loss (and optionally learning rate). */
+  steps: Array<{ step: number; loss: number; lr?: number }>;
+  /** pass@1 per set (and per decoding mode). */
+  scores: Array<{ set: string; mode: string; pass1: number; paper?: number }>;
+  /** Key facts shown in a table (config, timings). */
+  facts: Array<[string, string]>;
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+function niceTicks(lo: number, hi: number, count: number): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
+  const out: number[] = [];
+  for (let t = Math.ceil(lo / step) * step; t <= hi + 1e-12; t += step) out.push(Number(t.toPrecision(6)));
+  return out;
+}
+
+/** An SVG line chart of loss against step (raw points faint, a moving average on top). */
+export function lossChart(steps: ReportInput['steps'], width = 720, height = 320): string {
+  const pad = { l: 56, r: 16, t: 16, b: 40 };
+  if (steps.length === 0) return `<svg class="loss-chart" width="${width}" height="${height}" role="img" aria-label="no steps"><text x="20" y="40">no training steps</text></svg>`;
+  const xs = steps.map((s) => s.step);
+  const ys = steps.map((s) => s.loss).filter(Number.isFinite);
+  const x0 = Math.min(...xs);
+  const x1 = Math.max(...xs, x0 + 1);
+  const y0 = Math.min(0, ...ys);
+  const y1 = Math.max(...ys, y0 + 1e-6);
+  const X = (x: number) => pad.l + ((x - x0) / (x1 - x0)) * (width - pad.l - pad.r);
+  const Y = (y: number) => height - pad.b - ((y - y0) / (y1 - y0)) * (height - pad.t - pad.b);
+  const path = (pts: Array<[number, number]>) => pts.map(([x, y], i) => `${i ? 'L' : 'M'}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join('');
+  const raw = steps.filter((s) => Number.isFinite(s.loss)).map((s) => [s.step, s.loss] as [number, number]);
+  const window = Math.max(1, Math.round(raw.length / 50));
+  const smooth = raw.map(([x], i) => {
+    const part = raw.slice(Math.max(0, i - window + 1), i + 1);
+    return [x, part.reduce((a, [, y]) => a + y, 0) / part.length] as [number, number];
+  });
+  const grid = [
+    ...niceTicks(y0, y1, 5).map((t) => `<line x1="${pad.l}" x2="${width - pad.r}" y1="${Y(t)}" y2="${Y(t)}" class="grid"/><text x="${pad.l - 6}" y="${Y(t) + 4}" text-anchor="end">${t}</text>`),
+    ...niceTicks(x0, x1, 6).map((t) => `<text x="${X(t)}" y="${height - pad.b + 16}" text-anchor="middle">${t}</text>`),
+  ].join('');
+  return `<svg class="loss-chart" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="training loss by step">
+${grid}<line x1="${pad.l}" x2="${pad.l}" y1="${pad.t}" y2="${height - pad.b}" class="axis"/><line x1="${pad.l}" x2="${width - pad.r}" y1="${height - pad.b}" y2="${height - pad.b}" class="axis"/>
+<path d="${path(raw)}" class="raw"/><path d="${path(smooth)}" class="smooth"/>
+<text x="${(pad.l + width - pad.r) / 2}" y="${height - 6}" text-anchor="middle">step</text><text x="14" y="${(pad.t + height - pad.b) / 2}" transform="rotate(-90 14 ${(pad.t + height - pad.b) / 2})" text-anchor="middle">loss</text>
+</svg>`;
+}
+
+/** An SVG bar chart of pass@1 per set and mode, with the paper's number as a tick where known. */
+export function passChart(scores: ReportInput['scores'], width = 720, height = 320): string {
+  const pad = { l: 56, r: 16, t: 16, b: 64 };
+  const n = Math.max(1, scores.length);
+  const slot = (width - pad.l - pad.r) / n;
+  const Y = (y: number) => height - pad.b - y * (height - pad.t - pad.b);
+  const bars = scores
+    .map((s, i) => {
+      const x = pad.l + i * slot + slot * 0.15;
+      const w = slot * 0.7;
+      const paper = s.paper !== undefined ? `<line x1="${x - 3}" x2="${x + w + 3}" y1="${Y(s.paper)}" y2="${Y(s.paper)}" class="paper"><title>paper (100M): ${s.paper}</title></line>` : '';
+      return `<rect x="${x}" y="${Y(s.pass1)}" width="${w}" height="${Y(0) - Y(s.pass1)}" class="bar ${esc(s.mode)}"><title>${esc(s.set)} ${esc(s.mode)}: ${s.pass1.toFixed(3)}</title></rect>${paper}
+<text x="${x + w / 2}" y="${Y(s.pass1) - 4}" text-anchor="middle">${s.pass1.toFixed(3)}</text><text x="${x + w / 2}" y="${height - pad.b + 16}" text-anchor="middle">${esc(s.set)}</text><text x="${x + w / 2}" y="${height - pad.b + 30}" text-anchor="middle" class="mode">${esc(s.mode)}</text>`;
+    })
+    .join('\n');
+  const grid = [0, 0.25, 0.5, 0.75, 1].map((t) => `<line x1="${pad.l}" x2="${width - pad.r}" y1="${Y(t)}" y2="${Y(t)}" class="grid"/><text x="${pad.l - 6}" y="${Y(t) + 4}" text-anchor="end">${t}</text>`).join('');
+  return `<svg class="pass-chart" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="pass@1 by evaluation set">
+${grid}${bars}<text x="14" y="${(pad.t + height - pad.b) / 2}" transform="rotate(-90 14 ${(pad.t + height - pad.b) / 2})" text-anchor="middle">pass@1</text>
+</svg>`;
+}
+
+export function renderReport(input: ReportInput): string {
+  const facts = input.facts.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('\n');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${esc(input.title)}</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:780px}
+h1{font-size:20px}h2{font-size:16px;margin-top:28px}
+svg text{font-size:11px;fill:#444}.grid{stroke:#eee}.axis{stroke:#888}
+.raw{fill:none;stroke:#9ecae1;stroke-width:1}.smooth{fill:none;stroke:#08519c;stroke-width:2}
+.bar{fill:#3182bd}.bar.constrained{fill:#31a354}.paper{stroke:#d62728;stroke-width:2}.mode{fill:#888}
+table{border-collapse:collapse}th,td{text-align:left;padding:2px 12px 2px 0;border-bottom:1px solid #eee}
+</style></head><body>
+<h1>${esc(input.title)}</h1>
+<table>${facts}</table>
+<h2>Training loss</h2>
+${lossChart(input.steps)}
+<h2>pass@1 by evaluation set</h2>
+<p>Bars: this run (blue: free decoding, green: constrained). Red ticks: the paper's LoRA-tuned open-llama-3B trained on 100M puzzles.</p>
+${passChart(input.scores)}
+</body></html>
+`;
+}
