@@ -5,13 +5,15 @@ export interface BuildInfo {
   build: 'cpu' | 'cuda';
   cudaRuntimeVersion: number | null;
   cpu: {
-    simd: 'avx512' | 'avx2' | 'portable';
+    simd: SimdLevel;
     avx2: boolean;
     avx512: boolean;
     avx512bf16: boolean;
     hardwareThreads: number;
   };
 }
+
+export type SimdLevel = 'avx512' | 'avx2' | 'portable';
 
 export interface CudaDevice {
   index: number;
@@ -27,8 +29,233 @@ export interface CudaDeviceList {
   reason: string | null;
 }
 
+/** Hugging Face LlamaConfig keys the engine reads (snake_case, as in config.json). */
+export interface NativeLlamaConfig {
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads?: number;
+  vocab_size: number;
+  max_position_embeddings: number;
+  rms_norm_eps?: number;
+  rope_theta?: number;
+  tie_word_embeddings?: boolean;
+  initializer_range?: number;
+}
+
+export interface NativeLoraConfig {
+  r: number;
+  alpha?: number;
+  dropout?: number;
+  targets: string[];
+}
+
+export interface NativeEngineOptions {
+  config: NativeLlamaConfig;
+  lora?: NativeLoraConfig | null;
+  device?: 'cpu' | 'auto' | 'cuda';
+  seed?: number;
+  threads?: number;
+}
+
+/** A native flag an AbortSignal is wired to; workers stop at their next check once raised. */
+export interface NativeAbortFlag {
+  abort(): void;
+  aborted(): boolean;
+}
+
+export type ProgressCallback = (done: number, total: number) => void;
+
+export interface NativeTensorInfo {
+  name: string;
+  shape: number[];
+  trainable: boolean;
+}
+
+export interface NativeEngineInfo {
+  device: string;
+  threads: number;
+  parameterCount: number;
+  trainableCount: number;
+  memoryBytes: number;
+  step: number;
+}
+
+export interface NativeStepOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** 0 or absent: no clipping. */
+  maxGradNorm?: number;
+  /** Multiplies the gradients before clipping and the update (e.g. 1 / micro-batches). Default 1. */
+  gradScale?: number;
+}
+
+export interface NativeStepResult {
+  /** Global L2 norm of the gradients (times gradScale) before clipping. */
+  gradNorm: number;
+  clipScale: number;
+  step: number;
+  /** True when the gradient norm was not finite and nothing was updated. */
+  skipped: boolean;
+}
+
+export interface NativeGenerateOptions {
+  maxNewTokens?: number;
+  temperature?: number;
+  topK?: number;
+  seed?: number;
+  stopTokens?: number[];
+  abort?: NativeAbortFlag;
+  onProgress?: ProgressCallback;
+}
+
+/** The native engine object (native/addon/engine_wrap.cc). Calls must not overlap; Engine serializes them. */
+export interface NativeEngine {
+  info(): NativeEngineInfo;
+  parameters(): NativeTensorInfo[];
+  getParameter(name: string): Float32Array;
+  setParameter(name: string, data: Float32Array): void;
+  getGradient(name: string): Float32Array;
+  getOptimizerState(name: string): { expAvg: Float32Array; expAvgSq: Float32Array };
+  setOptimizerState(name: string, state: { expAvg: Float32Array; expAvgSq: Float32Array }): void;
+  setOptimizerState(step: number): void;
+  forward(tokens: Int32Array, options: { batch: number; seq: number; abort?: NativeAbortFlag }): Promise<Float32Array>;
+  forwardBackward(
+    tokens: Int32Array,
+    targets: Int32Array,
+    options: {
+      batch: number;
+      seq: number;
+      accumulate?: boolean;
+      dropoutSeed?: number;
+      abort?: NativeAbortFlag;
+      onProgress?: ProgressCallback;
+    },
+  ): Promise<{ loss: number; tokens: number }>;
+  step(options: NativeStepOptions): Promise<NativeStepResult>;
+  generate(prompts: Int32Array[], options?: NativeGenerateOptions): Promise<Int32Array[]>;
+  /** Starts a step-wise decode session: prompts [batch, promptLength]; returns next-token logits [batch, vocab]. */
+  decodeStart(tokens: Int32Array, options: { batch: number; promptLength: number; maxNewTokens: number }): Promise<Float32Array>;
+  /** Feeds one token per row; returns the next logits [batch, vocab]. */
+  decodeNext(tokens: Int32Array): Promise<Float32Array>;
+  decodeEnd(): void;
+  dispose(): void;
+  disposed(): boolean;
+}
+
+export interface NativeEngineConstructor {
+  new (options: NativeEngineOptions): NativeEngine;
+}
+
+export interface NativeAbortFlagConstructor {
+  new (): NativeAbortFlag;
+}
+
+/** Options every kernel takes: the thread count of the pool it runs on (default: all hardware threads). */
+export interface KernelThreads {
+  threads?: number;
+}
+
+export interface LoraKernelOptions {
+  loraA?: Float32Array;
+  loraB?: Float32Array;
+  r?: number;
+  /** alpha / r */
+  scale?: number;
+  dropout?: number;
+  train?: boolean;
+  seed?: number;
+}
+
+export interface AttentionDims extends KernelThreads {
+  b: number;
+  t: number;
+  h: number;
+  hkv: number;
+  d: number;
+}
+
+/** Each CPU op alone (native/addon/kernels_wrap.cc). Row-major; shapes in the option names. */
+export interface NativeKernels {
+  simd(): SimdLevel;
+  /** Picks the SIMD path for every kernel (clamped to what the CPU has); returns the level in use. */
+  setSimd(level: SimdLevel): SimdLevel;
+  /** C[m,n] = alpha op(A) op(B) + beta C; a is [m,k] (or [k,m] transA), b is [k,n] (or [n,k] transB). */
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; alpha?: number; beta?: number; c?: Float32Array },
+  ): Float32Array;
+  linearForward(
+    x: Float32Array,
+    w: Float32Array,
+    options: KernelThreads & LoraKernelOptions & { m: number; in: number; out: number },
+  ): { y: Float32Array; h: Float32Array | null; xd: Float32Array | null };
+  linearBackward(
+    dy: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    options: KernelThreads & LoraKernelOptions & { m: number; in: number; out: number; h?: Float32Array; xd?: Float32Array },
+  ): { dx: Float32Array; dw: Float32Array; dA: Float32Array | null; dB: Float32Array | null };
+  embeddingForward(tokens: Int32Array, wte: Float32Array, options: KernelThreads & { n: number; c: number; v: number }): Float32Array;
+  embeddingBackward(dout: Float32Array, tokens: Int32Array, options: KernelThreads & { n: number; c: number; v: number }): Float32Array;
+  rmsnormForward(
+    x: Float32Array,
+    weight: Float32Array,
+    options: KernelThreads & { n: number; c: number; eps?: number },
+  ): { out: Float32Array; rstd: Float32Array };
+  rmsnormBackward(
+    dout: Float32Array,
+    x: Float32Array,
+    weight: Float32Array,
+    rstd: Float32Array,
+    options: KernelThreads & { n: number; c: number },
+  ): { dx: Float32Array; dw: Float32Array };
+  ropeForward(x: Float32Array, options: KernelThreads & { b: number; t: number; h: number; d: number; theta?: number; pos0?: number }): Float32Array;
+  ropeBackward(dx: Float32Array, options: KernelThreads & { b: number; t: number; h: number; d: number; theta?: number; pos0?: number }): Float32Array;
+  attentionForward(q: Float32Array, k: Float32Array, v: Float32Array, options: AttentionDims): { out: Float32Array; lse: Float32Array };
+  attentionBackward(
+    dout: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+    lse: Float32Array,
+    options: AttentionDims,
+  ): { dq: Float32Array; dk: Float32Array; dv: Float32Array };
+  swigluForward(gate: Float32Array, up: Float32Array, options?: KernelThreads): Float32Array;
+  swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, options?: KernelThreads): { dgate: Float32Array; dup: Float32Array };
+  crossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    options: KernelThreads & { n: number; v: number; dscale?: number },
+  ): { losses: Float32Array; dlogits: Float32Array };
+  adamw(
+    param: Float32Array,
+    grad: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    options: KernelThreads & { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; step?: number; gradScale?: number },
+  ): { param: Float32Array; m: Float32Array; v: Float32Array };
+  /** Times C = op(A) op(B) off the JS thread; best of `repeats` after one warm-up. */
+  timeMatmul(options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; repeats?: number }): Promise<{
+    bestSeconds: number;
+    meanSeconds: number;
+    gflops: number;
+    meanGflops: number;
+  }>;
+  timeAttention(options: AttentionDims & { repeats?: number }): Promise<{ msFwdBwd: number }>;
+}
+
 /** Every function the addon exports. */
 export interface NativeAddon {
   buildInfo(): BuildInfo;
   cudaDevices(): CudaDeviceList;
+  NativeEngine: NativeEngineConstructor;
+  AbortFlag: NativeAbortFlagConstructor;
+  kernels: NativeKernels;
 }

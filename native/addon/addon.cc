@@ -2,6 +2,11 @@
 #include <napi.h>
 
 #include "../core/cpu_features.h"
+#include "../cpu/simd.h"
+#include "abort_flag.h"
+#include "addon_data.h"
+#include "engine_wrap.h"
+#include "kernels_wrap.h"
 #ifdef PUZZLE_LLAMA_CUDA
 #include "../cuda/device_info.h"
 #endif
@@ -20,7 +25,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 #endif
   const pl::CpuFeatures& f = pl::cpuFeatures();
   Napi::Object cpu = Napi::Object::New(env);
-  cpu.Set("simd", pl::simdLevel());
+  cpu.Set("simd", pl::cpu::isaName(pl::cpu::bestIsa()));
   cpu.Set("avx2", f.avx2 && f.fma);
   cpu.Set("avx512", f.avx512f && f.avx512bw);
   cpu.Set("avx512bf16", f.avx512bf16);
@@ -57,6 +62,15 @@ Napi::Value CudaDevices(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("cudaDevices", Napi::Function::New(env, CudaDevices, "cudaDevices"));
+  auto* data = new pl::addon::AddonData();
+  Napi::Function abortFlag = pl::addon::AbortFlag::Define(env);
+  Napi::Function engine = pl::addon::EngineWrap::Define(env);
+  data->abortFlagClass = Napi::Persistent(abortFlag);
+  data->engineClass = Napi::Persistent(engine);
+  env.SetInstanceData<pl::addon::AddonData>(data);
+  exports.Set("AbortFlag", abortFlag);
+  exports.Set("NativeEngine", engine);
+  exports.Set("kernels", pl::addon::DefineKernels(env));
   return exports;
 }
 

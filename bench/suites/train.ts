@@ -1,0 +1,120 @@
+// `--suite train`: a full training step (forward, backward, AdamW) of the tiny preset in tokens/s, with and
+// without LoRA, generation tokens/s with the KV cache, and peak RSS over 1,000 steps; beside PyTorch peers.
+import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
+import { Engine } from '../../lib/engine/engine.js';
+import { presetConfig, type LoraOptions } from '../../lib/engine/config.js';
+import { peerNumber, runPeer } from './peers.js';
+
+function batchOf(b: number, t: number, vocab: number, seed: number): { tokens: Int32Array; targets: Int32Array } {
+  let s = seed >>> 0;
+  const next = (): number => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s % vocab;
+  };
+  const tokens = Int32Array.from({ length: b * t }, next);
+  const targets = Int32Array.from({ length: b * t }, next);
+  return { tokens, targets };
+}
+
+async function trainRate(engine: Engine, batch: number, seq: number, steps: number, vocab: number): Promise<number> {
+  const { tokens, targets } = batchOf(batch, seq, vocab, 1);
+  const stepOpts = { lr: 1e-3, weightDecay: 0.01, maxGradNorm: 1 };
+  for (let i = 0; i < 3; i++) {
+    await engine.forwardBackward(tokens, targets, { batch, seq });
+    await engine.step(stepOpts);
+  }
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    await engine.forwardBackward(tokens, targets, { batch, seq });
+    await engine.step(stepOpts);
+  }
+  return (batch * seq * steps) / ((performance.now() - t0) / 1000);
+}
+
+export const trainSuite: BenchSuite = {
+  name: 'train',
+  description: 'tiny-preset training step (fwd+bwd+AdamW) and generation tokens/s vs PyTorch; RSS over 1,000 steps',
+  async run(options: BenchOptions): Promise<BenchRow[]> {
+    if (options.device !== 'cpu') {
+      return [{ name: 'train', unit: '', value: 0, higherIsBetter: true, peerSkipped: `device ${options.device}: the CUDA backend is not built yet`, note: 'skipped' }];
+    }
+    const threads = options.threads;
+    const config = presetConfig('tiny');
+    const batch = 16;
+    const seq = 64;
+    const steps = options.quick ? 5 : 30;
+    const rows: BenchRow[] = [];
+    const lora: LoraOptions = { r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+    for (const [label, loraOpt] of [
+      ['full', null],
+      ['LoRA r=8 all-linear', lora],
+    ] as const) {
+      const engine = await Engine.create({ config, lora: loraOpt, seed: 1, threads });
+      const rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
+      engine.dispose();
+      const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
+      const peer = await runPeer('train_step', { config, lora: loraOpt, batch, seq, threads, steps, adamw });
+      rows.push({
+        name: `train step tiny (${label}) b=${batch} t=${seq}`,
+        unit: 'tokens/s',
+        value: rate,
+        higherIsBetter: true,
+        target: 2.0,
+        ...peerNumber(peer, 'tokensPerSecond'),
+      });
+    }
+
+    // Generation: greedy, a batch of equal-length prompts decoding in lockstep with the KV cache.
+    {
+      const engine = await Engine.create({ config, seed: 1, threads });
+      const promptLength = 16;
+      const newTokens = options.quick ? 16 : 48;
+      for (const genBatch of [1, 16]) {
+        const prompts = Array.from({ length: genBatch }, (_, i) => batchOf(1, promptLength, config.vocab_size, i + 1).tokens);
+        await engine.generate(prompts, { maxNewTokens: 4 });
+        const t0 = performance.now();
+        const out = await engine.generate(prompts, { maxNewTokens: newTokens });
+        const seconds = (performance.now() - t0) / 1000;
+        const produced = out.reduce((s, o) => s + o.length, 0);
+        const peer = await runPeer('generate', { config, batch: genBatch, promptLen: promptLength, newTokens, threads });
+        rows.push({
+          name: `generate tiny batch=${genBatch} prompt=${promptLength} new=${newTokens}`,
+          unit: 'tokens/s',
+          value: produced / seconds,
+          higherIsBetter: true,
+          ...peerNumber(peer, 'tokensPerSecond'),
+        });
+      }
+      engine.dispose();
+    }
+
+    // Peak RSS over 1,000 steps: the engine allocates once, so RSS after warm-up should not grow.
+    {
+      const total = options.quick ? 200 : 1000;
+      const engine = await Engine.create({ config, seed: 2, threads });
+      const { tokens, targets } = batchOf(8, 64, config.vocab_size, 3);
+      let warm = 0;
+      let peak = 0;
+      for (let i = 0; i < total; i++) {
+        await engine.forwardBackward(tokens, targets, { batch: 8, seq: 64 });
+        await engine.step({ lr: 1e-3 });
+        const rss = process.memoryUsage().rss;
+        if (i === 19) warm = rss;
+        peak = Math.max(peak, rss);
+      }
+      engine.dispose();
+      rows.push({
+        name: `peak RSS growth after warm-up over ${total} steps`,
+        unit: 'MiB',
+        value: (peak - warm) / 2 ** 20,
+        higherIsBetter: false,
+        peerSkipped: 'no peer: a flatness check (RSS after step 20 vs peak)',
+        note: `RSS after 20 steps ${(warm / 2 ** 20).toFixed(1)} MiB, peak ${(peak / 2 ** 20).toFixed(1)} MiB`,
+      });
+    }
+
+    return rows;
+  },
+};
+
+export const suite = trainSuite;

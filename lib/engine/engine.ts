@@ -1,0 +1,273 @@
+// The Engine class of DESIGN.md: a LLaMA (+ LoRA) model held by the native addon, with calls serialized,
+// AbortSignal wired to the native abort flag, and errors pointing at the caller's line.
+import { loadAddon } from './loader.js';
+import { validateConfig, validateLora, type LlamaConfig, type LoraOptions } from './config.js';
+import type {
+  NativeAbortFlag,
+  NativeEngine,
+  NativeEngineInfo,
+  NativeStepResult,
+  NativeTensorInfo,
+  ProgressCallback,
+} from './native.js';
+
+export interface EngineOptions {
+  config: Partial<LlamaConfig>;
+  /** PEFT LoRA; absent or null trains every parameter. */
+  lora?: Partial<LoraOptions> | null;
+  device?: 'auto' | 'cpu' | 'cuda';
+  /** Seeds the initial weights (and LoRA dropout). Default 0. */
+  seed?: number;
+  /** Worker threads for this engine's pool (default: all hardware threads). */
+  threads?: number;
+}
+
+export interface BatchShape {
+  batch: number;
+  seq: number;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+  onProgress?: ProgressCallback;
+}
+
+export interface ForwardBackwardOptions extends BatchShape, CallOptions {
+  /** Add to the gradients instead of overwriting them (gradient accumulation). */
+  accumulate?: boolean;
+  /** Fixes the LoRA dropout masks (by default each call draws new ones). */
+  dropoutSeed?: number;
+}
+
+export interface StepOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_); 0 or absent: none. */
+  maxGradNorm?: number;
+  /** Multiplies the gradients before clipping and the update (e.g. 1 / micro-batches). Default 1. */
+  gradScale?: number;
+}
+
+export interface GenerateOptions extends CallOptions {
+  maxNewTokens?: number;
+  /** 0 (default): greedy. */
+  temperature?: number;
+  /** 0 (default): the whole vocabulary. */
+  topK?: number;
+  seed?: number;
+  /** Generation of a prompt stops at the first of these (which is not returned). */
+  stopTokens?: number[];
+}
+
+export type StepResult = NativeStepResult;
+export type TensorInfo = NativeTensorInfo;
+export type EngineInfo = NativeEngineInfo;
+
+function abortError(where: string, signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason;
+  const err = new Error(`${where}: the operation was aborted`);
+  err.name = 'AbortError';
+  return err;
+}
+
+export class Engine {
+  readonly config: LlamaConfig;
+  readonly lora: LoraOptions | null;
+  readonly device: 'cpu' | 'cuda';
+  #native: NativeEngine | null;
+  #queue: Promise<unknown> = Promise.resolve();
+  #newFlag: () => NativeAbortFlag;
+
+  private constructor(native: NativeEngine, config: LlamaConfig, lora: LoraOptions | null, newFlag: () => NativeAbortFlag) {
+    this.#native = native;
+    this.config = config;
+    this.lora = lora;
+    this.device = 'cpu';
+    this.#newFlag = newFlag;
+  }
+
+  /** Builds the model and initializes its weights (HF: normal(0, 0.02), norms 1; LoRA A Kaiming-uniform, B 0). */
+  static async create(options: EngineOptions): Promise<Engine> {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`Engine.create(): options must be an object, got ${String(options)}`);
+    }
+    const config = validateConfig(options.config, 'Engine.create(): config');
+    const lora = options.lora ? validateLora(options.lora, 'Engine.create(): lora') : null;
+    const device = options.device ?? 'auto';
+    const { addon, build } = loadAddon();
+    if (device === 'cuda' && build !== 'cuda') {
+      throw new Error(`Engine.create(): device 'cuda' was asked for but the loaded addon is the ${build} build`);
+    }
+    const native = new addon.NativeEngine({
+      config,
+      lora,
+      device: device === 'cuda' ? 'cuda' : device === 'auto' ? 'auto' : 'cpu',
+      seed: options.seed ?? 0,
+      threads: options.threads,
+    });
+    return new Engine(native, config, lora, () => new addon.AbortFlag());
+  }
+
+  #alive(where: string): NativeEngine {
+    if (this.#native === null) throw new Error(`${where}: the engine was disposed`);
+    return this.#native;
+  }
+
+  /** Runs `fn` after every earlier call has settled; aborts via the signal; rethrows at the caller's line. */
+  #enqueue<T>(where: string, signal: AbortSignal | undefined, fn: (native: NativeEngine, flag: NativeAbortFlag | undefined) => Promise<T>): Promise<T> {
+    const site = new Error(where);
+    const run = async (): Promise<T> => {
+      const native = this.#alive(where);
+      if (signal?.aborted) throw abortError(where, signal);
+      let flag: NativeAbortFlag | undefined;
+      let onAbort: (() => void) | undefined;
+      if (signal) {
+        const f = this.#newFlag();
+        flag = f;
+        onAbort = () => f.abort();
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      try {
+        return await fn(native, flag);
+      } catch (err) {
+        if (err instanceof Error) {
+          if (err.name === 'AbortError' && signal?.aborted && signal.reason instanceof Error) throw signal.reason;
+          if (!err.message.startsWith(where)) err.message = `${where}: ${err.message}`;
+          err.stack = `${err.name}: ${err.message}\n${(site.stack ?? '').split('\n').slice(1).join('\n')}`;
+        }
+        throw err;
+      } finally {
+        if (signal && onAbort) signal.removeEventListener('abort', onAbort);
+      }
+    };
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  info(): EngineInfo {
+    return this.#alive('info()').info();
+  }
+
+  /** Every tensor: Hugging Face names, PEFT names for LoRA tensors (lm_head.weight is absent when tied). */
+  parameters(): TensorInfo[] {
+    return this.#alive('parameters()').parameters();
+  }
+
+  parameterNames(): string[] {
+    return this.parameters().map((p) => p.name);
+  }
+
+  /** Names of the tensors step() updates (LoRA A/B with LoRA, else all). */
+  trainableNames(): string[] {
+    return this.parameters()
+      .filter((p) => p.trainable)
+      .map((p) => p.name);
+  }
+
+  getParameter(name: string): Float32Array {
+    return this.#alive('getParameter()').getParameter(name);
+  }
+
+  setParameter(name: string, data: Float32Array): void {
+    this.#alive('setParameter()').setParameter(name, data);
+  }
+
+  getGradient(name: string): Float32Array {
+    return this.#alive('getGradient()').getGradient(name);
+  }
+
+  getOptimizerState(name: string): { expAvg: Float32Array; expAvgSq: Float32Array } {
+    return this.#alive('getOptimizerState()').getOptimizerState(name);
+  }
+
+  setOptimizerState(name: string, state: { expAvg: Float32Array; expAvgSq: Float32Array }): void {
+    this.#alive('setOptimizerState()').setOptimizerState(name, state);
+  }
+
+  /** The AdamW step counter (for bias correction); set it when resuming from a checkpoint. */
+  get stepCount(): number {
+    return this.#alive('stepCount').info().step;
+  }
+
+  set stepCount(step: number) {
+    this.#alive('stepCount').setOptimizerState(step);
+  }
+
+  /** Logits [batch, seq, vocab] (evaluation mode: no dropout). */
+  forward(tokens: Int32Array, options: BatchShape & { signal?: AbortSignal }): Promise<Float32Array> {
+    return this.#enqueue('forward()', options?.signal, (n, abort) =>
+      n.forward(tokens, { batch: options.batch, seq: options.seq, abort }),
+    );
+  }
+
+  /** Mean cross-entropy over targets != -100, and the gradients of every trainable tensor. */
+  forwardBackward(tokens: Int32Array, targets: Int32Array, options: ForwardBackwardOptions): Promise<{ loss: number; tokens: number }> {
+    return this.#enqueue('forwardBackward()', options?.signal, (n, abort) =>
+      n.forwardBackward(tokens, targets, {
+        batch: options.batch,
+        seq: options.seq,
+        accumulate: options.accumulate,
+        dropoutSeed: options.dropoutSeed,
+        onProgress: options.onProgress,
+        abort,
+      }),
+    );
+  }
+
+  /** One AdamW step (PyTorch semantics, weight decay on every trainable tensor) after optional clipping. */
+  step(options: StepOptions): Promise<StepResult> {
+    return this.#enqueue('step()', undefined, (n) => n.step(options));
+  }
+
+  /** Continues each prompt (token ids); returns only the new tokens of each. */
+  generate(prompts: Array<Int32Array | number[]>, options: GenerateOptions = {}): Promise<Int32Array[]> {
+    const list = Array.isArray(prompts) ? prompts.map((p) => (Array.isArray(p) ? Int32Array.from(p) : p)) : prompts;
+    return this.#enqueue('generate()', options.signal, (n, abort) =>
+      n.generate(list, {
+        maxNewTokens: options.maxNewTokens,
+        temperature: options.temperature,
+        topK: options.topK,
+        seed: options.seed,
+        stopTokens: options.stopTokens,
+        onProgress: options.onProgress,
+        abort,
+      }),
+    );
+  }
+
+  /**
+   * Starts a step-wise decode session over the KV cache (for decoders that choose each token themselves):
+   * the prompts, all of length promptLength, go through once; returns each row's next-token logits [batch, vocab].
+   */
+  decodeStart(tokens: Int32Array, options: { batch: number; promptLength: number; maxNewTokens: number; signal?: AbortSignal }): Promise<Float32Array> {
+    return this.#enqueue('decodeStart()', options?.signal, (n) =>
+      n.decodeStart(tokens, { batch: options.batch, promptLength: options.promptLength, maxNewTokens: options.maxNewTokens }),
+    );
+  }
+
+  /** Appends one token per row of the session; returns the next logits [batch, vocab]. */
+  decodeNext(tokens: Int32Array): Promise<Float32Array> {
+    return this.#enqueue('decodeNext()', undefined, (n) => n.decodeNext(tokens));
+  }
+
+  /** Ends the decode session (generate() also ends one). */
+  decodeEnd(): void {
+    this.#alive('decodeEnd()').decodeEnd();
+  }
+
+  /** Frees the native memory (after any running call finishes). Idempotent. */
+  dispose(): void {
+    if (this.#native === null) return;
+    this.#native.dispose();
+    this.#native = null;
+  }
+
+  get disposed(): boolean {
+    return this.#native === null;
+  }
+}

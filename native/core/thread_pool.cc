@@ -1,0 +1,114 @@
+// The persistent thread pool: a generation counter wakes workers, who spin briefly before sleeping.
+#include "thread_pool.h"
+
+#include <algorithm>
+
+namespace pl {
+
+namespace {
+thread_local bool tlsInsidePool = false;
+constexpr int kSpinIterations = 20000;
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) : size_(std::max(1, threads)) {
+  for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i] { workerLoop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::workerLoop(int index) {
+  tlsInsidePool = true;
+  uint64_t seen = 0;
+  for (;;) {
+    // Spin a little: kernels come in quick succession during a training step.
+    int spins = 0;
+    while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
+      ++spins;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    const std::function<void(int)>* job = nullptr;
+    int participants = 0;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
+      if (stop_) return;
+      seen = generation_.load(std::memory_order_acquire);
+      job = job_;
+      participants = participants_;
+    }
+    if (index < participants) {
+      try {
+        (*job)(index);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(errorMutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_all();
+      }
+    }
+  }
+}
+
+void ThreadPool::dispatch(int participants, const std::function<void(int)>& job) {
+  if (participants <= 1 || tlsInsidePool || workers_.empty()) {
+    for (int t = 0; t < participants; ++t) job(t);
+    return;
+  }
+  std::lock_guard<std::mutex> caller(callerMutex_);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_ = &job;
+    participants_ = participants;
+    pending_.store(participants - 1, std::memory_order_release);
+    error_ = nullptr;
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  wake_.notify_all();
+  tlsInsidePool = true;
+  std::exception_ptr mine;
+  try {
+    job(0);
+  } catch (...) {
+    mine = std::current_exception();
+  }
+  tlsInsidePool = false;
+  int spins = 0;
+  while (pending_.load(std::memory_order_acquire) != 0 && spins < kSpinIterations) {
+    ++spins;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  if (pending_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+  }
+  if (mine) std::rethrow_exception(mine);
+  if (error_) std::rethrow_exception(error_);
+}
+
+void ThreadPool::parallelFor(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (n <= 0) return;
+  const int t = static_cast<int>(std::min<int64_t>(size_, n));
+  std::function<void(int)> job = [&](int i) {
+    const int64_t begin = n * i / t, end = n * (i + 1) / t;
+    if (begin < end) fn(begin, end, i);
+  };
+  dispatch(t, job);
+}
+
+void ThreadPool::onEachThread(const std::function<void(int)>& fn) { dispatch(size_, fn); }
+
+}  // namespace pl

@@ -1,0 +1,52 @@
+// A persistent thread pool: workers wait for work between calls, so a kernel pays microseconds,
+// not a thread start, to go parallel. Work is split statically (task -> thread is a pure function of
+// the task count and the thread count), which keeps every result deterministic for a thread count.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace pl {
+
+class ThreadPool {
+ public:
+  // `threads` counts the calling thread: a pool of 1 runs everything inline.
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return size_; }
+
+  // Calls fn(begin, end, thread) over contiguous ranges that cover [0, n): thread t gets
+  // [t*n/T, (t+1)*n/T) where T = min(size, n). Returns when every range is done. Called from
+  // inside a task, it runs inline (no nested parallelism, no deadlock).
+  void parallelFor(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn);
+
+  // Calls fn(thread) once on each of the pool's threads.
+  void onEachThread(const std::function<void(int)>& fn);
+
+ private:
+  void workerLoop(int index);
+  void dispatch(int participants, const std::function<void(int)>& job);
+
+  int size_;
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::mutex callerMutex_;  // one parallel region at a time, whoever calls
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  const std::function<void(int)>* job_ = nullptr;
+  int participants_ = 0;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::mutex errorMutex_;
+};
+
+}  // namespace pl

@@ -1,0 +1,89 @@
+// CpuBackend: forwards each op of the interface to its CPU kernel on the backend's thread pool.
+#include "cpu_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "../core/error.h"
+#include "gemm.h"
+#include "ops.h"
+
+namespace pl::cpu {
+
+CpuBackend::CpuBackend(int threads) : pool_(std::make_unique<ThreadPool>(threads)) {}
+
+void* CpuBackend::allocate(size_t bytes) {
+  const size_t rounded = ((bytes + 63) / 64) * 64;
+  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  if (!p) throw Error("cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
+  std::memset(p, 0, rounded == 0 ? 64 : rounded);
+  return p;
+}
+void CpuBackend::release(void* ptr) { std::free(ptr); }
+void CpuBackend::upload(void* dst, const void* hostSrc, size_t bytes) { std::memcpy(dst, hostSrc, bytes); }
+void CpuBackend::download(void* hostDst, const void* src, size_t bytes) { std::memcpy(hostDst, src, bytes); }
+void CpuBackend::copy(void* dst, const void* src, size_t bytes) { std::memmove(dst, src, bytes); }
+void CpuBackend::zero(void* dst, size_t bytes) { std::memset(dst, 0, bytes); }
+
+void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB,
+                      float alpha, float beta) {
+  cpu::gemm(*pool_, C, A, B, M, N, K, transA, transB, alpha, beta);
+}
+void CpuBackend::add(float* out, const float* a, const float* b, size_t n) { cpu::add(*pool_, out, a, b, n); }
+void CpuBackend::axpy(float* y, const float* x, float a, size_t n) { cpu::axpy(*pool_, y, x, a, n); }
+void CpuBackend::scale(float* x, float a, size_t n) { cpu::scale(*pool_, x, a, n); }
+double CpuBackend::sumSquares(const float* x, size_t n) { return cpu::sumSquares(*pool_, x, n); }
+void CpuBackend::embeddingForward(float* out, const int32_t* tokens, const float* wte, int N, int C) {
+  cpu::embeddingForward(*pool_, out, tokens, wte, N, C);
+}
+void CpuBackend::embeddingBackward(float* dwte, const float* dout, const int32_t* tokens, int N, int C, int V) {
+  cpu::embeddingBackward(*pool_, dwte, dout, tokens, N, C, V);
+}
+void CpuBackend::rmsnormForward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
+                                float eps) {
+  cpu::rmsnormForward(*pool_, out, rstd, inp, weight, N, C, eps);
+}
+void CpuBackend::rmsnormBackward(float* dinp, float* dweight, const float* dout, const float* inp,
+                                 const float* weight, const float* rstd, int N, int C) {
+  cpu::rmsnormBackward(*pool_, dinp, dweight, dout, inp, weight, rstd, N, C);
+}
+void CpuBackend::ropeForward(float* x, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
+                             int pos0) {
+  cpu::rope(*pool_, x, cosTable, sinTable, B, T, H, D, pos0, false);
+}
+void CpuBackend::ropeBackward(float* dx, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
+                              int pos0) {
+  cpu::rope(*pool_, dx, cosTable, sinTable, B, T, H, D, pos0, true);
+}
+void CpuBackend::attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, int B,
+                                  int Tq, int Tcap, int H, int Hkv, int D, int pos0) {
+  cpu::attentionForward(*pool_, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
+}
+void CpuBackend::attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                   const float* k, const float* v, const float* out, const float* lse, int B, int T,
+                                   int H, int Hkv, int D) {
+  cpu::attentionBackward(*pool_, dq, dk, dv, dout, q, k, v, out, lse, B, T, H, Hkv, D);
+}
+void CpuBackend::swigluForward(float* out, const float* gate, const float* up, size_t n) {
+  cpu::swigluForward(*pool_, out, gate, up, n);
+}
+void CpuBackend::swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                                size_t n) {
+  cpu::swigluBackward(*pool_, dgate, dup, dout, gate, up, n);
+}
+void CpuBackend::crossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, float dscale,
+                              bool grad) {
+  cpu::crossEntropy(*pool_, losses, logits, targets, N, V, dscale, grad);
+}
+void CpuBackend::dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed) {
+  cpu::dropoutForward(*pool_, out, inp, n, p, seed);
+}
+void CpuBackend::dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed) {
+  cpu::dropoutBackward(*pool_, dinp, dout, n, p, seed);
+}
+void CpuBackend::adamw(float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp) {
+  cpu::adamw(*pool_, param, grad, m, v, n, hp);
+}
+
+}  // namespace pl::cpu

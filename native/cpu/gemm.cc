@@ -1,0 +1,261 @@
+// The packed GEMM: pack a KCxNC block of op(B) once per (jc, pc) (threads share it), pack MCxKC blocks of
+// op(A) per task, and run the register-blocked microkernel over MRxNR tiles of C.
+#include "gemm.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "simd.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PL_X86 1
+#endif
+
+namespace pl::cpu {
+namespace {
+
+constexpr int kKC = 256;
+constexpr int kNC = 4096;
+constexpr int kMCTarget = 144;
+
+using MicroKernel = void (*)(int kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta);
+
+// ---- microkernels: c[MR,NR] (row stride ldc) = alpha * a-panel @ b-panel + beta * c -------------
+
+void microPortable(int kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta) {
+  constexpr int MR = 4, NR = 16;
+  float acc[MR][NR] = {};
+  for (int p = 0; p < kc; ++p) {
+    for (int i = 0; i < MR; ++i) {
+      const float ai = a[p * MR + i];
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[p * NR + j];
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j)
+      c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
+}
+
+#ifdef PL_X86
+PL_TARGET_AVX2 void microAvx2(int kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                              float beta) {
+  constexpr int MR = 6;
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
+         c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
+         c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps(),
+         c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int p = 0; p < kc; ++p) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 av;
+    av = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+    av = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+    av = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+    av = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+    av = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+    av = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    a += MR;
+    b += 16;
+  }
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  __m256 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    for (int h = 0; h < 2; ++h) {
+      __m256 r = _mm256_mul_ps(va, rows[i][h]);
+      if (beta != 0.0f) r = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8 * h), r);
+      _mm256_storeu_ps(ci + 8 * h, r);
+    }
+  }
+}
+
+#define PL_ROW(i)                                      \
+  {                                                    \
+    const __m512 av = _mm512_set1_ps(a[i]);            \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);        \
+    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);        \
+  }
+
+PL_TARGET_AVX512 void microAvx512(int kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                  float beta) {
+  constexpr int MR = 12;
+  __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(),
+         c11 = _mm512_setzero_ps(), c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(),
+         c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps(), c40 = _mm512_setzero_ps(),
+         c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps(),
+         c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c70 = _mm512_setzero_ps(),
+         c71 = _mm512_setzero_ps(), c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps(),
+         c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
+  __m512 cA0 = _mm512_setzero_ps(), cA1 = _mm512_setzero_ps(), cB0 = _mm512_setzero_ps(),
+         cB1 = _mm512_setzero_ps();
+  for (int p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 256), _MM_HINT_T0);
+    PL_ROW(0) PL_ROW(1) PL_ROW(2) PL_ROW(3) PL_ROW(4) PL_ROW(5) PL_ROW(6) PL_ROW(7) PL_ROW(8) PL_ROW(9)
+    {
+      const __m512 av = _mm512_set1_ps(a[10]);
+      cA0 = _mm512_fmadd_ps(av, b0, cA0);
+      cA1 = _mm512_fmadd_ps(av, b1, cA1);
+    }
+    {
+      const __m512 av = _mm512_set1_ps(a[11]);
+      cB0 = _mm512_fmadd_ps(av, b0, cB0);
+      cB1 = _mm512_fmadd_ps(av, b1, cB1);
+    }
+    a += MR;
+    b += 32;
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  __m512 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
+                        {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91}, {cA0, cA1}, {cB0, cB1}};
+  if (beta == 0.0f) {
+    for (int i = 0; i < MR; ++i) {
+      _mm512_storeu_ps(c + i * ldc, _mm512_mul_ps(va, rows[i][0]));
+      _mm512_storeu_ps(c + i * ldc + 16, _mm512_mul_ps(va, rows[i][1]));
+    }
+  } else {
+    for (int i = 0; i < MR; ++i) {
+      float* ci = c + i * ldc;
+      _mm512_storeu_ps(ci, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), _mm512_mul_ps(va, rows[i][0])));
+      _mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), _mm512_mul_ps(va, rows[i][1])));
+    }
+  }
+}
+#undef PL_ROW
+#endif  // PL_X86
+
+// ---- packing ---------------------------------------------------------------------------------
+
+// op(A)[i0 : i0+mc, p0 : p0+kc] -> panels of MR rows, each [kc][MR], zero-padded past mc.
+template <int MR>
+void packA(float* out, const float* A, int M, int K, bool transA, int i0, int mc, int p0, int kc) {
+  for (int ib = 0; ib < mc; ib += MR) {
+    const int mr = std::min(MR, mc - ib);
+    float* dst = out + static_cast<size_t>(ib / MR) * kc * MR;
+    if (!transA) {
+      for (int i = 0; i < mr; ++i) {
+        const float* src = A + static_cast<size_t>(i0 + ib + i) * K + p0;
+        for (int p = 0; p < kc; ++p) dst[p * MR + i] = src[p];
+      }
+      for (int i = mr; i < MR; ++i)
+        for (int p = 0; p < kc; ++p) dst[p * MR + i] = 0.0f;
+    } else {
+      for (int p = 0; p < kc; ++p) {
+        const float* src = A + static_cast<size_t>(p0 + p) * M + i0 + ib;
+        float* d = dst + p * MR;
+        for (int i = 0; i < mr; ++i) d[i] = src[i];
+        for (int i = mr; i < MR; ++i) d[i] = 0.0f;
+      }
+    }
+  }
+}
+
+// op(B)[p0 : p0+kc, j0 + panel*NR ...] -> panel [kc][NR], zero-padded past N.
+template <int NR>
+void packBPanel(float* dst, const float* B, int N, int K, bool transB, int j0, int p0, int kc) {
+  const int nr = std::min(NR, N - j0);
+  if (!transB) {
+    for (int p = 0; p < kc; ++p) {
+      const float* src = B + static_cast<size_t>(p0 + p) * N + j0;
+      float* d = dst + p * NR;
+      std::memcpy(d, src, sizeof(float) * nr);
+      for (int j = nr; j < NR; ++j) d[j] = 0.0f;
+    }
+  } else {
+    for (int j = 0; j < nr; ++j) {
+      const float* src = B + static_cast<size_t>(j0 + j) * K + p0;
+      for (int p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
+    }
+    for (int j = nr; j < NR; ++j)
+      for (int p = 0; p < kc; ++p) dst[p * NR + j] = 0.0f;
+  }
+}
+
+template <int MR, int NR>
+void gemmPacked(ThreadPool& pool, MicroKernel micro, float* C, const float* A, const float* B, int M, int N, int K,
+                bool transA, bool transB, float alpha, float beta) {
+  constexpr int MC = (kMCTarget / MR) * MR;
+  const double flops = 2.0 * M * N * K;
+  const bool parallel = pool.size() > 1 && flops >= 2.0 * 48 * 48 * 48;
+  auto run = [&](int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+    if (parallel) pool.parallelFor(n, fn);
+    else fn(0, n, 0);
+  };
+  thread_local AlignedBuffer bBuffer;
+  for (int jc = 0; jc < N; jc += kNC) {
+    const int nc = std::min(kNC, N - jc);
+    const int panels = (nc + NR - 1) / NR;
+    for (int pc = 0; pc < K; pc += kKC) {
+      const int kc = std::min(kKC, K - pc);
+      float* bp = bBuffer.floats(static_cast<size_t>(panels) * NR * kc);
+      run(panels, [&](int64_t b, int64_t e, int) {
+        for (int64_t jp = b; jp < e; ++jp)
+          packBPanel<NR>(bp + static_cast<size_t>(jp) * NR * kc, B, N, K, transB, jc + static_cast<int>(jp) * NR,
+                         pc, kc);
+      });
+      const float betaNow = pc == 0 ? beta : 1.0f;
+      const int mBlocks = (M + MC - 1) / MC;
+      int nChunks = 1;
+      if (parallel && mBlocks < 2 * pool.size()) nChunks = std::min(panels, (2 * pool.size() + mBlocks - 1) / mBlocks);
+      run(static_cast<int64_t>(mBlocks) * nChunks, [&](int64_t b, int64_t e, int) {
+        thread_local AlignedBuffer aBuffer;
+        float* ap = aBuffer.floats(static_cast<size_t>(MC) * kc);
+        alignas(64) float tile[MR * NR];
+        int64_t packed = -1;
+        for (int64_t task = b; task < e; ++task) {
+          const int64_t ib = task / nChunks, chunk = task % nChunks;
+          const int i0 = static_cast<int>(ib) * MC, mc = std::min(MC, M - i0);
+          if (ib != packed) {
+            packA<MR>(ap, A, M, K, transA, i0, mc, pc, kc);
+            packed = ib;
+          }
+          const int jpBegin = static_cast<int>(panels * chunk / nChunks);
+          const int jpEnd = static_cast<int>(panels * (chunk + 1) / nChunks);
+          for (int jp = jpBegin; jp < jpEnd; ++jp) {
+            const int j = jc + jp * NR, nr = std::min(NR, N - j);
+            const float* bpanel = bp + static_cast<size_t>(jp) * NR * kc;
+            for (int ir = 0; ir < mc; ir += MR) {
+              const int mr = std::min(MR, mc - ir);
+              const float* apanel = ap + static_cast<size_t>(ir / MR) * kc * MR;
+              float* c = C + static_cast<size_t>(i0 + ir) * N + j;
+              if (mr == MR && nr == NR) {
+                micro(kc, apanel, bpanel, c, N, alpha, betaNow);
+              } else {
+                micro(kc, apanel, bpanel, tile, NR, 1.0f, 0.0f);
+                for (int i = 0; i < mr; ++i)
+                  for (int jj = 0; jj < nr; ++jj) {
+                    float* dst = c + static_cast<size_t>(i) * N + jj;
+                    *dst = betaNow == 0.0f ? alpha * tile[i * NR + jj] : alpha * tile[i * NR + jj] + betaNow * *dst;
+                  }
+              }
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+}  // namespace
+
+void gemm(ThreadPool& pool, float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB,
+          float alpha, float beta) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (size_t i = 0; i < static_cast<size_t>(M) * N; ++i) C[i] = beta == 0.0f ? 0.0f : beta * C[i];
+    return;
+  }
+  switch (activeIsa()) {
+#ifdef PL_X86
+    case Isa::Avx512:
+      return gemmPacked<12, 32>(pool, microAvx512, C, A, B, M, N, K, transA, transB, alpha, beta);
+    case Isa::Avx2:
+      return gemmPacked<6, 16>(pool, microAvx2, C, A, B, M, N, K, transA, transB, alpha, beta);
+#endif
+    default:
+      return gemmPacked<4, 16>(pool, microPortable, C, A, B, M, N, K, transA, transB, alpha, beta);
+  }
+}
+
+}  // namespace pl::cpu

@@ -1,0 +1,184 @@
+// The LLaMA model (Hugging Face LlamaForCausalLM semantics, optional PEFT LoRA) over the Backend interface:
+// parameter/gradient/optimizer memory in a few large allocations with a name -> (offset, shape) table,
+// forward, backward, AdamW and KV-cache decoding. Written once; any Backend runs it.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "lora_linear.h"
+
+namespace pl {
+
+struct LlamaConfig {
+  int hiddenSize = 0;          // C
+  int intermediateSize = 0;    // F
+  int numHiddenLayers = 0;     // L
+  int numAttentionHeads = 0;   // H
+  int numKeyValueHeads = 0;    // Hkv
+  int vocabSize = 0;           // V
+  int maxPositionEmbeddings = 0;
+  float rmsNormEps = 1e-6f;
+  float ropeTheta = 10000.0f;
+  bool tieWordEmbeddings = false;
+  float initializerRange = 0.02f;
+  int headDim() const { return hiddenSize / numAttentionHeads; }
+  // Throws pl::Error naming the first bad field.
+  void validate() const;
+};
+
+// The linear modules of a layer, in PEFT target names.
+enum Module { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kNumModules };
+const char* moduleName(int m);
+
+struct LoraConfig {
+  int r = 0;  // 0: no LoRA (full training)
+  float alpha = 0.0f;
+  float dropout = 0.0f;
+  bool targets[kNumModules] = {};
+  bool enabled() const { return r > 0; }
+};
+
+struct TensorInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  size_t numel = 0;
+  size_t offset = 0;  // in floats, into the parameter buffer (and, when trainable, the gradient/m/v buffers)
+  bool trainable = false;
+};
+
+struct StepOptions {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weightDecay = 0.0f;
+  float maxGradNorm = 0.0f;  // <= 0: no clipping
+  float gradScale = 1.0f;    // multiplies the gradients first (averaging accumulated micro-batches)
+};
+
+struct StepResult {
+  double gradNorm = 0.0;  // of the gradients times gradScale, before clipping
+  float clipScale = 1.0f;
+  int step = 0;
+  bool skipped = false;  // the gradient was not finite: nothing changed
+};
+
+struct GenerateOptions {
+  int maxNewTokens = 16;
+  float temperature = 0.0f;  // 0: greedy
+  int topK = 0;              // 0: all
+  uint64_t seed = 0;
+  std::vector<int32_t> stopTokens;
+};
+
+// RoPE tables [P, D/2] as Hugging Face computes them (float32 inv_freq and angles).
+void ropeTables(float theta, int D, int P, std::vector<float>& cosOut, std::vector<float>& sinOut);
+
+// Called from the worker between units of work (layers, tokens); may be empty.
+using ProgressFn = std::function<void(int done, int total)>;
+
+class LlamaModel {
+ public:
+  LlamaModel(Backend& backend, const LlamaConfig& config, const LoraConfig& lora, uint64_t seed);
+  ~LlamaModel();
+  LlamaModel(const LlamaModel&) = delete;
+  LlamaModel& operator=(const LlamaModel&) = delete;
+
+  const LlamaConfig& config() const { return config_; }
+  const LoraConfig& lora() const { return lora_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  // The tensor by name (lm_head.weight resolves to the embedding when tied); null when unknown.
+  const TensorInfo* find(const std::string& name) const;
+  size_t parameterBytes() const { return paramCount_ * sizeof(float); }
+  size_t trainableCount() const { return trainableCount_; }
+  size_t memoryBytes() const;
+  int stepCount() const { return step_; }
+  void setStepCount(int step) { step_ = step; }
+
+  void getParameter(const TensorInfo& t, float* host);
+  void setParameter(const TensorInfo& t, const float* host);
+  void getGradient(const TensorInfo& t, float* host);
+  // which: 0 = exp_avg (m), 1 = exp_avg_sq (v)
+  void getOptimizerState(const TensorInfo& t, int which, float* host);
+  void setOptimizerState(const TensorInfo& t, int which, const float* host);
+
+  // logitsHost[B*T*V]. Evaluation mode (no dropout).
+  void forward(const int32_t* tokens, int B, int T, float* logitsHost, const std::atomic<bool>* abort);
+  // Mean cross-entropy over targets != -100; gradients of the trainable tensors are overwritten
+  // (or added to, when accumulate). Training mode: LoRA dropout uses dropoutSeed. Returns the loss;
+  // *counted receives the number of targets that counted.
+  double forwardBackward(const int32_t* tokens, const int32_t* targets, int B, int T, bool accumulate,
+                         uint64_t dropoutSeed, const std::atomic<bool>* abort, const ProgressFn& progress,
+                         int64_t* counted);
+  StepResult step(const StepOptions& options);
+  void zeroGradients();
+
+  // Continues each prompt; returns the new tokens of each (stop tokens excluded).
+  std::vector<std::vector<int32_t>> generate(const std::vector<std::vector<int32_t>>& prompts,
+                                             const GenerateOptions& options, const std::atomic<bool>* abort,
+                                             const ProgressFn& progress);
+
+  // A step-by-step decode session (constrained decoding picks each token itself): the prompts [B, P]
+  // go through once, then one token per row per call; each returns the rows' next-token logits [B, V].
+  void decodeStart(const int32_t* tokens, int B, int P, int maxNewTokens, float* logitsHost);
+  void decodeNext(const int32_t* tokens, float* logitsHost);
+  void decodeEnd() { session_ = {}; }
+  bool decoding() const { return session_.B > 0; }
+  int decodeBatch() const { return session_.B; }
+  int decodeRemaining() const { return session_.capacity - session_.pos; }
+
+ private:
+  struct Session {
+    int B = 0, pos = 0, capacity = 0;
+  } session_;
+  void releaseAll();
+  void buildTable();
+  void initParameters(uint64_t seed);
+  void ensureActivations(int N, int B, int T);
+  void ensureCache(int B, int Tcap);
+  LinearWeights linearWeights(int layer, int module);
+  void linearForward(float* y, const float* x, int M, int layer, int module, bool train, uint64_t seed);
+  void linearBackward(float* dx, float dxBeta, const float* dy, const float* x, int M, int layer, int module,
+                      uint64_t seed);
+  // Runs the layers over acts for N = B*T rows; training keeps per-layer activations.
+  void forwardLayers(int B, int T, bool train, uint64_t seed, const std::atomic<bool>* abort);
+  void decodeStep(const int32_t* tokensHost, int B, int Tq, int pos0, float* logitsHost);
+
+  Backend& be_;
+  LlamaConfig config_;
+  LoraConfig lora_;
+  std::vector<TensorInfo> tensors_;
+  size_t paramCount_ = 0, trainableCount_ = 0;
+  float* params_ = nullptr;
+  float* grads_ = nullptr;
+  float* adamM_ = nullptr;
+  float* adamV_ = nullptr;
+  float* ropeCos_ = nullptr;
+  float* ropeSin_ = nullptr;
+  int step_ = 0;
+
+  // Indices into tensors_ per layer and module (-1: absent).
+  std::vector<int> idxNormIn_, idxNormPost_;
+  std::vector<int> idxW_, idxA_, idxB_;  // [layer * kNumModules + module]
+  int idxEmbed_ = -1, idxNorm_ = -1, idxHead_ = -1;
+
+  // Activations (one allocation, carved up), for a capacity of N rows.
+  float* actBuf_ = nullptr;
+  size_t actFloats_ = 0;
+  int actN_ = 0;
+  struct Acts {
+    std::vector<float*> resid;  // [L+1] x [N,C]
+    std::vector<float*> ln1, ln1r, q, k, v, att, lse, mid, ln2, ln2r, gate, up, act;
+    std::vector<float*> loraH, loraX;  // [L*kNumModules]: [N,r] and dropout input [N,in]
+    float *lnf, *lnfr, *logits, *losses;
+    float *dres, *dtmp, *dln, *dq, *dk, *dv, *datt, *dgate, *dup, *dact, *dh, *dxl;
+    int32_t *tokens, *targets;
+  } a_{};
+
+  // KV cache for decoding.
+  float* cacheBuf_ = nullptr;
+  int cacheB_ = 0, cacheT_ = 0;
+  std::vector<float*> kCache_, vCache_;
+};
+
+}  // namespace pl

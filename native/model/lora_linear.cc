@@ -1,0 +1,38 @@
+// The LoRA linear forward and backward as a sequence of GEMMs (and dropout) on any Backend.
+#include "lora_linear.h"
+
+namespace pl {
+
+void loraLinearForward(Backend& be, float* y, const float* x, int M, const LinearWeights& w, float* h, float* xd,
+                       bool train, uint64_t seed) {
+  be.gemm(y, x, w.W, M, w.out, w.in, false, true, 1.0f, 0.0f);
+  if (!w.A) return;
+  const float* input = x;
+  if (train && w.dropout > 0.0f) {
+    be.dropoutForward(xd, x, static_cast<size_t>(M) * w.in, w.dropout, seed);
+    input = xd;
+  }
+  be.gemm(h, input, w.A, M, w.r, w.in, false, true, 1.0f, 0.0f);
+  be.gemm(y, h, w.B, M, w.out, w.r, false, true, w.scale, 1.0f);
+}
+
+void loraLinearBackward(Backend& be, float* dx, float dxBeta, const float* dy, const float* x, int M,
+                        const LinearWeights& w, const float* h, const float* xd, float* dh, float* dxl, bool train,
+                        uint64_t seed) {
+  be.gemm(dx, dy, w.W, M, w.in, w.out, false, false, 1.0f, dxBeta);            // dx = dy W
+  if (w.dW) be.gemm(w.dW, dy, x, w.out, w.in, M, true, false, 1.0f, 1.0f);      // dW += dy^T x
+  if (!w.A) return;
+  const bool dropped = train && w.dropout > 0.0f;
+  const float* input = dropped ? xd : x;
+  if (w.dB) be.gemm(w.dB, dy, h, w.out, w.r, M, true, false, w.scale, 1.0f);    // dB += s dy^T h
+  be.gemm(dh, dy, w.B, M, w.r, w.out, false, false, w.scale, 0.0f);             // dh = s dy B
+  if (w.dA) be.gemm(w.dA, dh, input, w.r, w.in, M, true, false, 1.0f, 1.0f);    // dA += dh^T xd
+  if (dropped) {
+    be.gemm(dxl, dh, w.A, M, w.in, w.r, false, false, 1.0f, 0.0f);              // dxd = dh A
+    be.dropoutBackward(dx, dxl, static_cast<size_t>(M) * w.in, w.dropout, seed);
+  } else {
+    be.gemm(dx, dh, w.A, M, w.in, w.r, false, false, 1.0f, 1.0f);
+  }
+}
+
+}  // namespace pl

@@ -1,0 +1,284 @@
+// The Engine surface: names and initialisation, determinism, training to overfit, generation with the
+// KV cache against full forwards, the event loop staying free, progress, abort, and argument errors.
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../lib/engine/engine.js';
+import { presetConfig, type LlamaConfig } from '../../lib/engine/config.js';
+import * as ref from './reference.js';
+
+const small: LlamaConfig = {
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  vocab_size: 32,
+  max_position_embeddings: 64,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+};
+
+function batch(b: number, t: number, vocab: number, seed = 1): { tokens: Int32Array; targets: Int32Array } {
+  const r = ref.rng(seed);
+  const seqs = Int32Array.from({ length: b * (t + 1) }, () => Math.floor(r() * vocab));
+  const tokens = new Int32Array(b * t);
+  const targets = new Int32Array(b * t);
+  for (let i = 0; i < b; i++)
+    for (let j = 0; j < t; j++) {
+      tokens[i * t + j] = seqs[i * (t + 1) + j];
+      targets[i * t + j] = seqs[i * (t + 1) + j + 1];
+    }
+  return { tokens, targets };
+}
+
+function argmax(a: Float32Array, offset: number, n: number): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (a[offset + i] > a[offset + best]) best = i;
+  return best;
+}
+
+describe('Engine parameters', () => {
+  it('uses Hugging Face and PEFT names and shapes, and initializes like them', async () => {
+    const engine = await Engine.create({
+      config: small,
+      lora: { r: 4, alpha: 8, dropout: 0.1, targets: ['q_proj', 'up_proj'] },
+      seed: 3,
+    });
+    const names = engine.parameterNames();
+    expect(names).toContain('model.embed_tokens.weight');
+    expect(names).toContain('model.layers.1.self_attn.k_proj.weight');
+    expect(names).toContain('model.layers.0.post_attention_layernorm.weight');
+    expect(names).toContain('model.norm.weight');
+    expect(names).toContain('lm_head.weight');
+    const shapes = new Map(engine.parameters().map((p) => [p.name, p]));
+    expect(shapes.get('model.layers.0.self_attn.k_proj.weight')!.shape).toEqual([16, 32]);
+    expect(shapes.get('base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight')!.shape).toEqual([4, 32]);
+    expect(shapes.get('base_model.model.model.layers.1.mlp.up_proj.lora_B.weight')!.shape).toEqual([64, 4]);
+    expect(engine.trainableNames().sort()).toEqual(names.filter((n) => n.includes('.lora_')).sort());
+    expect(engine.trainableNames()).toHaveLength(8);
+    const w = engine.getParameter('model.layers.0.mlp.down_proj.weight');
+    const std = Math.sqrt(w.reduce((s, x) => s + x * x, 0) / w.length);
+    expect(std).toBeGreaterThan(0.018);
+    expect(std).toBeLessThan(0.022);
+    expect(Array.from(engine.getParameter('model.norm.weight')).every((x) => x === 1)).toBe(true);
+    expect(Array.from(engine.getParameter('base_model.model.model.layers.0.mlp.up_proj.lora_B.weight')).every((x) => x === 0)).toBe(true);
+    const a = engine.getParameter('base_model.model.model.layers.0.mlp.up_proj.lora_A.weight');
+    const bound = 1 / Math.sqrt(32);
+    expect(ref.maxAbs(a)).toBeLessThanOrEqual(bound);
+    expect(ref.maxAbs(a)).toBeGreaterThan(0.9 * bound);
+    const again = await Engine.create({ config: small, seed: 3 });
+    expect(again.getParameter('model.layers.0.mlp.down_proj.weight')).toEqual(w);
+    const other = await Engine.create({ config: small, seed: 4 });
+    expect(other.getParameter('model.layers.0.mlp.down_proj.weight')).not.toEqual(w);
+    // Optimizer state round-trips (checkpoints).
+    const name = 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight';
+    const st = { expAvg: ref.randn(128, 1), expAvgSq: ref.randn(128, 2).map(Math.abs) };
+    engine.setOptimizerState(name, st);
+    expect(engine.getOptimizerState(name).expAvg).toEqual(st.expAvg);
+    engine.stepCount = 7;
+    expect(engine.stepCount).toBe(7);
+    for (const e of [engine, again, other]) e.dispose();
+  });
+
+  it('is deterministic: the same seed and inputs give bitwise-equal losses and gradients, for 1 or 2 threads', async () => {
+    const { tokens, targets } = batch(4, 16, 32);
+    const run = async (threads: number) => {
+      const e = await Engine.create({ config: small, seed: 11, threads, lora: { r: 2, alpha: 4, dropout: 0.2, targets: ['v_proj', 'down_proj'] } });
+      const r = await e.forwardBackward(tokens, targets, { batch: 4, seq: 16, dropoutSeed: 1 });
+      const g = e.getGradient('base_model.model.model.layers.1.mlp.down_proj.lora_A.weight');
+      e.dispose();
+      return { loss: r.loss, g };
+    };
+    const a = await run(2);
+    const b = await run(2);
+    const c = await run(1);
+    expect(a.loss).toBe(b.loss);
+    expect(a.g).toEqual(b.g);
+    expect(c.loss).toBe(a.loss);
+    expect(c.g).toEqual(a.g);
+  });
+});
+
+describe('Engine training', () => {
+  it('overfits one batch (full training, AdamW with clipping)', async () => {
+    const engine = await Engine.create({ config: small, seed: 1, threads: 2 });
+    const { tokens, targets } = batch(4, 16, 32, 7);
+    const first = await engine.forwardBackward(tokens, targets, { batch: 4, seq: 16 });
+    expect(first.loss).toBeGreaterThan(3);
+    let last = first.loss;
+    for (let i = 0; i < 150; i++) {
+      const s = await engine.step({ lr: 1e-2, weightDecay: 0.01, maxGradNorm: 1 });
+      expect(s.skipped).toBe(false);
+      expect(s.step).toBe(i + 1);
+      last = (await engine.forwardBackward(tokens, targets, { batch: 4, seq: 16 })).loss;
+    }
+    expect(last).toBeLessThan(0.05);
+    engine.dispose();
+  });
+
+  it('overfits one batch with LoRA only (base frozen)', async () => {
+    const engine = await Engine.create({ config: small, seed: 2, lora: { r: 8, alpha: 16, dropout: 0, targets: ['all-linear'] } });
+    // A stand-in for a pretrained base: embeddings and head large enough to express any next token.
+    for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) engine.setParameter(name, ref.randn(32 * 32, name.length, 1));
+    const before = engine.getParameter('model.layers.0.self_attn.q_proj.weight');
+    const { tokens, targets } = batch(2, 12, 32, 3);
+    const first = (await engine.forwardBackward(tokens, targets, { batch: 2, seq: 12 })).loss;
+    let loss = first;
+    for (let i = 0; i < 150; i++) {
+      await engine.step({ lr: 1e-2 });
+      loss = (await engine.forwardBackward(tokens, targets, { batch: 2, seq: 12 })).loss;
+    }
+    expect(first).toBeGreaterThan(3);
+    expect(loss).toBeLessThan(0.1);
+    expect(engine.getParameter('model.layers.0.self_attn.q_proj.weight')).toEqual(before);
+    expect(() => engine.getGradient('model.layers.0.self_attn.q_proj.weight')).toThrow(/is frozen and has no gradient/);
+    engine.dispose();
+  });
+
+  it('accumulates gradients when asked', async () => {
+    const engine = await Engine.create({ config: small, seed: 1 });
+    const { tokens, targets } = batch(2, 8, 32);
+    await engine.forwardBackward(tokens, targets, { batch: 2, seq: 8 });
+    const g1 = engine.getGradient('model.norm.weight');
+    await engine.forwardBackward(tokens, targets, { batch: 2, seq: 8, accumulate: true });
+    const g2 = engine.getGradient('model.norm.weight');
+    const c = ref.compare(g2, g1.map((x) => 2 * x), 1e-7, 1e-5);
+    expect(c.ok).toBe(true);
+    engine.dispose();
+  });
+});
+
+describe('Engine generation', () => {
+  it('greedy generation with the KV cache equals argmax of full forwards, for prompts of different lengths', async () => {
+    const engine = await Engine.create({ config: small, seed: 4 });
+    // Larger weights than init so the argmax is not a tie-break between near-equal logits.
+    for (const p of engine.parameters()) if (p.shape.length === 2) engine.setParameter(p.name, ref.randn(p.shape[0] * p.shape[1], p.name.length, 0.2));
+    const prompts = [Int32Array.of(1, 2, 3), Int32Array.of(4, 5, 6, 7, 8), Int32Array.of(9, 10, 11)];
+    const out = await engine.generate(prompts, { maxNewTokens: 10 });
+    expect(out).toHaveLength(3);
+    for (let i = 0; i < prompts.length; i++) {
+      const seq = Array.from(prompts[i]);
+      for (let s = 0; s < 10; s++) {
+        const logits = await engine.forward(Int32Array.from(seq), { batch: 1, seq: seq.length });
+        seq.push(argmax(logits, (seq.length - 1) * 32, 32));
+      }
+      expect(Array.from(out[i])).toEqual(seq.slice(prompts[i].length));
+    }
+    // Stop tokens end a row early and are not returned.
+    const stop = out[0][2];
+    const stopped = await engine.generate([prompts[0]], { maxNewTokens: 10, stopTokens: [stop] });
+    expect(Array.from(stopped[0])).toEqual(Array.from(out[0]).slice(0, Array.from(out[0]).indexOf(stop)));
+    // The step-wise session gives the same tokens when it picks the argmax itself.
+    const pair = [Int32Array.of(1, 2, 3), Int32Array.of(9, 10, 11)];
+    let logits = await engine.decodeStart(Int32Array.of(1, 2, 3, 9, 10, 11), { batch: 2, promptLength: 3, maxNewTokens: 10 });
+    const picked: number[][] = [[], []];
+    for (let s = 0; s < 10; s++) {
+      const next = [0, 1].map((b) => argmax(logits, b * 32, 32));
+      next.forEach((t, b) => picked[b].push(t));
+      if (s < 9) logits = await engine.decodeNext(Int32Array.from(next));
+    }
+    engine.decodeEnd();
+    expect(picked).toEqual([Array.from(out[0]), Array.from(out[2])]);
+    await expect(engine.decodeNext(Int32Array.of(1, 2))).rejects.toThrow(/no decode session/);
+    expect(pair).toHaveLength(2);
+    // Sampling is reproducible for a seed.
+    const s1 = await engine.generate(prompts, { maxNewTokens: 8, temperature: 1, topK: 5, seed: 3 });
+    const s2 = await engine.generate(prompts, { maxNewTokens: 8, temperature: 1, topK: 5, seed: 3 });
+    expect(s1.map((x) => Array.from(x))).toEqual(s2.map((x) => Array.from(x)));
+    engine.dispose();
+  });
+});
+
+describe('Engine and the event loop', () => {
+  it('keeps timers firing while a long training step runs, and reports progress', async () => {
+    const config = presetConfig('tiny');
+    const engine = await Engine.create({ config, seed: 1, threads: 2 });
+    const { tokens, targets } = batch(16, 128, config.vocab_size);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 2);
+    const progress: number[] = [];
+    const t0 = performance.now();
+    await engine.forwardBackward(tokens, targets, { batch: 16, seq: 128, onProgress: (done) => progress.push(done) });
+    await engine.step({ lr: 1e-3 });
+    const ms = performance.now() - t0;
+    clearInterval(timer);
+    expect(ms).toBeGreaterThan(20);
+    expect(ticks).toBeGreaterThanOrEqual(Math.floor(ms / 2 / 4));
+    expect(progress.length).toBeGreaterThan(2);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b));
+    engine.dispose();
+  });
+
+  it('aborts through an AbortSignal and stays usable', async () => {
+    const config = presetConfig('tiny');
+    const engine = await Engine.create({ config, seed: 1 });
+    const controller = new AbortController();
+    const pending = engine.generate([Int32Array.of(1, 2, 3)], {
+      maxNewTokens: 120,
+      signal: controller.signal,
+      onProgress: (done) => {
+        if (done === 3) controller.abort();
+      },
+    });
+    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+    const already = new AbortController();
+    already.abort();
+    await expect(engine.forward(Int32Array.of(1), { batch: 1, seq: 1, signal: already.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    const out = await engine.generate([Int32Array.of(1, 2, 3)], { maxNewTokens: 4 });
+    expect(out[0]).toHaveLength(4);
+    engine.dispose();
+  });
+});
+
+describe('Engine errors', () => {
+  it('throws JS errors that name the field, never crashes', async () => {
+    const engine = await Engine.create({ config: small, seed: 1 });
+    const tok = new Int32Array(8);
+    await expect(engine.forward(new Int32Array(7), { batch: 2, seq: 4 })).rejects.toThrow(/forward\(\): tokens has 7 elements, expected 8/);
+    await expect(engine.forward(new Float32Array(8) as unknown as Int32Array, { batch: 2, seq: 4 })).rejects.toThrow(
+      /forward\(\): tokens must be an Int32Array, got a Float32Array/,
+    );
+    const bad = Int32Array.of(0, 1, 2, 40, 0, 0, 0, 0);
+    await expect(engine.forward(bad, { batch: 2, seq: 4 })).rejects.toThrow('forward(): tokens[3] = 40 is out of range [0, 32)');
+    await expect(engine.forward(tok, { batch: 2, seq: 100 })).rejects.toThrow(/options\.seq = 100 is out of range \[1, 64\]/);
+    await expect(engine.forward(tok, { batch: 0, seq: 4 })).rejects.toThrow(/options\.batch = 0 is out of range/);
+    await expect(engine.forwardBackward(tok, Int32Array.of(0, 0, -5, 0, 0, 0, 0, 0), { batch: 2, seq: 4 })).rejects.toThrow(
+      /targets\[2\] = -5 is out of range \[0, 32\) \(or -100 to ignore\)/,
+    );
+    await expect(engine.step({ lr: NaN })).rejects.toThrow(/step\(\): options\.lr must be a number, got NaN/);
+    await expect(engine.step({ lr: 1e-3, beta1: 1.5 })).rejects.toThrow(/options\.beta1 = 1\.5 is out of range/);
+    await expect(engine.generate([Int32Array.of(1, 99)], {})).rejects.toThrow(/prompts\[0\]\[1\] = 99 is out of range/);
+    await expect(engine.generate([Int32Array.of(1)], { maxNewTokens: 64 })).rejects.toThrow(/exceeds max_position_embeddings = 64/);
+    expect(() => engine.getParameter('model.nope')).toThrow(/getParameter\(\): no tensor named 'model\.nope'/);
+    expect(() => engine.setParameter('model.norm.weight', new Float32Array(3))).toThrow(/data for 'model\.norm\.weight' has 3 elements, expected 32/);
+    expect(() => engine.setParameter('model.norm.weight', new Float32Array(32).fill(NaN))).toThrow(/\[0\] is not finite/);
+    // Still healthy after all of that.
+    expect((await engine.forward(tok, { batch: 2, seq: 4 })).length).toBe(8 * 32);
+    engine.dispose();
+    engine.dispose();
+    expect(() => engine.getParameter('model.norm.weight')).toThrow(/getParameter\(\): the engine was disposed/);
+    await expect(engine.forward(tok, { batch: 2, seq: 4 })).rejects.toThrow(/forward\(\): the engine was disposed/);
+  });
+
+  it('refuses overlapping native calls and survives dispose() during a running call', async () => {
+    const config = presetConfig('tiny');
+    const engine = await Engine.create({ config, seed: 1 });
+    const { tokens, targets } = batch(16, 128, config.vocab_size);
+    const running = engine.forwardBackward(tokens, targets, { batch: 16, seq: 128 });
+    await new Promise((r) => setImmediate(r));
+    expect(() => engine.getParameter('model.norm.weight')).toThrow(/the engine is busy with forwardBackward\(\); await it first/);
+    engine.dispose();
+    // The running call keeps the model alive until it finishes, then the memory goes.
+    const r = await running;
+    expect(Number.isFinite(r.loss)).toBe(true);
+    await expect(engine.step({ lr: 1e-3 })).rejects.toThrow(/step\(\): the engine was disposed/);
+  });
+
+  it('rejects bad configs and LoRA options by field', async () => {
+    await expect(Engine.create({ config: { ...small, hidden_size: 30 } })).rejects.toThrow(/hidden_size \(30\) must be divisible by num_attention_heads \(4\)/);
+    await expect(Engine.create({ config: { ...small, num_key_value_heads: 3 } })).rejects.toThrow(/must be divisible by num_key_value_heads \(3\)/);
+    await expect(Engine.create({ config: { ...small, vocab_size: 0 } })).rejects.toThrow(/vocab_size must be a positive integer, got 0/);
+    await expect(Engine.create({ config: small, lora: { r: 4, targets: ['qproj'] } })).rejects.toThrow(/targets\[0\] = "qproj" is not one of/);
+    await expect(Engine.create({ config: small, lora: { r: 4, dropout: 1, targets: ['q_proj'] } })).rejects.toThrow(/dropout must be in \[0, 1\)/);
+  });
+});
