@@ -7,6 +7,7 @@ import { Rng } from '../puzzle/rng.js';
 import type { Puzzle } from '../puzzle/types.js';
 import { verify, type VerdictReason } from '../puzzle/verify.js';
 import type { Tokenizer } from '../model/tokenizer.js';
+import { encodeQuery } from '../train/sft.js';
 import { decodeBatch, type StepDecoder } from './decode.js';
 
 export const DEFAULT_EVAL_SETS = ['id', 'ood-num-100', 'ood-num-1000', 'ood-form'] as const;
@@ -123,43 +124,56 @@ export async function evaluateWithDecoder(decoder: StepDecoder, tokenizer: Token
     }
   }
 
+  // Batches hold one decoding mode and one prompt length, so every row of a batch decodes in lockstep
+  // over the same positions (no padding, no attention mask).
+  const promptLength = (p: Puzzle) => encodeQuery(tokenizer, p).length;
+  const groups = new Map<string, Job[]>();
+  for (const job of jobs) {
+    const key = `${job.mode}:${promptLength(job.puzzle)}`;
+    const list = groups.get(key);
+    if (list) list.push(job);
+    else groups.set(key, [job]);
+  }
+  const batches: Job[][] = [];
+  for (const list of groups.values()) for (let i = 0; i < list.length; i += batchSize) batches.push(list.slice(i, i + batchSize));
+
   const records: ResponseRecord[] = [];
   let generatedTokens = 0;
+  let finished = 0;
   const t0 = performance.now();
-  for (let start = 0; start < jobs.length; start += batchSize) {
-    const group = jobs.slice(start, start + batchSize);
-    // one mode per batch keeps the decoding loop simple; modes are contiguous in `jobs`
-    const byMode = new Map<DecodingMode, Job[]>();
-    for (const j of group) byMode.set(j.mode, [...(byMode.get(j.mode) ?? []), j]);
-    for (const [mode, part] of byMode) {
-      const decoded = await decodeBatch(decoder, tokenizer, part.map((j) => j.puzzle), {
-        maxNewTokens,
-        temperature,
-        topK: options.topK ?? 0,
-        constrained: mode === 'constrained',
-        rng,
-        signal: options.signal,
+  for (const part of batches) {
+    const mode = part[0].mode;
+    const decoded = await decodeBatch(decoder, tokenizer, part.map((j) => j.puzzle), {
+      maxNewTokens,
+      temperature,
+      topK: options.topK ?? 0,
+      constrained: mode === 'constrained',
+      rng,
+      signal: options.signal,
+    });
+    part.forEach((job, i) => {
+      const verdict = verify(job.puzzle, decoded[i].response);
+      generatedTokens += decoded[i].tokens;
+      records.push({
+        set: job.set,
+        index: job.index,
+        n: job.puzzle.numbers.length,
+        mode,
+        sample: job.sample,
+        prompt: formatPrompt(job.puzzle),
+        response: decoded[i].response,
+        ok: verdict.ok,
+        reason: verdict.reason,
+        detail: verdict.detail,
+        tokens: decoded[i].tokens,
       });
-      part.forEach((job, i) => {
-        const verdict = verify(job.puzzle, decoded[i].response);
-        generatedTokens += decoded[i].tokens;
-        records.push({
-          set: job.set,
-          index: job.index,
-          n: job.puzzle.numbers.length,
-          mode,
-          sample: job.sample,
-          prompt: formatPrompt(job.puzzle),
-          response: decoded[i].response,
-          ok: verdict.ok,
-          reason: verdict.reason,
-          detail: verdict.detail,
-          tokens: decoded[i].tokens,
-        });
-      });
-    }
-    options.onProgress?.(Math.min(start + batchSize, jobs.length), jobs.length);
+    });
+    finished += part.length;
+    options.onProgress?.(finished, jobs.length);
   }
+  // records in a stable order: mode, set, puzzle, sample
+  const order = new Map(jobs.map((j, i) => [`${j.mode}:${j.set}:${j.index}:${j.sample}`, i]));
+  records.sort((a, b) => order.get(`${a.mode}:${a.set}:${a.index}:${a.sample}`)! - order.get(`${b.mode}:${b.set}:${b.index}:${b.sample}`)!);
   const seconds = (performance.now() - t0) / 1000;
   if (options.recordsPath) writeRecords(options.recordsPath, records);
   return { samples, scores: score(records, samples), generatedTokens, seconds, tokensPerSecond: generatedTokens / Math.max(seconds, 1e-9), records };

@@ -1,0 +1,110 @@
+// `puzzle-llama train`: train() from the command line; Ctrl-C stops after the current step with a checkpoint.
+import { readFileSync } from 'node:fs';
+import { train } from '../../train/train.js';
+import type { TrainOptions } from '../../train/options.js';
+import type { DataOptions } from '../../train/data.js';
+import { intFlag, intListFlag, parseFlags } from '../args.js';
+import { CliError } from '../errors.js';
+import type { CliIo } from '../io.js';
+
+export const trainHelp = `puzzle-llama train [--config FILE] [--preset tiny] [--out DIR] [--steps N] [--batch-size B] [--lr X]
+                   [--lora] [--data FILE | --n 5,6,7 --max-value 60] [--seed S] [--device auto|cpu|cuda] [--threads T]
+                   [--checkpoint-every K] [--resume]
+  Trains a model from scratch (or LoRA with --lora) on puzzles synthesized on the fly (or read from --data).
+  --config FILE is JSON with any train() option (flags given on the command line win).`;
+
+function numberFlag(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const x = Number(value);
+  if (value.trim() === '' || !Number.isFinite(x)) throw new CliError(`puzzle-llama train: --${name} must be a number, got '${value}'`);
+  return x;
+}
+
+export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
+  const flags = parseFlags('train', argv, {
+    config: { type: 'string' },
+    preset: { type: 'string' },
+    out: { type: 'string' },
+    steps: { type: 'string' },
+    'batch-size': { type: 'string' },
+    lr: { type: 'string' },
+    lora: { type: 'boolean' },
+    data: { type: 'string' },
+    n: { type: 'string' },
+    'max-value': { type: 'string' },
+    seed: { type: 'string' },
+    device: { type: 'string' },
+    threads: { type: 'string' },
+    'checkpoint-every': { type: 'string' },
+    resume: { type: 'boolean' },
+  });
+  let fromFile: Partial<TrainOptions> = {};
+  if (flags.config) {
+    try {
+      fromFile = JSON.parse(readFileSync(flags.config, 'utf8'));
+    } catch (err) {
+      throw new CliError(`puzzle-llama train: --config ${flags.config}: ${(err as Error).message}`);
+    }
+    if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile)) {
+      throw new CliError(`puzzle-llama train: --config ${flags.config} must hold a JSON object of train() options`);
+    }
+  }
+  const seed = flags.seed !== undefined ? intFlag('train', 'seed', flags.seed, 1234, 0) : fromFile.seed;
+  let data: DataOptions | undefined = fromFile.data;
+  if (flags.data) data = { source: 'file', path: flags.data };
+  else if (flags.n || flags['max-value']) {
+    data = {
+      source: 'synth',
+      n: intListFlag('train', 'n', flags.n, [5, 6, 7], 2, 64),
+      maxValue: intFlag('train', 'max-value', flags['max-value'], 60, 1),
+      seed: seed ?? 1234,
+    };
+  }
+  const device = flags.device ?? fromFile.device;
+  if (device !== undefined && !['auto', 'cpu', 'cuda'].includes(device)) throw new CliError(`puzzle-llama train: --device must be auto, cpu or cuda, got '${device}'`);
+  const options: TrainOptions = {
+    ...fromFile,
+    out: flags.out ?? fromFile.out ?? 'runs/train',
+    preset: flags.preset ?? fromFile.preset,
+    steps: flags.steps !== undefined ? intFlag('train', 'steps', flags.steps, 1, 1) : (fromFile.steps ?? 1000),
+    batchSize: flags['batch-size'] !== undefined ? intFlag('train', 'batch-size', flags['batch-size'], 32, 1) : fromFile.batchSize,
+    lr: numberFlag('lr', flags.lr) ?? fromFile.lr,
+    lora: flags.lora ? true : fromFile.lora,
+    data,
+    seed,
+    device: device as TrainOptions['device'],
+    threads: flags.threads !== undefined ? intFlag('train', 'threads', flags.threads, 1, 1, 1024) : fromFile.threads,
+    checkpointEvery: flags['checkpoint-every'] !== undefined ? intFlag('train', 'checkpoint-every', flags['checkpoint-every'], 200, 0) : fromFile.checkpointEvery,
+    resume: flags.resume ?? fromFile.resume,
+    progress: io.stderr,
+  };
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    if (++interrupts > 1) {
+      io.stderr.write('\npuzzle-llama train: interrupted again, exiting now (the last complete checkpoint is intact)\n');
+      process.exit(130);
+    }
+    io.stderr.write('\npuzzle-llama train: stopping after the current step (Ctrl-C again to exit now)\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const result = await train({ ...options, signal: controller.signal });
+    io.stdout.write(
+      [
+        `run:        ${result.out}`,
+        `steps:      ${result.stepsDone}/${result.options.steps}${result.stopped ? ' (stopped)' : ''}`,
+        `final loss: ${result.history.at(-1)?.loss.toFixed(4) ?? '-'}`,
+        `checkpoint: ${result.checkpoint}`,
+        ...(result.model ? [`model:      ${result.model}`] : []),
+        ...(result.adapter ? [`adapter:    ${result.adapter}`] : []),
+      ].join('\n') + '\n',
+    );
+    return result.stopped ? 130 : 0;
+  } catch (err) {
+    throw new CliError(`puzzle-llama train: ${(err as Error).message}`, 1);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}

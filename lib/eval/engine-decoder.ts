@@ -1,0 +1,27 @@
+// A StepDecoder over the engine's KV-cache decode session: the prompts go through once, then one token per
+// sequence per step; the engine returns only each sequence's next-token logits.
+import type { Engine } from '../engine/engine.js';
+import type { StepDecoder } from './decode.js';
+
+export function engineDecoder(engine: Engine, maxNewTokens: number): StepDecoder {
+  const V = engine.config.vocab_size;
+  let batch = 0;
+  const split = (logits: Float32Array) => Array.from({ length: batch }, (_, b) => logits.subarray(b * V, (b + 1) * V));
+  return {
+    vocabSize: V,
+    async start(prompts) {
+      batch = prompts.length;
+      const length = prompts[0]?.length ?? 0;
+      if (prompts.some((p) => p.length !== length)) throw new Error('engineDecoder: the prompts of one batch must have the same length');
+      const tokens = new Int32Array(batch * length);
+      prompts.forEach((p, b) => tokens.set(p, b * length));
+      return split(await engine.decodeStart(tokens, { batch, promptLength: length, maxNewTokens }));
+    },
+    async next(tokens) {
+      return split(await engine.decodeNext(Int32Array.from(tokens)));
+    },
+    end() {
+      engine.decodeEnd();
+    },
+  };
+}

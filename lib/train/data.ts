@@ -1,0 +1,135 @@
+// Training data as an endless, resumable stream of puzzles: synthesized on the fly (never an evaluation
+// puzzle) or read from a JSONL file epoch after epoch. Its position can be saved and restored exactly.
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { benchmarkPuzzles } from '../puzzle/benchmark-sets.js';
+import { parsePuzzleLine } from '../puzzle/jsonl.js';
+import { PuzzleSet } from '../puzzle/key.js';
+import { synthesize } from '../puzzle/synthesize.js';
+import type { Puzzle } from '../puzzle/types.js';
+import { formatResponse } from '../puzzle/format.js';
+
+export type DataOptions =
+  | { source: 'synth'; n: number[]; maxValue: number; seed: number }
+  | { source: 'file'; path: string };
+
+/** Where a stream stands: puzzles handed out so far (file sources also count epochs by it). */
+export interface DataPosition {
+  consumed: number;
+}
+
+export interface TrainingPuzzle extends Puzzle {
+  response: string;
+}
+
+export interface PuzzleStream {
+  next(): TrainingPuzzle;
+  position(): DataPosition;
+  close(): void;
+  describe(): string;
+}
+
+export function validateDataOptions(data: DataOptions, where = 'train(): data'): DataOptions {
+  if (typeof data !== 'object' || data === null) throw new TypeError(`${where} must be an object, got ${String(data)}`);
+  if (data.source === 'synth') {
+    if (!Array.isArray(data.n) || data.n.length === 0 || data.n.some((n) => !Number.isInteger(n) || n < 2 || n > 64)) {
+      throw new RangeError(`${where}.n must be a non-empty list of integers in [2, 64], got ${JSON.stringify(data.n)}`);
+    }
+    if (!Number.isInteger(data.maxValue) || data.maxValue < 1) throw new RangeError(`${where}.maxValue must be a positive integer, got ${data.maxValue}`);
+    if (!Number.isSafeInteger(data.seed)) throw new RangeError(`${where}.seed must be an integer, got ${data.seed}`);
+    return data;
+  }
+  if (data.source === 'file') {
+    if (typeof data.path !== 'string' || !existsSync(data.path)) throw new Error(`${where}.path: the data file '${String(data.path)}' does not exist`);
+    return data;
+  }
+  throw new RangeError(`${where}.source must be 'synth' or 'file', got ${JSON.stringify((data as { source?: unknown }).source)}`);
+}
+
+/** Opens a stream at `position` (the start when omitted). */
+export function openPuzzleStream(data: DataOptions, position: DataPosition = { consumed: 0 }): PuzzleStream {
+  const stream = data.source === 'synth' ? synthStream(data) : fileStream(data.path);
+  for (let i = 0; i < position.consumed; i++) stream.next();
+  return stream;
+}
+
+function synthStream(data: Extract<DataOptions, { source: 'synth' }>): PuzzleStream {
+  const exclude: PuzzleSet = benchmarkPuzzles();
+  const it = synthesize({ n: data.n, maxValue: data.maxValue, count: Number.MAX_SAFE_INTEGER, seed: data.seed, exclude });
+  let consumed = 0;
+  return {
+    next() {
+      const r = it.next();
+      if (r.done) throw new Error('synthesized data ran out (count exhausted)');
+      consumed++;
+      return { numbers: r.value.numbers, target: r.value.target, response: formatResponse(r.value.steps) };
+    },
+    position: () => ({ consumed }),
+    close() {},
+    describe: () => `synthesized on the fly: N ${data.n.join(',')}, V ${data.maxValue}, seed ${data.seed} (evaluation puzzles excluded)`,
+  };
+}
+
+/** Reads a JSONL file line by line with a small buffer, starting over at its end (the next epoch). */
+function fileStream(path: string): PuzzleStream {
+  const fd = openSync(path, 'r');
+  const buffer = Buffer.alloc(1 << 16);
+  let pending = '';
+  let lineNumber = 0;
+  let consumed = 0;
+  let eof = false;
+  let inEpoch = 0;
+  const exclude = benchmarkPuzzles();
+  let filePos = 0;
+
+  const readLine = (): string | null => {
+    for (;;) {
+      const nl = pending.indexOf('\n');
+      if (nl >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        return line;
+      }
+      if (eof) {
+        if (pending.length) {
+          const line = pending;
+          pending = '';
+          return line;
+        }
+        return null;
+      }
+      const n = readSync(fd, buffer, 0, buffer.length, filePos);
+      filePos += n;
+      if (n === 0) eof = true;
+      else pending += buffer.toString('utf8', 0, n);
+    }
+  };
+
+  return {
+    next() {
+      for (;;) {
+        const line = readLine();
+        if (line === null) {
+          if (inEpoch === 0) throw new Error(`${path}: the data file holds no usable puzzle`);
+          filePos = 0;
+          eof = false;
+          lineNumber = 0;
+          inEpoch = 0;
+          continue;
+        }
+        lineNumber++;
+        if (line.trim() === '') continue;
+        const parsed = parsePuzzleLine(line, ['response']);
+        if (!parsed.ok) throw new Error(`${path}:${lineNumber}: ${parsed.error}`);
+        if (exclude.has(parsed.record)) {
+          throw new Error(`${path}:${lineNumber}: this puzzle belongs to an evaluation set; training data must not contain it`);
+        }
+        inEpoch++;
+        consumed++;
+        return { numbers: parsed.record.numbers, target: parsed.record.target, response: parsed.record.response as string };
+      }
+    },
+    position: () => ({ consumed }),
+    close: () => closeSync(fd),
+    describe: () => `read from ${path}`,
+  };
+}

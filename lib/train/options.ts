@@ -1,0 +1,156 @@
+// train()'s options: defaults (the paper's where it states them), validation before any work starts, and
+// the fingerprint that a resumed run must share with the run it continues.
+import { PRESETS, validateConfig, validateLora, type LlamaConfig, type LoraOptions } from '../engine/config.js';
+import { validateDataOptions, type DataOptions } from './data.js';
+
+export interface StepRecord {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  tokensPerSecond: number;
+  elapsedSeconds: number;
+}
+
+export interface TrainOptions {
+  /** The run folder: config, metrics.jsonl, checkpoints, the final model, the report. */
+  out: string;
+  /** A model shape by name (default 'tiny'), with `config` fields replacing its own. */
+  preset?: string;
+  config?: Partial<LlamaConfig>;
+  /** LoRA (PEFT semantics); true takes the paper's defaults (r 8, α 32, dropout 0.05, every projection). */
+  lora?: Partial<LoraOptions> | boolean | null;
+  data?: DataOptions;
+  steps: number;
+  batchSize?: number;
+  gradAccumulation?: number;
+  lr?: number;
+  minLr?: number;
+  warmupSteps?: number;
+  schedule?: 'cosine' | 'constant';
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  seed?: number;
+  device?: 'auto' | 'cpu' | 'cuda';
+  threads?: number;
+  /** Checkpoint every K steps (and at the end, and when stopped). 0: only at the end. */
+  checkpointEvery?: number;
+  keepCheckpoints?: number;
+  /** Continue the run in `out` from its latest checkpoint. */
+  resume?: boolean;
+  /** Evaluate every K steps on `evalLimit` puzzles of each of `evalSets` (0: never during training). */
+  evalEvery?: number;
+  evalLimit?: number;
+  evalSets?: string[];
+  onStep?: (record: StepRecord) => void;
+  onEval?: (step: number, scores: Array<{ set: string; mode: string; pass1: number }>) => void;
+  signal?: AbortSignal;
+  /** Progress bar (terminal) or plain lines on this stream; false for none (default: process.stderr). */
+  progress?: NodeJS.WritableStream | false;
+}
+
+export interface ResolvedTrainOptions {
+  out: string;
+  preset: string;
+  config: LlamaConfig;
+  lora: LoraOptions | null;
+  data: DataOptions;
+  steps: number;
+  batchSize: number;
+  gradAccumulation: number;
+  lr: number;
+  minLr: number;
+  warmupSteps: number;
+  schedule: 'cosine' | 'constant';
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  seed: number;
+  device: 'auto' | 'cpu' | 'cuda';
+  threads: number | undefined;
+  checkpointEvery: number;
+  keepCheckpoints: number;
+  resume: boolean;
+  evalEvery: number;
+  evalLimit: number;
+  evalSets: string[];
+}
+
+/** The paper's LoRA: rank 8 (Table 3), α 32, dropout 0.05, all attention and MLP projections. */
+export const PAPER_LORA: LoraOptions = { r: 8, alpha: 32, dropout: 0.05, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+
+function int(name: string, v: unknown, min: number, fallback?: number): number {
+  const x = v === undefined ? fallback : v;
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min) {
+    throw new RangeError(`train(): ${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  }
+  return x;
+}
+
+function num(name: string, v: unknown, fallback: number, lo: number, hi: number, loOpen = false): number {
+  const x = v === undefined ? fallback : v;
+  if (typeof x !== 'number' || !Number.isFinite(x) || x > hi || (loOpen ? x <= lo : x < lo)) {
+    throw new RangeError(`train(): ${name} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}], got ${JSON.stringify(v)}`);
+  }
+  return x;
+}
+
+/** Fills defaults and checks everything; throws before any work with the option at fault named. */
+export function resolveTrainOptions(o: TrainOptions, vocabSize: number): ResolvedTrainOptions {
+  if (typeof o !== 'object' || o === null) throw new TypeError(`train(): options must be an object, got ${String(o)}`);
+  if (typeof o.out !== 'string' || o.out === '') throw new TypeError(`train(): out must name a folder, got ${JSON.stringify(o.out)}`);
+  const preset = o.preset ?? 'tiny';
+  const base = (PRESETS as Record<string, LlamaConfig>)[preset];
+  if (!base) throw new RangeError(`train(): unknown preset '${preset}'; presets: ${Object.keys(PRESETS).join(', ')}`);
+  const config = validateConfig({ ...base, vocab_size: Math.max(base.vocab_size, vocabSize), ...(o.config ?? {}) }, 'train(): config');
+  if (config.vocab_size < vocabSize) throw new RangeError(`train(): config.vocab_size = ${config.vocab_size} is smaller than the tokenizer's ${vocabSize}`);
+  const lora = o.lora === true ? { ...PAPER_LORA } : o.lora ? validateLora(o.lora, 'train(): lora') : null;
+  const seed = int('seed', o.seed, 0, 1234);
+  const data = validateDataOptions(o.data ?? { source: 'synth', n: [5, 6, 7], maxValue: 60, seed });
+  const steps = int('steps', o.steps, 1);
+  const lr = num('lr', o.lr, lora ? 1e-4 : 1e-3, 0, 10, true);
+  const schedule = o.schedule ?? 'cosine';
+  if (schedule !== 'cosine' && schedule !== 'constant') throw new RangeError(`train(): schedule must be 'cosine' or 'constant', got ${JSON.stringify(schedule)}`);
+  const device = o.device ?? 'auto';
+  if (!['auto', 'cpu', 'cuda'].includes(device)) throw new RangeError(`train(): device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`);
+  return {
+    out: o.out,
+    preset,
+    config,
+    lora,
+    data,
+    steps,
+    batchSize: int('batchSize', o.batchSize, 1, 32),
+    gradAccumulation: int('gradAccumulation', o.gradAccumulation, 1, 1),
+    lr,
+    minLr: num('minLr', o.minLr, lr / 10, 0, lr),
+    warmupSteps: int('warmupSteps', o.warmupSteps, 0, lora ? 0 : Math.min(100, Math.floor(steps / 20))),
+    schedule,
+    beta1: num('beta1', o.beta1, 0.9, 0, 1),
+    beta2: num('beta2', o.beta2, 0.95, 0, 1),
+    eps: num('eps', o.eps, lora ? 1e-9 : 1e-8, 0, 1),
+    weightDecay: num('weightDecay', o.weightDecay, lora ? 0 : 0.1, 0, 10),
+    maxGradNorm: num('maxGradNorm', o.maxGradNorm, 1.0, 0, Infinity),
+    seed,
+    device: device as ResolvedTrainOptions['device'],
+    threads: o.threads === undefined ? undefined : int('threads', o.threads, 1),
+    checkpointEvery: int('checkpointEvery', o.checkpointEvery, 0, 200),
+    keepCheckpoints: int('keepCheckpoints', o.keepCheckpoints, 1, 2),
+    resume: Boolean(o.resume),
+    evalEvery: int('evalEvery', o.evalEvery, 0, 0),
+    evalLimit: int('evalLimit', o.evalLimit, 1, 50),
+    evalSets: o.evalSets ?? ['id', 'ood-num-100', 'ood-num-1000', 'ood-form'],
+  };
+}
+
+/** What must not change when a run is resumed: everything that shapes the losses. */
+export function fingerprint(r: ResolvedTrainOptions): string {
+  const { out: _o, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalLimit: _l, evalSets: _s, device: _d, ...rest } = r;
+  return JSON.stringify(rest);
+}
