@@ -1,0 +1,325 @@
+// CudaBackend: memory, transfers and the dispatch of each op of model/backend.h to its launcher in
+// kernels.h, plus a growable scratch buffer for the ops that need one (sumSquares partials, RMSNorm
+// dweight partials, attention's delta).
+#include "cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "common.cuh"
+#include "kernels.h"
+
+namespace pl::cuda {
+
+namespace {
+
+__global__ void probe_kernel() {}
+
+GemmPath gemmPathFromEnv() {
+  const char* s = std::getenv("PUZZLE_LLAMA_CUDA_GEMM");
+  if (!s) return GemmPath::Auto;
+  if (std::strcmp(s, "simt") == 0) return GemmPath::Simt;
+  if (std::strcmp(s, "mma") == 0) return GemmPath::Mma;
+  return GemmPath::Auto;
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device, const std::string& deviceName, int multiprocessors)
+    : device_(device), deviceName_(deviceName), multiprocessors_(multiprocessors),
+      gemmPath_(static_cast<int>(gemmPathFromEnv())) {
+  use();
+  cudaStream_t stream = nullptr;
+  cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  if (err != cudaSuccess) fail(err, "cudaStreamCreateWithFlags");
+  stream_ = stream;
+  err = cudaMalloc(&result_, sizeof(double));
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    cudaStreamDestroy(stream_);
+    fail(err, "cudaMalloc (backend scratch)");
+  }
+}
+
+CudaBackend::~CudaBackend() {
+  // Destructors must not throw: errors here are dropped (the process may be tearing down).
+  cudaSetDevice(device_);
+  cudaStreamSynchronize(stream_);
+  if (scratch_) cudaFree(scratch_);
+  if (result_) cudaFree(result_);
+  cudaStreamDestroy(stream_);
+  cudaGetLastError();
+}
+
+std::string CudaBackend::deviceLabel() const {
+  return "CUDA device " + std::to_string(device_) + " (" + deviceName_ + ")";
+}
+
+void CudaBackend::fail(int err, const char* what) const {
+  const cudaError_t e = static_cast<cudaError_t>(err);
+  cudaGetLastError();  // clear a non-sticky error so the engine stays usable
+  throw Error("cuda backend on " + deviceLabel() + ": " + what + " failed: " + cudaGetErrorName(e) + ": " +
+              cudaGetErrorString(e));
+}
+
+// The runtime's current device is per host thread; the addon's workers run on several.
+void CudaBackend::use() const {
+  const cudaError_t err = cudaSetDevice(device_);
+  if (err != cudaSuccess) fail(err, "cudaSetDevice");
+}
+
+// Scratch of at least `bytes`, grown (never shrunk) on demand. Growing waits for queued work that may
+// still read the old buffer.
+void* CudaBackend::scratchFor(size_t bytes) {
+  if (bytes <= scratchBytes_) return scratch_;
+  const size_t want = bytes < 2 * scratchBytes_ ? 2 * scratchBytes_ : bytes;
+  if (scratch_) {
+    cudaError_t err = cudaStreamSynchronize(stream_);
+    if (err != cudaSuccess) fail(err, "cudaStreamSynchronize");
+    err = cudaFree(scratch_);
+    scratch_ = nullptr;
+    scratchBytes_ = 0;
+    if (err != cudaSuccess) fail(err, "cudaFree");
+  }
+  const cudaError_t err = cudaMalloc(&scratch_, want);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    scratch_ = nullptr;
+    throw Error("out of memory: requested " + std::to_string(want) + " bytes of scratch on " + deviceLabel());
+  }
+  scratchBytes_ = want;
+  return scratch_;
+}
+
+// ---- memory --------------------------------------------------------------------------------------
+
+void* CudaBackend::allocate(size_t bytes) {
+  use();
+  void* p = nullptr;
+  const size_t n = bytes == 0 ? 256 : bytes;
+  const cudaError_t err = cudaMalloc(&p, n);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // out of memory is not sticky: clear it so the engine stays usable
+    size_t freeB = 0, totalB = 0;
+    cudaMemGetInfo(&freeB, &totalB);
+    cudaGetLastError();
+    throw Error("out of memory: requested " + std::to_string(bytes) + " bytes on " + deviceLabel() + " (" +
+                std::to_string(freeB >> 20) + " MiB free of " + std::to_string(totalB >> 20) + " MiB)");
+  }
+  if (err != cudaSuccess) fail(err, "cudaMalloc");
+  const cudaError_t zeroErr = cudaMemsetAsync(p, 0, n, stream_);
+  if (zeroErr != cudaSuccess) {
+    cudaFree(p);
+    fail(zeroErr, "cudaMemsetAsync");
+  }
+  return p;
+}
+
+void CudaBackend::release(void* ptr) {
+  if (!ptr) return;
+  use();
+  // Work still queued on the stream may use ptr; cudaFree waits for the device, but be explicit.
+  cudaError_t err = cudaStreamSynchronize(stream_);
+  if (err != cudaSuccess) fail(err, "cudaStreamSynchronize");
+  err = cudaFree(ptr);
+  if (err != cudaSuccess) fail(err, "cudaFree");
+}
+
+void CudaBackend::upload(void* dst, const void* hostSrc, size_t bytes) {
+  if (bytes == 0) return;
+  use();
+  cudaError_t err = cudaMemcpyAsync(dst, hostSrc, bytes, cudaMemcpyHostToDevice, stream_);
+  if (err != cudaSuccess) fail(err, "cudaMemcpyAsync (upload)");
+  // The caller may free or reuse hostSrc on return (pageable memory): wait for the copy.
+  err = cudaStreamSynchronize(stream_);
+  if (err != cudaSuccess) fail(err, "upload");
+}
+
+void CudaBackend::download(void* hostDst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  use();
+  cudaError_t err = cudaMemcpyAsync(hostDst, src, bytes, cudaMemcpyDeviceToHost, stream_);
+  if (err != cudaSuccess) fail(err, "cudaMemcpyAsync (download)");
+  err = cudaStreamSynchronize(stream_);
+  if (err != cudaSuccess) fail(err, "download");
+}
+
+void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0 || dst == src) return;
+  use();
+  const cudaError_t err = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_);
+  if (err != cudaSuccess) fail(err, "cudaMemcpyAsync (copy)");
+}
+
+void CudaBackend::zero(void* dst, size_t bytes) {
+  if (bytes == 0) return;
+  use();
+  const cudaError_t err = cudaMemsetAsync(dst, 0, bytes, stream_);
+  if (err != cudaSuccess) fail(err, "cudaMemsetAsync");
+}
+
+void CudaBackend::synchronize() {
+  use();
+  const cudaError_t err = cudaStreamSynchronize(stream_);
+  if (err != cudaSuccess) fail(err, "synchronize");
+}
+
+// ---- ops -----------------------------------------------------------------------------------------
+
+void CudaBackend::gemm(float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB,
+                       float alpha, float beta) {
+  use();
+  cuda::gemm(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, static_cast<GemmPath>(gemmPath_),
+             multiprocessors_);
+}
+
+void CudaBackend::add(float* out, const float* a, const float* b, size_t n) {
+  use();
+  cuda::add(stream_, out, a, b, n);
+}
+
+void CudaBackend::axpy(float* y, const float* x, float a, size_t n) {
+  use();
+  cuda::axpy(stream_, y, x, a, n);
+}
+
+void CudaBackend::scale(float* x, float a, size_t n) {
+  use();
+  cuda::scale(stream_, x, a, n);
+}
+
+double CudaBackend::sumSquares(const float* x, size_t n) {
+  use();
+  void* scratch = scratchFor(sumSquaresScratchBytes(n));
+  cuda::sumSquares(stream_, static_cast<double*>(result_), scratch, x, n);
+  double host = 0.0;
+  cudaError_t err = cudaMemcpyAsync(&host, result_, sizeof(double), cudaMemcpyDeviceToHost, stream_);
+  if (err != cudaSuccess) fail(err, "cudaMemcpyAsync (sumSquares)");
+  err = cudaStreamSynchronize(stream_);
+  if (err != cudaSuccess) fail(err, "sumSquares");
+  return host;
+}
+
+void CudaBackend::embeddingForward(float* out, const int32_t* tokens, const float* wte, int N, int C) {
+  use();
+  cuda::embeddingForward(stream_, out, tokens, wte, N, C);
+}
+
+void CudaBackend::embeddingBackward(float* dwte, const float* dout, const int32_t* tokens, int N, int C, int V) {
+  use();
+  cuda::embeddingBackward(stream_, dwte, dout, tokens, N, C, V);
+}
+
+void CudaBackend::rmsnormForward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
+                                 float eps) {
+  use();
+  cuda::rmsnormForward(stream_, out, rstd, inp, weight, N, C, eps);
+}
+
+void CudaBackend::rmsnormBackward(float* dinp, float* dweight, const float* dout, const float* inp,
+                                  const float* weight, const float* rstd, int N, int C) {
+  use();
+  void* scratch = dweight ? scratchFor(rmsnormBackwardScratchBytes(N, C)) : nullptr;
+  cuda::rmsnormBackward(stream_, dinp, dweight, dout, inp, weight, rstd, N, C, scratch);
+}
+
+void CudaBackend::ropeForward(float* x, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
+                              int pos0) {
+  use();
+  cuda::rope(stream_, x, cosTable, sinTable, B, T, H, D, pos0, false);
+}
+
+void CudaBackend::ropeBackward(float* dx, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
+                               int pos0) {
+  use();
+  cuda::rope(stream_, dx, cosTable, sinTable, B, T, H, D, pos0, true);
+}
+
+void CudaBackend::attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, int B,
+                                   int Tq, int Tcap, int H, int Hkv, int D, int pos0) {
+  use();
+  cuda::attentionForward(stream_, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
+}
+
+void CudaBackend::attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                    const float* k, const float* v, const float* out, const float* lse, int B,
+                                    int T, int H, int Hkv, int D) {
+  use();
+  void* scratch = scratchFor(attentionBackwardScratchBytes(B, T, H));
+  cuda::attentionBackward(stream_, dq, dk, dv, dout, q, k, v, out, lse, B, T, H, Hkv, D, scratch);
+}
+
+void CudaBackend::swigluForward(float* out, const float* gate, const float* up, size_t n) {
+  use();
+  cuda::swigluForward(stream_, out, gate, up, n);
+}
+
+void CudaBackend::swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                                 size_t n) {
+  use();
+  cuda::swigluBackward(stream_, dgate, dup, dout, gate, up, n);
+}
+
+void CudaBackend::crossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, float dscale,
+                               bool grad) {
+  use();
+  cuda::crossEntropy(stream_, losses, logits, targets, N, V, dscale, grad);
+}
+
+void CudaBackend::dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed) {
+  use();
+  cuda::dropoutForward(stream_, out, inp, n, p, seed);
+}
+
+void CudaBackend::dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed) {
+  use();
+  cuda::dropoutBackward(stream_, dinp, dout, n, p, seed);
+}
+
+void CudaBackend::adamw(float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp) {
+  use();
+  cuda::adamw(stream_, param, grad, m, v, n, hp);
+}
+
+// ---- factory -------------------------------------------------------------------------------------
+
+std::unique_ptr<Backend> createBackend(int deviceIndex) {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    throw Error("CUDA device " + std::to_string(deviceIndex) + " cannot be used: " + cudaGetErrorString(err));
+  }
+  if (deviceIndex < 0 || deviceIndex >= count)
+    throw Error("CUDA device " + std::to_string(deviceIndex) + " does not exist (" + std::to_string(count) +
+                " visible)");
+  cudaDeviceProp prop{};
+  err = cudaGetDeviceProperties(&prop, deviceIndex);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    throw Error("CUDA device " + std::to_string(deviceIndex) + " cannot be queried: " + cudaGetErrorString(err));
+  }
+  const std::string label = "CUDA device " + std::to_string(deviceIndex) + " (" + prop.name + ")";
+  if (prop.major < 8)
+    throw Error(label + " has compute capability " + std::to_string(prop.major) + "." + std::to_string(prop.minor) +
+                "; the CUDA backend needs 8.0 or newer (bf16 tensor cores)");
+  err = cudaSetDevice(deviceIndex);
+  if (err == cudaSuccess) err = cudaFree(nullptr);  // creates the context now, so failures surface here
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(label + " cannot be used: " + cudaGetErrorString(err));
+  }
+  cudaFuncAttributes attr{};
+  err = cudaFuncGetAttributes(&attr, probe_kernel);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(label + " (compute capability " + std::to_string(prop.major) + "." + std::to_string(prop.minor) +
+                ") has no kernel image in this build: " + cudaGetErrorString(err));
+  }
+  return std::make_unique<CudaBackend>(deviceIndex, prop.name, prop.multiProcessorCount);
+}
+
+}  // namespace pl::cuda

@@ -1,0 +1,91 @@
+// The CUDA implementation of model/backend.h: device memory through cudaMalloc, one non-blocking stream
+// per backend on which every op is enqueued in order, the kernels of native/cuda/*.cu. No cuBLAS/cuDNN.
+// Ops are asynchronous; upload(), download() and sumSquares() wait for the stream, synchronize() waits
+// explicitly. Every entry point makes the backend's device current first, so any host thread may drive
+// it (one at a time: like the CPU backend it is not thread-safe). Failures throw pl::Error; nothing exits.
+// This header needs no CUDA headers, so host-compiled (g++) code such as the addon can include it.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "../model/backend.h"
+
+struct CUstream_st;  // cudaStream_t is CUstream_st*
+
+namespace pl::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  // Use createBackend(): it checks the device first.
+  CudaBackend(int device, const std::string& deviceName, int multiprocessors);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  std::string name() const override { return "cuda"; }
+  // No host thread pool: reports the streaming multiprocessors, the device's unit of parallel work.
+  int threads() const override { return multiprocessors_; }
+  int device() const { return device_; }
+  // "CUDA device 0 (NVIDIA H100 80GB HBM3)", as error messages name it.
+  std::string deviceLabel() const;
+
+  void* allocate(size_t bytes) override;
+  void release(void* ptr) override;
+  void upload(void* dst, const void* hostSrc, size_t bytes) override;
+  void download(void* hostDst, const void* src, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  void zero(void* dst, size_t bytes) override;
+  void synchronize() override;
+
+  void gemm(float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB, float alpha,
+            float beta) override;
+  void add(float* out, const float* a, const float* b, size_t n) override;
+  void axpy(float* y, const float* x, float a, size_t n) override;
+  void scale(float* x, float a, size_t n) override;
+  double sumSquares(const float* x, size_t n) override;
+  void embeddingForward(float* out, const int32_t* tokens, const float* wte, int N, int C) override;
+  void embeddingBackward(float* dwte, const float* dout, const int32_t* tokens, int N, int C, int V) override;
+  void rmsnormForward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
+                      float eps) override;
+  void rmsnormBackward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                       const float* rstd, int N, int C) override;
+  void ropeForward(float* x, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
+                   int pos0) override;
+  void ropeBackward(float* dx, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
+                    int pos0) override;
+  void attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
+                        int Tcap, int H, int Hkv, int D, int pos0) override;
+  void attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                         const float* v, const float* out, const float* lse, int B, int T, int H, int Hkv,
+                         int D) override;
+  void swigluForward(float* out, const float* gate, const float* up, size_t n) override;
+  void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                      size_t n) override;
+  void crossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, float dscale,
+                    bool grad) override;
+  void dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed) override;
+  void dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed) override;
+  void adamw(float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp) override;
+
+ private:
+  void use() const;                       // makes the device current on the calling thread
+  void* scratchFor(size_t bytes);         // grows the scratch buffer on demand
+  [[noreturn]] void fail(int err, const char* what) const;
+
+  int device_;
+  std::string deviceName_;
+  int multiprocessors_;
+  int gemmPath_;  // a GemmPath
+  CUstream_st* stream_ = nullptr;
+  void* result_ = nullptr;  // one double: sumSquares' result
+  void* scratch_ = nullptr;
+  size_t scratchBytes_ = 0;
+};
+
+// Makes a backend on device `deviceIndex`. Throws pl::Error naming the device (index and name) when it
+// does not exist, is older than compute capability 8.0 (bf16 tensor cores), has no kernel image in this
+// build, or its stream cannot be created. PUZZLE_LLAMA_CUDA_GEMM=simt|mma (read here) forces one GEMM
+// kernel for parity tests and benchmarks; unset, the backend picks by shape.
+std::unique_ptr<Backend> createBackend(int deviceIndex);
+
+}  // namespace pl::cuda

@@ -1,0 +1,375 @@
+// A standalone parity check of CudaBackend against CpuBackend (the fp32 reference), op by op, on random
+// data: prints the worst error of every output tensor next to its tolerance, checks the bit-exact ops
+// (dropout, embedding, sumSquares run-to-run) and determinism, and exits non-zero on any failure.
+// Not part of the addon. Build and run on a machine with a GPU (llm.c dev/cuda style, before any timing):
+//   cmake --build build-cuda --target puzzle_llama_cuda_check && build-cuda/puzzle_llama_cuda_check [device]
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../../core/error.h"
+#include "../../core/rng.h"
+#include "../../cpu/cpu_backend.h"
+#include "../cuda_backend.h"
+
+namespace {
+
+using Vec = std::vector<float>;
+
+int failures = 0;
+int checks = 0;
+
+Vec randn(size_t n, uint64_t seed, float scale = 1.0f) {
+  pl::Rng rng(seed);
+  Vec v(n);
+  for (auto& x : v) x = static_cast<float>(rng.normal()) * scale;
+  return v;
+}
+
+// Device buffer holding a copy of host data; freed with the backend.
+struct Dev {
+  pl::Backend* be;
+  void* p;
+  size_t bytes;
+  Dev(pl::Backend& b, size_t n, size_t elem = sizeof(float)) : be(&b), p(b.allocate(n * elem)), bytes(n * elem) {}
+  Dev(pl::Backend& b, const Vec& h) : Dev(b, h.size()) { b.upload(p, h.data(), bytes); }
+  Dev(pl::Backend& b, const std::vector<int32_t>& h) : Dev(b, h.size(), sizeof(int32_t)) {
+    b.upload(p, h.data(), bytes);
+  }
+  ~Dev() { be->release(p); }
+  Dev(const Dev&) = delete;
+  float* f() const { return static_cast<float*>(p); }
+  int32_t* i() const { return static_cast<int32_t*>(p); }
+  Vec get() const {
+    Vec h(bytes / sizeof(float));
+    be->download(h.data(), p, bytes);
+    return h;
+  }
+};
+
+// |got - want| <= atol + rtol |want| elementwise; prints the worst element relative to that bound.
+void compare(const std::string& what, const Vec& got, const Vec& want, double atol, double rtol) {
+  ++checks;
+  double worst = 0.0, maxAbs = 0.0, maxRef = 0.0;
+  size_t at = 0;
+  bool finite = true;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = std::fabs(double(got[i]) - want[i]);
+    if (!std::isfinite(got[i]) && std::isfinite(want[i])) finite = false;
+    const double ratio = d / (atol + rtol * std::fabs(want[i]));
+    maxAbs = std::max(maxAbs, d);
+    maxRef = std::max(maxRef, std::fabs(double(want[i])));
+    if (ratio > worst) {
+      worst = ratio;
+      at = i;
+    }
+  }
+  const bool ok = finite && worst <= 1.0 && got.size() == want.size();
+  if (!ok) ++failures;
+  std::printf("%-4s %-58s max|err| %.3e (max|ref| %.2e)  worst at %zu: %.6g vs %.6g  (%.2f of tol)\n",
+              ok ? "ok" : "FAIL", what.c_str(), maxAbs, maxRef, at, want.empty() ? 0.0 : double(got[at]),
+              want.empty() ? 0.0 : double(want[at]), worst);
+}
+
+void exact(const std::string& what, const Vec& got, const Vec& want) {
+  ++checks;
+  const bool ok = got.size() == want.size() && std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0;
+  if (!ok) ++failures;
+  std::printf("%-4s %-58s %s\n", ok ? "ok" : "FAIL", what.c_str(), ok ? "bit-identical" : "DIFFERS");
+}
+
+void expect(const std::string& what, bool ok, const std::string& detail) {
+  ++checks;
+  if (!ok) ++failures;
+  std::printf("%-4s %-58s %s\n", ok ? "ok" : "FAIL", what.c_str(), detail.c_str());
+}
+
+// ---- gemm ------------------------------------------------------------------------------------------
+
+void checkGemm(pl::Backend& cpu, pl::Backend& gpu, const char* path, double rtol) {
+  const int shapes[][3] = {{1, 1, 1},     {7, 5, 3},      {64, 64, 64},     {128, 128, 32},  {129, 130, 33},
+                           {1, 4096, 512}, {300, 8, 1000}, {8, 300, 2048},  {513, 257, 127}, {1000, 1000, 64},
+                           {2048, 2048, 256}};
+  for (const auto& s : shapes) {
+    const int M = s[0], N = s[1], K = s[2];
+    for (int t = 0; t < 4; ++t) {
+      const bool tA = t & 1, tB = t & 2;
+      for (float beta : {0.0f, 0.5f}) {
+        // +1 float: the model carves tensors at arbitrary offsets, so pointers need not be 16-byte aligned.
+        Vec a = randn(size_t(M) * K + 1, 1 + t), b = randn(size_t(K) * N + 1, 2 + t), c = randn(size_t(M) * N, 3);
+        Vec ref = c;
+        cpu.gemm(ref.data(), a.data() + 1, b.data() + 1, M, N, K, tA, tB, 0.75f, beta);
+        Dev da(gpu, a), db(gpu, b), dc(gpu, beta == 0.0f ? Vec(c.size(), NAN) : c);  // beta 0 must ignore NaN C
+        gpu.gemm(dc.f(), da.f() + 1, db.f() + 1, M, N, K, tA, tB, 0.75f, beta);
+        char name[160];
+        std::snprintf(name, sizeof name, "gemm[%s] M%d N%d K%d tA%d tB%d beta%.1f", path, M, N, K, tA, tB, beta);
+        // Inputs of unit variance: an output is ~sqrt(K) in size, its bf16 error ~2^-8 sqrt(K).
+        compare(name, dc.get(), ref, rtol * std::sqrt(double(K)), rtol);
+      }
+    }
+  }
+}
+
+// ---- attention ---------------------------------------------------------------------------------------
+
+void checkAttention(pl::Backend& cpu, pl::Backend& gpu) {
+  struct Case { int B, T, H, Hkv, D; };
+  const Case cases[] = {{1, 1, 1, 1, 64},  {2, 5, 4, 2, 64},    {1, 33, 2, 1, 32},  {2, 64, 4, 4, 64},
+                        {1, 100, 8, 2, 128}, {2, 70, 4, 1, 80}, {1, 47, 2, 2, 256}, {1, 129, 6, 3, 16},
+                        {1, 300, 2, 1, 128}};
+  for (const Case& c : cases) {
+    const size_t nq = size_t(c.B) * c.T * c.H * c.D, nkv = size_t(c.B) * c.T * c.Hkv * c.D;
+    const size_t nl = size_t(c.B) * c.H * c.T;
+    Vec q = randn(nq, 11), k = randn(nkv, 12), v = randn(nkv, 13), dout = randn(nq, 14);
+    Vec out(nq), lse(nl), dq(nq), dk(nkv), dv(nkv);
+    cpu.attentionForward(out.data(), lse.data(), q.data(), k.data(), v.data(), c.B, c.T, c.T, c.H, c.Hkv, c.D, 0);
+    cpu.attentionBackward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), out.data(),
+                          lse.data(), c.B, c.T, c.H, c.Hkv, c.D);
+    Dev gq(gpu, q), gk(gpu, k), gv(gpu, v), gdo(gpu, dout), go(gpu, nq), gl(gpu, nl);
+    Dev gdq(gpu, nq), gdk(gpu, nkv), gdv(gpu, nkv);
+    gpu.attentionForward(go.f(), gl.f(), gq.f(), gk.f(), gv.f(), c.B, c.T, c.T, c.H, c.Hkv, c.D, 0);
+    gpu.attentionBackward(gdq.f(), gdk.f(), gdv.f(), gdo.f(), gq.f(), gk.f(), gv.f(), go.f(), gl.f(), c.B, c.T, c.H,
+                          c.Hkv, c.D);
+    char tag[96];
+    std::snprintf(tag, sizeof tag, "B%d T%d H%d Hkv%d D%d", c.B, c.T, c.H, c.Hkv, c.D);
+    compare(std::string("attention out ") + tag, go.get(), out, 1e-5, 1e-4);
+    compare(std::string("attention lse ") + tag, gl.get(), lse, 1e-5, 1e-5);
+    compare(std::string("attention dq ") + tag, gdq.get(), dq, 1e-4, 1e-3);
+    compare(std::string("attention dk ") + tag, gdk.get(), dk, 1e-4, 1e-3);
+    compare(std::string("attention dv ") + tag, gdv.get(), dv, 1e-4, 1e-3);
+    // Determinism: a second backward gives the same bits.
+    Vec dk1 = gdk.get(), dv1 = gdv.get(), dq1 = gdq.get();
+    gpu.attentionBackward(gdq.f(), gdk.f(), gdv.f(), gdo.f(), gq.f(), gk.f(), gv.f(), go.f(), gl.f(), c.B, c.T, c.H,
+                          c.Hkv, c.D);
+    Vec all1 = dq1, all2 = gdq.get();
+    all1.insert(all1.end(), dk1.begin(), dk1.end());
+    all1.insert(all1.end(), dv1.begin(), dv1.end());
+    Vec dk2 = gdk.get(), dv2 = gdv.get();
+    all2.insert(all2.end(), dk2.begin(), dk2.end());
+    all2.insert(all2.end(), dv2.begin(), dv2.end());
+    exact(std::string("attention backward rerun ") + tag, all2, all1);
+  }
+  // KV-cache decode: Tq new queries at pos0 against a cache of Tcap rows (rows past pos0+Tq are garbage).
+  struct Dec { int B, Tq, Tcap, H, Hkv, D, pos0; };
+  const Dec decs[] = {{1, 1, 64, 4, 2, 64, 0},   {2, 1, 512, 8, 2, 128, 300}, {1, 1, 40, 2, 1, 256, 39},
+                      {1, 3, 100, 4, 4, 64, 50}, {2, 9, 200, 4, 2, 64, 100},  {1, 20, 64, 2, 1, 80, 30}};
+  for (const Dec& c : decs) {
+    const size_t nq = size_t(c.B) * c.Tq * c.H * c.D, nkv = size_t(c.B) * c.Tcap * c.Hkv * c.D;
+    const size_t nl = size_t(c.B) * c.H * c.Tq;
+    Vec q = randn(nq, 21), k = randn(nkv, 22), v = randn(nkv, 23);
+    Vec out(nq), lse(nl);
+    cpu.attentionForward(out.data(), lse.data(), q.data(), k.data(), v.data(), c.B, c.Tq, c.Tcap, c.H, c.Hkv, c.D,
+                         c.pos0);
+    Dev gq(gpu, q), gk(gpu, k), gv(gpu, v), go(gpu, nq), gl(gpu, nl);
+    gpu.attentionForward(go.f(), gl.f(), gq.f(), gk.f(), gv.f(), c.B, c.Tq, c.Tcap, c.H, c.Hkv, c.D, c.pos0);
+    char tag[128];
+    std::snprintf(tag, sizeof tag, "B%d Tq%d Tcap%d H%d Hkv%d D%d pos0 %d", c.B, c.Tq, c.Tcap, c.H, c.Hkv, c.D, c.pos0);
+    compare(std::string("attention decode out ") + tag, go.get(), out, 1e-5, 1e-4);
+    compare(std::string("attention decode lse ") + tag, gl.get(), lse, 1e-5, 1e-5);
+    gpu.attentionForward(go.f(), nullptr, gq.f(), gk.f(), gv.f(), c.B, c.Tq, c.Tcap, c.H, c.Hkv, c.D, c.pos0);
+    compare(std::string("attention decode out, lse null ") + tag, go.get(), out, 1e-5, 1e-4);
+  }
+}
+
+// ---- the rest ----------------------------------------------------------------------------------------
+
+void checkOps(pl::Backend& cpu, pl::Backend& gpu) {
+  for (size_t n : {size_t(1), size_t(1000), size_t(1) << 20, size_t(3000001)}) {
+    const std::string tag = " n" + std::to_string(n);
+    Vec a = randn(n, 31), b = randn(n, 32);
+    Dev ga(gpu, a), gb(gpu, b), go(gpu, n);
+    Vec ref(n);
+    cpu.add(ref.data(), a.data(), b.data(), n);
+    gpu.add(go.f(), ga.f(), gb.f(), n);
+    exact("add" + tag, go.get(), ref);
+    Vec y = a;
+    cpu.axpy(y.data(), b.data(), -0.3f, n);
+    gpu.axpy(ga.f(), gb.f(), -0.3f, n);
+    compare("axpy" + tag, ga.get(), y, 1e-6, 1e-6);
+    cpu.scale(y.data(), 1.7f, n);
+    gpu.scale(ga.f(), 1.7f, n);
+    compare("scale" + tag, ga.get(), y, 1e-6, 1e-6);
+    const double s1 = gpu.sumSquares(gb.f(), n), s2 = gpu.sumSquares(gb.f(), n), sc = cpu.sumSquares(b.data(), n);
+    expect("sumSquares" + tag, s1 == s2 && std::fabs(s1 - sc) <= 1e-5 * sc,  // the CPU sums in float lanes
+           "gpu " + std::to_string(s1) + " cpu " + std::to_string(sc) + (s1 == s2 ? " (rerun identical)" : " RERUN DIFFERS"));
+
+    gpu.swigluForward(go.f(), ga.f(), gb.f(), n);
+    Vec gate = ga.get();  // ga now holds the axpy/scale result: use it as the gate on both sides
+    cpu.swigluForward(ref.data(), gate.data(), b.data(), n);
+    compare("swigluForward" + tag, go.get(), ref, 1e-6, 1e-5);
+    Vec dout = randn(n, 33), dg(n), du(n);
+    Dev gdo(gpu, dout), gdg(gpu, n), gdu(gpu, n);
+    cpu.swigluBackward(dg.data(), du.data(), dout.data(), gate.data(), b.data(), n);
+    gpu.swigluBackward(gdg.f(), gdu.f(), gdo.f(), ga.f(), gb.f(), n);
+    compare("swigluBackward dgate" + tag, gdg.get(), dg, 1e-6, 1e-5);
+    compare("swigluBackward dup" + tag, gdu.get(), du, 1e-6, 1e-5);
+
+    cpu.dropoutForward(ref.data(), a.data(), n, 0.1f, 1234);
+    Dev ga2(gpu, a);
+    gpu.dropoutForward(go.f(), ga2.f(), n, 0.1f, 1234);
+    exact("dropoutForward" + tag, go.get(), ref);
+    Vec acc = b;
+    cpu.dropoutBackward(acc.data(), dout.data(), n, 0.1f, 1234);
+    gpu.dropoutBackward(gb.f(), gdo.f(), n, 0.1f, 1234);
+    exact("dropoutBackward" + tag, gb.get(), acc);
+
+    Vec p = randn(n, 34), g = randn(n, 35), m = randn(n, 36, 0.1f), v = randn(n, 37, 0.01f);
+    for (float& x : v) x = x * x;  // second moments are non-negative
+    Dev gp(gpu, p), gg(gpu, g), gm(gpu, m), gv(gpu, v);
+    pl::AdamWParams hp;
+    hp.lr = 3e-4f;
+    hp.weightDecay = 0.1f;
+    hp.step = 7;
+    hp.gradScale = 0.5f;
+    cpu.adamw(p.data(), g.data(), m.data(), v.data(), n, hp);
+    gpu.adamw(gp.f(), gg.f(), gm.f(), gv.f(), n, hp);
+    compare("adamw param" + tag, gp.get(), p, 1e-7, 1e-6);
+    compare("adamw m" + tag, gm.get(), m, 1e-7, 1e-6);
+    compare("adamw v" + tag, gv.get(), v, 1e-9, 1e-6);
+  }
+
+  for (auto nc : {std::pair<int, int>{1, 8}, {37, 64}, {256, 1000}, {513, 4096}}) {
+    const int N = nc.first, C = nc.second;
+    const std::string tag = " N" + std::to_string(N) + " C" + std::to_string(C);
+    Vec x = randn(size_t(N) * C, 41), w = randn(C, 42), dy = randn(size_t(N) * C, 43);
+    Vec out(x.size()), rstd(N), dx = randn(x.size(), 44), dw = randn(C, 45);
+    Dev gx(gpu, x), gw(gpu, w), gdy(gpu, dy), go(gpu, x.size()), gr(gpu, N), gdx(gpu, dx), gdw(gpu, dw);
+    cpu.rmsnormForward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
+    gpu.rmsnormForward(go.f(), gr.f(), gx.f(), gw.f(), N, C, 1e-5f);
+    compare("rmsnormForward out" + tag, go.get(), out, 1e-6, 1e-5);
+    compare("rmsnormForward rstd" + tag, gr.get(), rstd, 1e-6, 1e-5);
+    cpu.rmsnormBackward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+    gpu.rmsnormBackward(gdx.f(), gdw.f(), gdy.f(), gx.f(), gw.f(), gr.f(), N, C);
+    compare("rmsnormBackward dinp (accumulated)" + tag, gdx.get(), dx, 1e-5, 1e-4);
+    compare("rmsnormBackward dweight (accumulated)" + tag, gdw.get(), dw, 1e-4 * std::sqrt(double(N)), 1e-4);
+    gpu.rmsnormBackward(gdx.f(), nullptr, gdy.f(), gx.f(), gw.f(), gr.f(), N, C);  // frozen weight: must not crash
+    gpu.synchronize();
+  }
+
+  {
+    const int B = 2, T = 9, H = 3, D = 64, maxT = 40, pos0 = 5;
+    Vec cosT(size_t(maxT) * D / 2), sinT(cosT.size());
+    for (int t = 0; t < maxT; ++t)
+      for (int i = 0; i < D / 2; ++i) {
+        const double f = t * std::pow(10000.0, -2.0 * i / D);
+        cosT[size_t(t) * D / 2 + i] = float(std::cos(f));
+        sinT[size_t(t) * D / 2 + i] = float(std::sin(f));
+      }
+    Vec x = randn(size_t(B) * T * H * D, 51);
+    Dev gx(gpu, x), gc(gpu, cosT), gs(gpu, sinT);
+    Vec ref = x;
+    cpu.ropeForward(ref.data(), cosT.data(), sinT.data(), B, T, H, D, pos0);
+    gpu.ropeForward(gx.f(), gc.f(), gs.f(), B, T, H, D, pos0);
+    compare("ropeForward pos0 5", gx.get(), ref, 1e-6, 1e-6);
+    cpu.ropeBackward(ref.data(), cosT.data(), sinT.data(), B, T, H, D, pos0);
+    gpu.ropeBackward(gx.f(), gc.f(), gs.f(), B, T, H, D, pos0);
+    compare("ropeBackward pos0 5 (round trip)", gx.get(), ref, 1e-6, 1e-6);
+  }
+
+  for (auto nv : {std::pair<int, int>{1, 10}, {64, 1000}, {300, 32000}}) {
+    const int N = nv.first, V = nv.second;
+    const std::string tag = " N" + std::to_string(N) + " V" + std::to_string(V);
+    Vec logits = randn(size_t(N) * V, 61, 3.0f);
+    std::vector<int32_t> targets(N);
+    for (int n = 0; n < N; ++n) targets[n] = n % 5 == 3 ? -100 : int32_t((n * 7919) % V);
+    Vec losses(N), ref = logits;
+    Dev gl(gpu, logits), gt(gpu, targets), gloss(gpu, N);
+    cpu.crossEntropy(losses.data(), ref.data(), targets.data(), N, V, 1.0f / N, true);
+    gpu.crossEntropy(gloss.f(), gl.f(), gt.i(), N, V, 1.0f / N, true);
+    compare("crossEntropy losses" + tag, gloss.get(), losses, 1e-5, 1e-5);
+    compare("crossEntropy grad" + tag, gl.get(), ref, 1e-8, 1e-5);
+    Dev gl2(gpu, logits);
+    Vec keep = logits;
+    cpu.crossEntropy(losses.data(), keep.data(), targets.data(), N, V, 1.0f, false);
+    gpu.crossEntropy(gloss.f(), gl2.f(), gt.i(), N, V, 1.0f, false);
+    compare("crossEntropy losses, no grad" + tag, gloss.get(), losses, 1e-5, 1e-5);
+    exact("crossEntropy no grad leaves logits" + tag, gl2.get(), logits);
+  }
+
+  {
+    const int N = 777, C = 96, V = 50;
+    std::vector<int32_t> tokens(N);
+    for (int n = 0; n < N; ++n) tokens[n] = (n * 31 + n / 7) % V;  // repeated tokens on purpose
+    Vec wte = randn(size_t(V) * C, 71), dout = randn(size_t(N) * C, 72), out(size_t(N) * C), dwte = randn(wte.size(), 73);
+    Dev gw(gpu, wte), gt(gpu, tokens), go(gpu, out.size()), gdo(gpu, dout), gdw(gpu, dwte);
+    cpu.embeddingForward(out.data(), tokens.data(), wte.data(), N, C);
+    gpu.embeddingForward(go.f(), gt.i(), gw.f(), N, C);
+    exact("embeddingForward", go.get(), out);
+    cpu.embeddingBackward(dwte.data(), dout.data(), tokens.data(), N, C, V);
+    gpu.embeddingBackward(gdw.f(), gdo.f(), gt.i(), N, C, V);
+    exact("embeddingBackward (accumulated, CPU order)", gdw.get(), dwte);
+  }
+}
+
+void checkMemory(pl::Backend& gpu) {
+  {
+    Dev z(gpu, 12345);
+    const Vec h = z.get();
+    expect("allocate zero-fills", std::all_of(h.begin(), h.end(), [](float x) { return x == 0.0f; }), "");
+    Vec src = randn(1000, 81);
+    Dev a(gpu, src), b(gpu, 1000);
+    gpu.copy(b.p, a.p, 1000 * sizeof(float));
+    exact("copy", b.get(), src);
+    gpu.zero(b.p, 500 * sizeof(float));
+    Vec want = src;
+    std::fill(want.begin(), want.begin() + 500, 0.0f);
+    exact("zero (first half)", b.get(), want);
+  }
+  std::string msg;
+  try {
+    void* p = gpu.allocate(size_t(1) << 50);
+    gpu.release(p);
+  } catch (const pl::Error& e) {
+    msg = e.what();
+  }
+  expect("allocate 1 PiB throws out of memory", msg.find("out of memory: requested") != std::string::npos, msg);
+  bool usable = true;
+  try {
+    Dev after(gpu, 1000);
+    gpu.synchronize();
+  } catch (const pl::Error&) {
+    usable = false;
+  }
+  expect("backend usable after out of memory", usable, "");
+  msg.clear();
+  try {
+    Dev q(gpu, 300 * 4);
+    gpu.attentionForward(q.f(), nullptr, q.f(), q.f(), q.f(), 1, 4, 4, 1, 1, 300, 0);
+  } catch (const pl::Error& e) {
+    msg = e.what();
+  }
+  expect("attention with D = 300 throws", !msg.empty(), msg);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int device = argc > 1 ? std::atoi(argv[1]) : 0;
+  try {
+    pl::cpu::CpuBackend cpu(4);
+    auto gpu = pl::cuda::createBackend(device);
+    std::printf("checking %s against %s\n", gpu->name().c_str(), cpu.name().c_str());
+    checkMemory(*gpu);
+    checkOps(cpu, *gpu);
+    checkAttention(cpu, *gpu);
+    checkGemm(cpu, *gpu, "auto", 3e-2);
+    setenv("PUZZLE_LLAMA_CUDA_GEMM", "simt", 1);
+    auto simt = pl::cuda::createBackend(device);
+    checkGemm(cpu, *simt, "simt", 1e-5);
+    setenv("PUZZLE_LLAMA_CUDA_GEMM", "mma", 1);
+    auto mma = pl::cuda::createBackend(device);
+    checkGemm(cpu, *mma, "mma", 3e-2);
+  } catch (const std::exception& e) {
+    std::printf("FAIL exception: %s\n", e.what());
+    return 2;
+  }
+  std::printf("%d of %d checks failed\n", failures, checks);
+  return failures == 0 ? 0 : 1;
+}

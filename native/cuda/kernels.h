@@ -1,0 +1,63 @@
+// Host-side launchers for the CUDA kernels, one group per .cu file. Each enqueues on `stream`, checks
+// the launch and throws pl::Error naming the kernel; none synchronizes. Shapes and contracts are those of
+// model/backend.h. Launchers that need scratch memory say how much (a *ScratchBytes function) and take it.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../model/backend.h"
+
+namespace pl::cuda {
+
+// ---- gemm.cu ---------------------------------------------------------------------------------------
+enum class GemmPath { Auto, Mma, Simt };
+// C[M,N] = alpha * op(A) @ op(B) + beta * C. Auto picks the SIMT fp32 kernel for tiny products and
+// the bf16 tensor-core kernel otherwise; `multiprocessors` picks the tile size (never the result).
+void gemm(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
+          bool transB, float alpha, float beta, GemmPath path, int multiprocessors);
+
+// ---- elementwise.cu --------------------------------------------------------------------------------
+void add(cudaStream_t stream, float* out, const float* a, const float* b, size_t n);
+void axpy(cudaStream_t stream, float* y, const float* x, float a, size_t n);
+void scale(cudaStream_t stream, float* x, float a, size_t n);
+size_t sumSquaresScratchBytes(size_t n);
+// Writes sum x^2 as one double to result (device memory); scratch holds sumSquaresScratchBytes(n).
+void sumSquares(cudaStream_t stream, double* result, void* scratch, const float* x, size_t n);
+void swigluForward(cudaStream_t stream, float* out, const float* gate, const float* up, size_t n);
+void swigluBackward(cudaStream_t stream, float* dgate, float* dup, const float* dout, const float* gate,
+                    const float* up, size_t n);
+void dropoutForward(cudaStream_t stream, float* out, const float* inp, size_t n, float p, uint64_t seed);
+void dropoutBackward(cudaStream_t stream, float* dinp, const float* dout, size_t n, float p, uint64_t seed);
+void embeddingForward(cudaStream_t stream, float* out, const int32_t* tokens, const float* wte, int N, int C);
+void embeddingBackward(cudaStream_t stream, float* dwte, const float* dout, const int32_t* tokens, int N, int C,
+                       int V);
+
+// ---- norm_rope.cu ----------------------------------------------------------------------------------
+void rmsnormForward(cudaStream_t stream, float* out, float* rstd, const float* inp, const float* weight, int N,
+                    int C, float eps);
+size_t rmsnormBackwardScratchBytes(int N, int C);
+void rmsnormBackward(cudaStream_t stream, float* dinp, float* dweight, const float* dout, const float* inp,
+                     const float* weight, const float* rstd, int N, int C, void* scratch);
+void rope(cudaStream_t stream, float* x, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
+          int pos0, bool inverse);
+
+// ---- attention.cu ----------------------------------------------------------------------------------
+constexpr int kAttentionMaxD = 256;
+void attentionForward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
+                      int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0);
+size_t attentionBackwardScratchBytes(int B, int T, int H);
+void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                       const float* k, const float* v, const float* out, const float* lse, int B, int T, int H,
+                       int Hkv, int D, void* scratch);
+
+// ---- cross_entropy.cu ------------------------------------------------------------------------------
+void crossEntropy(cudaStream_t stream, float* losses, float* logits, const int32_t* targets, int N, int V,
+                  float dscale, bool grad);
+
+// ---- adamw.cu --------------------------------------------------------------------------------------
+void adamw(cudaStream_t stream, float* param, const float* grad, float* m, float* v, size_t n,
+           const AdamWParams& hp);
+
+}  // namespace pl::cuda
