@@ -11,8 +11,9 @@ import type { BenchOptions, BenchRow, BenchSuite } from './suite.js';
 /** Suites by name, loaded on demand (each may need the addon or a Python peer). */
 const SUITES: Record<string, () => Promise<BenchSuite>> = {
   puzzle: async () => (await import('./suites/puzzle.js')).puzzleSuite,
-  kernels: async () => (await import('./suites/kernels.js' as string)).kernelsSuite as BenchSuite,
-  train: async () => (await import('./suites/train.js' as string)).trainSuite as BenchSuite,
+  kernels: async () => (await import('./suites/kernels.js')).kernelsSuite,
+  train: async () => (await import('./suites/train.js')).trainSuite,
+  checkpoint: async () => (await import('./suites/checkpoint.js')).checkpointSuite,
 };
 
 export interface SuiteReport {

@@ -2,10 +2,12 @@
 // message on stderr and a non-zero exit status, never a stack trace.
 import { benchCommand, benchHelp } from './commands/bench.js';
 import { datasetsCommand, datasetsHelp } from './commands/datasets.js';
+import { evalCommand, evalHelp } from './commands/eval.js';
 import { infoCommand, infoHelp } from './commands/info.js';
 import { solveCommand, solveHelp } from './commands/solve.js';
 import { startCommand, startHelp } from './commands/start.js';
 import { synthCommand, synthHelp } from './commands/synth.js';
+import { trainCommand, trainHelp } from './commands/train.js';
 import { verifyCommand, verifyHelp } from './commands/verify.js';
 import { CliError } from './errors.js';
 import { isBrokenPipe, processIo, type CliIo } from './io.js';
@@ -17,6 +19,8 @@ const commands: Record<string, Command> = {
   verify: { run: verifyCommand, help: verifyHelp },
   solve: { run: solveCommand, help: solveHelp },
   datasets: { run: datasetsCommand, help: datasetsHelp },
+  train: { run: trainCommand, help: trainHelp },
+  eval: { run: evalCommand, help: evalHelp },
   bench: { run: benchCommand, help: benchHelp },
   info: { run: infoCommand, help: infoHelp },
   start: { run: startCommand, help: startHelp },

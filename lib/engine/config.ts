@@ -29,7 +29,8 @@ export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj'
 
 /**
  * Presets sized for this engine. `tiny` trains a puzzle model in minutes on two CPU cores:
- * 4 layers, hidden 192 (6 heads of 32, 2 key-value heads: GQA), SwiGLU 512, 128 positions.
+ * 4 layers, hidden 192 (6 heads of 32, 2 key-value heads: GQA), SwiGLU 512, 256 positions (prompt plus
+ * the longest responses of the evaluation sets).
  */
 export const PRESETS = {
   tiny: {
@@ -39,7 +40,7 @@ export const PRESETS = {
     num_attention_heads: 6,
     num_key_value_heads: 2,
     vocab_size: 32,
-    max_position_embeddings: 128,
+    max_position_embeddings: 256,
     rms_norm_eps: 1e-5,
     rope_theta: 10000,
     tie_word_embeddings: true,
@@ -55,6 +56,32 @@ export const PRESETS = {
     rms_norm_eps: 1e-5,
     rope_theta: 10000,
     tie_word_embeddings: true,
+  },
+  /** A GPU-sized from-scratch model (about 85M parameters). */
+  base: {
+    hidden_size: 768,
+    intermediate_size: 2048,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+    num_key_value_heads: 4,
+    vocab_size: 32,
+    max_position_embeddings: 512,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: true,
+  },
+  /** open-llama-3B's exact shape (the paper's base model; 32000 tokens, two more once special tokens are added). */
+  'open-llama-3b': {
+    hidden_size: 3200,
+    intermediate_size: 8640,
+    num_hidden_layers: 26,
+    num_attention_heads: 32,
+    num_key_value_heads: 32,
+    vocab_size: 32000,
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
   },
 } satisfies Record<string, LlamaConfig>;
 

@@ -16,6 +16,8 @@ export interface EngineOptions {
   /** PEFT LoRA; absent or null trains every parameter. */
   lora?: Partial<LoraOptions> | null;
   device?: 'auto' | 'cpu' | 'cuda';
+  /** Which GPU with device 'cuda' or 'auto' (default 0). */
+  deviceIndex?: number;
   /** Seeds the initial weights (and LoRA dropout). Default 0. */
   seed?: number;
   /** Worker threads for this engine's pool (default: all hardware threads). */
@@ -86,7 +88,7 @@ export class Engine {
     this.#native = native;
     this.config = config;
     this.lora = lora;
-    this.device = 'cpu';
+    this.device = native.info().device === 'cuda' ? 'cuda' : 'cpu';
     this.#newFlag = newFlag;
   }
 
@@ -100,12 +102,13 @@ export class Engine {
     const device = options.device ?? 'auto';
     const { addon, build } = loadAddon();
     if (device === 'cuda' && build !== 'cuda') {
-      throw new Error(`Engine.create(): device 'cuda' was asked for but the loaded addon is the ${build} build`);
+      throw new Error(`Engine.create(): device 'cuda' was asked for but the loaded addon is the ${build} build (run \`npm run build:cuda\` where nvcc is installed)`);
     }
     const native = new addon.NativeEngine({
       config,
       lora,
       device: device === 'cuda' ? 'cuda' : device === 'auto' ? 'auto' : 'cpu',
+      deviceIndex: options.deviceIndex,
       seed: options.seed ?? 0,
       threads: options.threads,
     });

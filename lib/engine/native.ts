@@ -55,6 +55,7 @@ export interface NativeEngineOptions {
   config: NativeLlamaConfig;
   lora?: NativeLoraConfig | null;
   device?: 'cpu' | 'auto' | 'cuda';
+  deviceIndex?: number;
   seed?: number;
   threads?: number;
 }
@@ -74,7 +75,10 @@ export interface NativeTensorInfo {
 }
 
 export interface NativeEngineInfo {
+  /** 'cpu' or 'cuda': where the engine runs. */
   device: string;
+  /** Why it runs there when that is not what was asked for (device 'auto' without a usable GPU), else null. */
+  note: string | null;
   threads: number;
   parameterCount: number;
   trainableCount: number;

@@ -60,6 +60,8 @@ export interface ResponseRecord {
   reason: VerdictReason | null;
   detail: string | null;
   tokens: number;
+  /** False when the response was cut at maxNewTokens before the model ended it. */
+  stopped: boolean;
 }
 
 export interface EvaluateResult {
@@ -166,6 +168,7 @@ export async function evaluateWithDecoder(decoder: StepDecoder, tokenizer: Token
         reason: verdict.reason,
         detail: verdict.detail,
         tokens: decoded[i].tokens,
+        stopped: decoded[i].stopped,
       });
     });
     finished += part.length;

@@ -1,5 +1,8 @@
 // EngineWrap: argument checks, conversions and the promise workers of the Engine surface.
 #include "engine_wrap.h"
+#ifdef PUZZLE_LLAMA_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -223,14 +226,31 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   const LlamaConfig config = parseConfig(cfg.As<Napi::Object>());
   const LoraConfig lora = parseLora(o.Get("lora"));
   const std::string device = stringField(o, "device", "Engine.create(): options.", std::string("cpu"));
-  if (device != "cpu" && device != "auto")
-    throwRange(env, "Engine.create(): options.device = '" + device + "' is not available in this build (cpu only)");
+  if (device != "cpu" && device != "auto" && device != "cuda")
+    throwRange(env, "Engine.create(): options.device must be 'auto', 'cpu' or 'cuda', got '" + device + "'");
+  const int deviceIndex = static_cast<int>(intField(o, "deviceIndex", "Engine.create(): options.", 0, 1024, 0));
+#ifndef PUZZLE_LLAMA_CUDA
+  if (device == "cuda")
+    throwRange(env, "Engine.create(): options.device = 'cuda' but this addon was built without CUDA (run `npm run build:cuda`)");
+  (void)deviceIndex;
+#endif
   seed_ = static_cast<uint64_t>(intField(o, "seed", "Engine.create(): options.", 0, (int64_t(1) << 53), 0));
   const int threads = static_cast<int>(intField(o, "threads", "Engine.create(): options.", 1, 1024,
                                                 static_cast<int64_t>(cpuFeatures().hardwareThreads)));
   state_ = std::make_shared<EngineState>();
   try {
-    state_->backend = std::make_unique<cpu::CpuBackend>(threads);
+#ifdef PUZZLE_LLAMA_CUDA
+    if (device == "cuda" || device == "auto") {
+      try {
+        state_->backend = cuda::createBackend(deviceIndex);
+      } catch (const std::exception& e) {
+        if (device == "cuda") throw;
+        // 'auto' without a usable GPU: the CPU backend, and info().note says why
+        state_->note = std::string("no usable CUDA device (") + e.what() + "); running on the CPU";
+      }
+    }
+#endif
+    if (!state_->backend) state_->backend = std::make_unique<cpu::CpuBackend>(threads);
     state_->model = std::make_unique<LlamaModel>(*state_->backend, config, lora, seed_);
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "Engine.create(): out of memory");
@@ -279,6 +299,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   LlamaModel& m = *state_->model;
   Napi::Object o = Napi::Object::New(env);
   o.Set("device", state_->backend->name());
+  o.Set("note", state_->note.empty() ? env.Null() : Napi::Value(Napi::String::New(env, state_->note)));
   o.Set("threads", state_->backend->threads());
   o.Set("parameterCount", static_cast<double>(m.parameterBytes() / sizeof(float)));
   o.Set("trainableCount", static_cast<double>(m.trainableCount()));

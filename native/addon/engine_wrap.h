@@ -13,6 +13,8 @@ namespace pl::addon {
 struct EngineState {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<LlamaModel> model;
+  // Why the engine runs where it does, when that is not what was asked for ('auto' without a GPU).
+  std::string note;
 };
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {

@@ -1,0 +1,69 @@
+// `puzzle-llama eval`: evaluate() from the command line; prints the Table-2-shaped table.
+import { benchmarkSets } from '../../puzzle/benchmark-sets.js';
+import { evaluate } from '../../eval/run.js';
+import type { DecodingMode } from '../../eval/evaluate.js';
+import { intFlag, parseFlags } from '../args.js';
+import { CliError } from '../errors.js';
+import type { CliIo } from '../io.js';
+import { createProgress } from '../progress.js';
+
+export const evalHelp = `puzzle-llama eval --model DIR [--adapter DIR] [--sets id,ood-num-100,ood-num-1000,ood-form] [--limit K]
+                  [--samples K] [--temperature T] [--top-k K] [--seed S] [--mode free|constrained|both]
+                  [--batch-size B] [--out DIR] [--device auto|cpu|cuda] [--threads T]
+  Zero-shot pass@1 per set and per N (pass@K with --samples), free and/or constrained decoding,
+  printed beside the paper's Table 2; --out writes records.jsonl (one per response), scores.json, table.txt.
+  Sets: ${benchmarkSets.map((s) => s.id).join(', ')}.`;
+
+export async function evalCommand(argv: string[], io: CliIo): Promise<number> {
+  const flags = parseFlags('eval', argv, {
+    model: { type: 'string' },
+    adapter: { type: 'string' },
+    sets: { type: 'string' },
+    limit: { type: 'string' },
+    samples: { type: 'string' },
+    temperature: { type: 'string' },
+    'top-k': { type: 'string' },
+    seed: { type: 'string' },
+    mode: { type: 'string' },
+    'batch-size': { type: 'string' },
+    'max-new-tokens': { type: 'string' },
+    out: { type: 'string' },
+    device: { type: 'string' },
+    threads: { type: 'string' },
+  });
+  if (!flags.model) throw new CliError('puzzle-llama eval: --model DIR is required');
+  const mode = flags.mode ?? 'both';
+  const modes: DecodingMode[] = mode === 'both' ? ['free', 'constrained'] : mode === 'free' || mode === 'constrained' ? [mode] : [];
+  if (modes.length === 0) throw new CliError(`puzzle-llama eval: --mode must be free, constrained or both, got '${mode}'`);
+  const temperature = flags.temperature === undefined ? undefined : Number(flags.temperature);
+  if (temperature !== undefined && !(Number.isFinite(temperature) && temperature >= 0)) {
+    throw new CliError(`puzzle-llama eval: --temperature must be a number ≥ 0, got '${flags.temperature}'`);
+  }
+  const device = flags.device ?? 'auto';
+  if (!['auto', 'cpu', 'cuda'].includes(device)) throw new CliError(`puzzle-llama eval: --device must be auto, cpu or cuda, got '${device}'`);
+  const progress = createProgress({ label: 'eval', total: 1, stream: io.stderr });
+  try {
+    const report = await evaluate({
+      model: flags.model,
+      adapter: flags.adapter,
+      sets: flags.sets?.split(',').map((s) => s.trim()),
+      limit: flags.limit === undefined ? undefined : intFlag('eval', 'limit', flags.limit, 1, 1),
+      samples: intFlag('eval', 'samples', flags.samples, 1, 1, 1000),
+      temperature,
+      topK: intFlag('eval', 'top-k', flags['top-k'], 0, 0),
+      seed: intFlag('eval', 'seed', flags.seed, 1234, 0),
+      modes,
+      batchSize: intFlag('eval', 'batch-size', flags['batch-size'], 32, 1, 4096),
+      maxNewTokens: intFlag('eval', 'max-new-tokens', flags['max-new-tokens'], 200, 1, 100_000),
+      out: flags.out,
+      device: device as 'auto' | 'cpu' | 'cuda',
+      threads: flags.threads === undefined ? undefined : intFlag('eval', 'threads', flags.threads, 1, 1, 1024),
+      onProgress: (done, total) => progress.update(done, `of ${total} responses`),
+    });
+    progress.finish(`eval: ${report.records.length} responses`);
+    io.stdout.write(report.table + '\n' + (report.files.length ? `wrote ${report.files.join(', ')}\n` : ''));
+    return 0;
+  } catch (err) {
+    throw new CliError(`puzzle-llama eval: ${(err as Error).message}`, 1);
+  }
+}

@@ -1,0 +1,58 @@
+// Loads a Hugging Face model folder (and optionally a PEFT adapter) into an engine, one tensor at a time,
+// with the tokenizer that came with it: ours when its tokenizer.json is the puzzle vocabulary.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Engine } from '../engine/engine.js';
+import { openHfCheckpoint } from '../model/hf-checkpoint.js';
+import { HfTokenizer } from '../model/hf-tokenizer.js';
+import { openPeftAdapter } from '../model/peft.js';
+import { PuzzleTokenizer, type Tokenizer } from '../model/tokenizer.js';
+
+export interface LoadModelOptions {
+  adapter?: string;
+  device?: 'auto' | 'cpu' | 'cuda';
+  threads?: number;
+}
+
+export interface LoadedModel {
+  engine: Engine;
+  tokenizer: Tokenizer;
+  dir: string;
+}
+
+/** Our puzzle tokenizer when `dir/tokenizer.json` holds exactly its vocabulary, else the folder's own. */
+export function loadTokenizer(dir: string): Tokenizer {
+  const path = join(dir, 'tokenizer.json');
+  if (!existsSync(path)) throw new Error(`${dir}: no tokenizer.json beside the model`);
+  const puzzle = new PuzzleTokenizer();
+  try {
+    const vocab = JSON.parse(readFileSync(path, 'utf8'))?.model?.vocab;
+    const ours = (puzzle.toHuggingFaceJson() as { model: { vocab: Record<string, number> } }).model.vocab;
+    if (vocab && JSON.stringify(vocab) === JSON.stringify(ours)) return puzzle;
+  } catch {
+    // not ours: the Hugging Face loader below says what is wrong with it
+  }
+  return HfTokenizer.fromFiles(dir);
+}
+
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  const checkpoint = await openHfCheckpoint(dir);
+  if (checkpoint.hf.rope.scaling) {
+    throw new Error(`${join(dir, 'config.json')}: rope_scaling (${checkpoint.hf.rope.scaling.type}) is not supported by the engine yet; only plain RoPE`);
+  }
+  const tokenizer = loadTokenizer(dir);
+  const adapter = options.adapter ? await openPeftAdapter(options.adapter, checkpoint.config) : null;
+  const engine = await Engine.create({ config: checkpoint.config, lora: adapter?.lora ?? null, device: options.device, threads: options.threads });
+  try {
+    const names = new Set(engine.parameterNames());
+    for await (const t of checkpoint.stream({ reuseBuffer: true })) {
+      if (!names.has(t.name)) continue; // lm_head.weight of a tied model
+      engine.setParameter(t.name, t.data);
+    }
+    if (adapter) for (const [name, data] of await adapter.loadAll()) engine.setParameter(name, data);
+  } catch (err) {
+    engine.dispose();
+    throw err;
+  }
+  return { engine, tokenizer, dir };
+}

@@ -1,0 +1,52 @@
+// evaluate(): the library call and `puzzle-llama eval`'s engine. Loads a model folder (or takes a live
+// engine), decodes the evaluation sets with the KV cache, and writes records, scores and the table.
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Engine } from '../engine/engine.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import { engineDecoder } from './engine-decoder.js';
+import { evaluateWithDecoder, type EvaluateCoreOptions, type EvaluateResult } from './evaluate.js';
+import { loadModel, type LoadModelOptions } from './load-model.js';
+import { formatEvalTable } from './table.js';
+
+export interface EvaluateOptions extends EvaluateCoreOptions, LoadModelOptions {
+  /** A Hugging Face model folder, or an engine already holding the model with its tokenizer. */
+  model: string | { engine: Engine; tokenizer: Tokenizer };
+  /** Writes records.jsonl, scores.json and table.txt here. */
+  out?: string;
+}
+
+export interface EvaluateReport extends EvaluateResult {
+  table: string;
+  files: string[];
+}
+
+export async function evaluate(options: EvaluateOptions): Promise<EvaluateReport> {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`evaluate(): options must be an object, got ${String(options)}`);
+  if (options.model === undefined) throw new TypeError('evaluate(): model is required (a model folder or { engine, tokenizer })');
+  const owned = typeof options.model === 'string';
+  const { engine, tokenizer } = typeof options.model === 'string' ? await loadModel(options.model, options) : options.model;
+  try {
+    const maxNewTokens = options.maxNewTokens ?? 200;
+    const files: string[] = [];
+    if (options.out) mkdirSync(options.out, { recursive: true });
+    const recordsPath = options.out ? join(options.out, 'records.jsonl') : undefined;
+    const result = await evaluateWithDecoder(engineDecoder(engine, maxNewTokens), tokenizer, { ...options, maxNewTokens, recordsPath });
+    const table = formatEvalTable(result);
+    if (options.out && recordsPath) {
+      files.push(recordsPath);
+      const write = (name: string, text: string) => {
+        const path = join(options.out as string, name);
+        writeFileSync(`${path}.tmp-${process.pid}`, text);
+        renameSync(`${path}.tmp-${process.pid}`, path);
+        files.push(path);
+      };
+      const { records: _records, ...summary } = result;
+      write('scores.json', JSON.stringify(summary, null, 2) + '\n');
+      write('table.txt', table + '\n');
+    }
+    return { ...result, table, files };
+  } finally {
+    if (owned) engine.dispose();
+  }
+}
