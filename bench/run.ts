@@ -14,7 +14,11 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   kernels: async () => (await import('./suites/kernels.js')).kernelsSuite,
   train: async () => (await import('./suites/train.js')).trainSuite,
   checkpoint: async () => (await import('./suites/checkpoint.js')).checkpointSuite,
+  mainjob: async () => (await import('./suites/mainjob.js')).mainjobSuite,
 };
+
+/** What `--suite all` (the default) runs: the CPU suites; checkpoint (writes ~7 GB) and gpu are asked for by name. */
+const ALL = ['puzzle', 'kernels', 'train', 'mainjob'];
 
 export interface SuiteReport {
   suite: string;
@@ -34,7 +38,7 @@ export async function runBench(argv: string[], io: CliIo = processIo()): Promise
   });
   const device = flags.device ?? 'cpu';
   if (device !== 'cpu' && device !== 'cuda') throw new CliError(`puzzle-llama bench: --device must be cpu or cuda, got '${device}'`);
-  const names = flags.suite === undefined || flags.suite === 'all' ? Object.keys(SUITES) : flags.suite.split(',');
+  const names = flags.suite === undefined || flags.suite === 'all' ? ALL.filter((n) => n in SUITES) : flags.suite.split(',');
   for (const name of names) {
     if (!SUITES[name]) throw new CliError(`puzzle-llama bench: unknown --suite '${name}'; suites: ${Object.keys(SUITES).join(', ')}, all`);
   }

@@ -1,7 +1,7 @@
 // Finds and loads the addon: the CUDA build (cmake-js, build-cuda/) when it is there and loads,
 // else the CPU build (node-gyp, build/); says which one it picked and why.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NativeAddon } from './native.js';
@@ -30,7 +30,8 @@ export interface LoadedAddon {
 let cached: LoadedAddon | null = null;
 
 /**
- * Loads the addon once per process. PUZZLE_LLAMA_ADDON=cpu|cuda forces a build;
+ * Loads the addon once per process: the CUDA build when present, loadable and not older than the CPU
+ * build, else the CPU build. PUZZLE_LLAMA_ADDON=cpu|cuda forces a build;
  * PUZZLE_LLAMA_ADDON_PATH names a .node file outright.
  */
 export function loadAddon(): LoadedAddon {
@@ -49,7 +50,12 @@ export function loadAddon(): LoadedAddon {
   }
   const cudaPath = join(root, 'build-cuda', 'Release', 'puzzle_llama_cuda.node');
   let note: string | null = null;
-  if (forced !== 'cpu') {
+  const cpuPath = join(root, 'build', 'Release', 'puzzle_llama_cpu.node');
+  // A CUDA build older than the CPU build is left over from before the last native change: skip it
+  // (unless forced), so editing native code and running `npm run build` never tests stale code.
+  const staleCuda = forced !== 'cuda' && existsSync(cudaPath) && existsSync(cpuPath) && statSync(cudaPath).mtimeMs < statSync(cpuPath).mtimeMs;
+  if (staleCuda) note = `the CUDA build at ${cudaPath} is older than the CPU build; rebuild it with \`npm run build:cuda\``;
+  if (forced !== 'cpu' && !staleCuda) {
     if (existsSync(cudaPath)) {
       try {
         const addon = require(cudaPath) as NativeAddon;

@@ -3,13 +3,19 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../engine/engine.js';
+import type { LoraOptions } from '../engine/config.js';
 import { openHfCheckpoint } from '../model/hf-checkpoint.js';
 import { HfTokenizer } from '../model/hf-tokenizer.js';
 import { openPeftAdapter } from '../model/peft.js';
 import { PuzzleTokenizer, type Tokenizer } from '../model/tokenizer.js';
 
 export interface LoadModelOptions {
+  /** A PEFT adapter folder to load on top of the base weights. */
   adapter?: string;
+  /** A fresh LoRA to train on top of the base weights (A Kaiming-uniform, B zero); not with `adapter`. */
+  lora?: LoraOptions | null;
+  /** Seeds the fresh LoRA's initialization. */
+  seed?: number;
   device?: 'auto' | 'cpu' | 'cuda';
   threads?: number;
 }
@@ -42,7 +48,14 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   }
   const tokenizer = loadTokenizer(dir);
   const adapter = options.adapter ? await openPeftAdapter(options.adapter, checkpoint.config) : null;
-  const engine = await Engine.create({ config: checkpoint.config, lora: adapter?.lora ?? null, device: options.device, threads: options.threads });
+  if (adapter && options.lora) throw new Error(`loadModel(${dir}): give either an adapter to load or a fresh lora, not both`);
+  const engine = await Engine.create({
+    config: checkpoint.config,
+    lora: adapter?.lora ?? options.lora ?? null,
+    device: options.device,
+    threads: options.threads,
+    seed: options.seed,
+  });
   try {
     const names = new Set(engine.parameterNames());
     for await (const t of checkpoint.stream({ reuseBuffer: true })) {

@@ -3,26 +3,34 @@
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { saveHfModel } from '../model/hf-checkpoint.js';
-import { savePeftAdapter } from '../model/peft.js';
-import type { PuzzleTokenizer } from '../model/tokenizer.js';
+import { mergePeftIntoModel, savePeftAdapter } from '../model/peft.js';
+import type { HfTokenizer } from '../model/hf-tokenizer.js';
+import type { PuzzleTokenizer, Tokenizer } from '../model/tokenizer.js';
 import type { ResolvedTrainOptions } from './options.js';
 
-export async function exportModel(engine: Engine, o: ResolvedTrainOptions, tokenizer: PuzzleTokenizer): Promise<{ model: string; adapter: string | null }> {
-  const model = join(o.out, 'model');
-  await saveHfModel(model, {
-    config: o.config,
-    tensors: (name) => engine.getParameter(name),
-    tokenizer,
-    overwrite: true,
-  });
+/**
+ * From scratch: out/model holds every weight (LoRA tensors aside) and, with LoRA, out/adapter the adapter.
+ * On a base model: out/adapter, plus out/model with the adapter merged in when `merge` is set.
+ */
+export async function exportModel(engine: Engine, o: ResolvedTrainOptions, tokenizer: Tokenizer): Promise<{ model: string | null; adapter: string | null }> {
+  const hfTokenizer = tokenizer as PuzzleTokenizer | HfTokenizer;
+  let model: string | null = null;
+  if (!o.baseModel) {
+    model = join(o.out, 'model');
+    await saveHfModel(model, { config: o.config, tensors: (name) => engine.getParameter(name), tokenizer: hfTokenizer, overwrite: true });
+  }
   if (!o.lora) return { model, adapter: null };
   const adapter = join(o.out, 'adapter');
   await savePeftAdapter(adapter, {
     lora: o.lora,
     config: o.config,
     tensors: (name) => engine.getParameter(name),
-    baseModelNameOrPath: model,
+    baseModelNameOrPath: o.baseModel ?? model,
     overwrite: true,
   });
+  if (o.baseModel && o.merge) {
+    model = join(o.out, 'model');
+    await mergePeftIntoModel(o.baseModel, adapter, model, { overwrite: true });
+  }
   return { model, adapter };
 }

@@ -1,6 +1,7 @@
 // train()'s options: defaults (the paper's where it states them), validation before any work starts, and
 // the fingerprint that a resumed run must share with the run it continues.
 import { PRESETS, validateConfig, validateLora, type LlamaConfig, type LoraOptions } from '../engine/config.js';
+import { benchmarkSet } from '../puzzle/benchmark-sets.js';
 import { validateDataOptions, type DataOptions } from './data.js';
 
 export interface StepRecord {
@@ -16,6 +17,13 @@ export interface StepRecord {
 export interface TrainOptions {
   /** The run folder: config, metrics.jsonl, checkpoints, the final model, the report. */
   out: string;
+  /**
+   * A Hugging Face model folder to fine-tune instead of a model from scratch (its config and tokenizer are
+   * used; LoRA defaults to the paper's). Checkpoints then hold only the trained tensors.
+   */
+  baseModel?: string;
+  /** With LoRA on a base model: also write the adapter merged into the base weights (out/model). */
+  merge?: boolean;
   /** A model shape by name (default 'tiny'), with `config` fields replacing its own. */
   preset?: string;
   config?: Partial<LlamaConfig>;
@@ -44,8 +52,12 @@ export interface TrainOptions {
   resume?: boolean;
   /** Evaluate every K steps on `evalLimit` puzzles of each of `evalSets` (0: never during training). */
   evalEvery?: number;
+  /** Evaluate once more when training ends (default false). */
+  evalAtEnd?: boolean;
   evalLimit?: number;
   evalSets?: string[];
+  /** Decoding modes of those evaluations (default both: 'free' and 'constrained'). */
+  evalModes?: Array<'free' | 'constrained'>;
   onStep?: (record: StepRecord) => void;
   onEval?: (step: number, scores: Array<{ set: string; mode: string; pass1: number }>) => void;
   signal?: AbortSignal;
@@ -55,6 +67,8 @@ export interface TrainOptions {
 
 export interface ResolvedTrainOptions {
   out: string;
+  baseModel: string | null;
+  merge: boolean;
   preset: string;
   config: LlamaConfig;
   lora: LoraOptions | null;
@@ -78,8 +92,10 @@ export interface ResolvedTrainOptions {
   keepCheckpoints: number;
   resume: boolean;
   evalEvery: number;
+  evalAtEnd: boolean;
   evalLimit: number;
   evalSets: string[];
+  evalModes: Array<'free' | 'constrained'>;
 }
 
 /** The paper's LoRA: rank 8 (Table 3), α 32, dropout 0.05, all attention and MLP projections. */
@@ -102,15 +118,24 @@ function num(name: string, v: unknown, fallback: number, lo: number, hi: number,
 }
 
 /** Fills defaults and checks everything; throws before any work with the option at fault named. */
-export function resolveTrainOptions(o: TrainOptions, vocabSize: number): ResolvedTrainOptions {
+export function resolveTrainOptions(o: TrainOptions, vocabSize: number, baseConfig: LlamaConfig | null = null): ResolvedTrainOptions {
   if (typeof o !== 'object' || o === null) throw new TypeError(`train(): options must be an object, got ${String(o)}`);
   if (typeof o.out !== 'string' || o.out === '') throw new TypeError(`train(): out must name a folder, got ${JSON.stringify(o.out)}`);
-  const preset = o.preset ?? 'tiny';
-  const base = (PRESETS as Record<string, LlamaConfig>)[preset];
-  if (!base) throw new RangeError(`train(): unknown preset '${preset}'; presets: ${Object.keys(PRESETS).join(', ')}`);
-  const config = validateConfig({ ...base, vocab_size: Math.max(base.vocab_size, vocabSize), ...(o.config ?? {}) }, 'train(): config');
+  let preset = o.preset ?? 'tiny';
+  let config: LlamaConfig;
+  if (baseConfig) {
+    if (o.preset !== undefined || o.config !== undefined) throw new TypeError('train(): with baseModel the model shape comes from its config.json; drop preset and config');
+    preset = 'base model';
+    config = baseConfig;
+  } else {
+    const base = (PRESETS as Record<string, LlamaConfig>)[preset];
+    if (!base) throw new RangeError(`train(): unknown preset '${preset}'; presets: ${Object.keys(PRESETS).join(', ')}`);
+    config = validateConfig({ ...base, vocab_size: Math.max(base.vocab_size, vocabSize), ...(o.config ?? {}) }, 'train(): config');
+  }
   if (config.vocab_size < vocabSize) throw new RangeError(`train(): config.vocab_size = ${config.vocab_size} is smaller than the tokenizer's ${vocabSize}`);
-  const lora = o.lora === true ? { ...PAPER_LORA } : o.lora ? validateLora(o.lora, 'train(): lora') : null;
+  const loraOption = o.lora === undefined && baseConfig ? true : o.lora;
+  const lora = loraOption === true ? { ...PAPER_LORA } : loraOption ? validateLora(loraOption, 'train(): lora') : null;
+  if (o.merge && !(baseConfig && lora)) throw new TypeError('train(): merge applies to LoRA on a baseModel only');
   const seed = int('seed', o.seed, 0, 1234);
   const data = validateDataOptions(o.data ?? { source: 'synth', n: [5, 6, 7], maxValue: 60, seed });
   const steps = int('steps', o.steps, 1);
@@ -121,6 +146,8 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number): Resolve
   if (!['auto', 'cpu', 'cuda'].includes(device)) throw new RangeError(`train(): device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`);
   return {
     out: o.out,
+    baseModel: o.baseModel ?? null,
+    merge: Boolean(o.merge),
     preset,
     config,
     lora,
@@ -144,13 +171,28 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number): Resolve
     keepCheckpoints: int('keepCheckpoints', o.keepCheckpoints, 1, 2),
     resume: Boolean(o.resume),
     evalEvery: int('evalEvery', o.evalEvery, 0, 0),
+    evalAtEnd: Boolean(o.evalAtEnd),
     evalLimit: int('evalLimit', o.evalLimit, 1, 50),
-    evalSets: o.evalSets ?? ['id', 'ood-num-100', 'ood-num-1000', 'ood-form'],
+    evalSets: checkSets(o.evalSets ?? ['id', 'ood-num-100', 'ood-num-1000', 'ood-form']),
+    evalModes: checkModes(o.evalModes ?? ['free', 'constrained']),
   };
+}
+
+function checkSets(sets: unknown): string[] {
+  if (!Array.isArray(sets) || sets.length === 0) throw new TypeError(`train(): evalSets must be a non-empty list of set ids, got ${JSON.stringify(sets)}`);
+  for (const id of sets) benchmarkSet(String(id));
+  return sets.map(String);
+}
+
+function checkModes(modes: unknown): Array<'free' | 'constrained'> {
+  if (!Array.isArray(modes) || modes.length === 0 || modes.some((m) => m !== 'free' && m !== 'constrained')) {
+    throw new TypeError(`train(): evalModes must list 'free' and/or 'constrained', got ${JSON.stringify(modes)}`);
+  }
+  return modes;
 }
 
 /** What must not change when a run is resumed: everything that shapes the losses. */
 export function fingerprint(r: ResolvedTrainOptions): string {
-  const { out: _o, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalLimit: _l, evalSets: _s, device: _d, ...rest } = r;
+  const { out: _o, merge: _g, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalAtEnd: _a, evalLimit: _l, evalSets: _s, evalModes: _m, device: _d, ...rest } = r;
   return JSON.stringify(rest);
 }

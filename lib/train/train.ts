@@ -4,7 +4,9 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../engine/engine.js';
-import { PuzzleTokenizer } from '../model/tokenizer.js';
+import { PuzzleTokenizer, type Tokenizer } from '../model/tokenizer.js';
+import { openHfCheckpoint } from '../model/hf-checkpoint.js';
+import { loadModel, loadTokenizer } from '../eval/load-model.js';
 import { createProgress } from '../cli/progress.js';
 import { latestCheckpoint, loadCheckpoint, readCheckpointState, saveCheckpoint, type CheckpointState, CHECKPOINT_VERSION } from './checkpoint.js';
 import { openPuzzleStream } from './data.js';
@@ -12,6 +14,10 @@ import { fingerprint, resolveTrainOptions, type ResolvedTrainOptions, type StepR
 import { learningRate } from './schedule.js';
 import { collate, encodeExample } from './sft.js';
 import { exportModel } from './export.js';
+import { evaluate } from '../eval/run.js';
+import type { EvaluateResult } from '../eval/evaluate.js';
+import { PAPER_TABLE2 } from '../eval/paper.js';
+import { renderReport } from './report.js';
 
 export interface TrainResult {
   out: string;
@@ -26,6 +32,10 @@ export interface TrainResult {
   model: string | null;
   /** The PEFT adapter folder, for LoRA runs. */
   adapter: string | null;
+  /** The last evaluation (evalEvery / evalAtEnd), with its table. */
+  evaluation: (EvaluateResult & { step: number; table: string }) | null;
+  /** The HTML report (loss curve, pass@1 per set). */
+  report: string;
 }
 
 /** A 53-bit mix of (seed, step, micro-batch), for LoRA dropout masks that a resumed run draws again. */
@@ -47,8 +57,12 @@ function readHistory(path: string, upTo: number): StepRecord[] {
 }
 
 export async function train(options: TrainOptions): Promise<TrainResult> {
-  const tokenizer = new PuzzleTokenizer();
-  const o = resolveTrainOptions(options, tokenizer.vocabSize);
+  if (options?.baseModel !== undefined && (typeof options.baseModel !== 'string' || !existsSync(join(options.baseModel, 'config.json')))) {
+    throw new Error(`train(): baseModel '${String(options.baseModel)}' is not a model folder (no config.json)`);
+  }
+  const tokenizer: Tokenizer = options?.baseModel ? loadTokenizer(options.baseModel) : new PuzzleTokenizer();
+  const baseConfig = options?.baseModel ? (await openHfCheckpoint(options.baseModel)).config : null;
+  const o = resolveTrainOptions(options, tokenizer.vocabSize, baseConfig);
   const metricsPath = join(o.out, 'metrics.jsonl');
 
   // Everything that can be refused is refused before the engine starts.
@@ -79,7 +93,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   mkdirSync(o.out, { recursive: true });
   writeFileSync(join(o.out, 'train-config.json'), JSON.stringify({ ...o, tokenizer: 'puzzle-char' }, null, 2) + '\n');
-  const engine = await Engine.create({ config: o.config, lora: o.lora, device: o.device, seed: o.seed, threads: o.threads });
+  const engine = o.baseModel
+    ? (await loadModel(o.baseModel, { lora: o.lora, device: o.device, threads: o.threads, seed: o.seed })).engine
+    : await Engine.create({ config: o.config, lora: o.lora, device: o.device, seed: o.seed, threads: o.threads });
   let stream = openPuzzleStream(o.data);
   let start = 0;
   try {
@@ -108,9 +124,20 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       checkpoint = await saveCheckpoint(
         o.out,
         engine,
-        { version: CHECKPOINT_VERSION, step: stepsDone, adamStep: engine.stepCount, data: stream.position(), fingerprint: fingerprint(o), allParameters: true, savedAt: new Date().toISOString() },
+        { version: CHECKPOINT_VERSION, step: stepsDone, adamStep: engine.stepCount, data: stream.position(), fingerprint: fingerprint(o), allParameters: o.baseModel === null, savedAt: new Date().toISOString() },
         o.keepCheckpoints,
       );
+    };
+
+    let evaluation: TrainResult['evaluation'] = null;
+    const evalsPath = join(o.out, 'evals.jsonl');
+    const runEval = async (stepsDone: number) => {
+      progress?.finish(`train: evaluating at step ${stepsDone} (${o.evalLimit} puzzles of ${o.evalSets.join(', ')})`);
+      const r = await evaluate({ model: { engine, tokenizer }, sets: o.evalSets, limit: o.evalLimit, modes: o.evalModes, signal: options.signal });
+      evaluation = { ...r, step: stepsDone };
+      const scores = r.scores.map((x) => ({ set: x.id, mode: x.mode, pass1: x.pass1 }));
+      appendFileSync(evalsPath, JSON.stringify({ step: stepsDone, scores: r.scores, tokensPerSecond: r.tokensPerSecond }) + '\n');
+      options.onEval?.(stepsDone, scores);
     };
 
     for (; step < o.steps; step++) {
@@ -161,6 +188,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       options.onStep?.(record);
       progress?.update(step + 1, `loss ${record.loss.toFixed(4)} ${formatRate(record.tokensPerSecond)} tok/s`);
       if (o.checkpointEvery > 0 && (step + 1) % o.checkpointEvery === 0 && step + 1 < o.steps) await save(step + 1);
+      if (o.evalEvery > 0 && (step + 1) % o.evalEvery === 0) await runEval(step + 1);
     }
     await save(step);
     progress?.finish(
@@ -170,12 +198,37 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     );
     let model: string | null = null;
     let adapter: string | null = null;
-    if (!stopped) ({ model, adapter } = await exportModel(engine, o, tokenizer));
-    return { out: o.out, options: o, history, stepsDone: step, stopped, checkpoint, model, adapter };
+    if (!stopped) {
+      ({ model, adapter } = await exportModel(engine, o, tokenizer));
+      if (o.evalAtEnd && (evaluation as TrainResult['evaluation'])?.step !== step) await runEval(step);
+    }
+    const report = writeReport(o, history, evaluation);
+    return { out: o.out, options: o, history, stepsDone: step, stopped, checkpoint, model, adapter, evaluation, report };
   } finally {
     stream.close();
     engine.dispose();
   }
+}
+
+function writeReport(o: ResolvedTrainOptions, history: StepRecord[], evaluation: TrainResult['evaluation']): string {
+  const path = join(o.out, 'report.html');
+  const last = history.at(-1);
+  const html = renderReport({
+    title: `puzzle-llama run: ${o.out}`,
+    steps: history.map((h) => ({ step: h.step, loss: h.loss, lr: h.lr })),
+    scores: (evaluation?.scores ?? []).map((s) => ({ set: s.id, mode: s.mode, pass1: s.pass1, paper: PAPER_TABLE2[s.id]?.total?.[2] })),
+    facts: [
+      ['model', `${o.preset}: hidden ${o.config.hidden_size}, ${o.config.num_hidden_layers} layers, ${o.config.num_attention_heads} heads (${o.config.num_key_value_heads} kv)${o.lora ? `, LoRA r ${o.lora.r}` : ''}`],
+      ['data', o.data.source === 'synth' ? `synthesized: N ${o.data.n.join(',')}, V ${o.data.maxValue}` : `file ${o.data.path}`],
+      ['steps', `${history.length} of ${o.steps}, batch ${o.batchSize}${o.gradAccumulation > 1 ? ` x ${o.gradAccumulation}` : ''}, lr ${o.lr} (${o.schedule})`],
+      ['final loss', last ? last.loss.toFixed(4) : '-'],
+      ['train speed', last ? `${Math.round(history.reduce((a, h) => a + h.tokens, 0) / Math.max(last.elapsedSeconds, 1e-9))} tokens/s` : '-'],
+      ['evaluation', evaluation ? `step ${evaluation.step}, ${o.evalLimit} puzzles per set, ${Math.round(evaluation.tokensPerSecond)} generated tokens/s` : 'none'],
+    ],
+  });
+  writeFileSync(`${path}.tmp-${process.pid}`, html);
+  renameSync(`${path}.tmp-${process.pid}`, path);
+  return path;
 }
 
 function formatRate(x: number): string {

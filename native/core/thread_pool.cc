@@ -1,4 +1,5 @@
-// The persistent thread pool: a generation counter wakes workers, who spin briefly before sleeping.
+// The persistent thread pool: a generation counter wakes workers, who spin briefly before sleeping;
+// every participant, the caller included, claims slots from one atomic counter until none is left.
 #include "thread_pool.h"
 
 #include <algorithm>
@@ -38,25 +39,37 @@ void ThreadPool::workerLoop(int index) {
     }
     const std::function<void(int)>* job = nullptr;
     int participants = 0;
+    uint64_t gen = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
       if (stop_) return;
-      seen = generation_.load(std::memory_order_acquire);
+      seen = gen = generation_.load(std::memory_order_acquire);
       job = job_;
       participants = participants_;
     }
-    if (index < participants) {
-      try {
-        (*job)(index);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(errorMutex_);
-        if (!error_) error_ = std::current_exception();
-      }
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        done_.notify_all();
-      }
+    (void)index;
+    if (job) runSlots(gen, *job, participants);
+  }
+}
+
+void ThreadPool::runSlots(uint64_t gen, const std::function<void(int)>& job, int participants) {
+  for (;;) {
+    uint64_t v = claim_.load(std::memory_order_acquire);
+    int slot;
+    do {
+      if ((v >> 32) != (gen & 0xffffffffu) || static_cast<int>(v & 0xffffffffu) >= participants) return;
+      slot = static_cast<int>(v & 0xffffffffu);
+    } while (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire));
+    try {
+      job(slot);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(errorMutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_.notify_all();
     }
   }
 }
@@ -67,22 +80,19 @@ void ThreadPool::dispatch(int participants, const std::function<void(int)>& job)
     return;
   }
   std::lock_guard<std::mutex> caller(callerMutex_);
+  uint64_t gen;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     job_ = &job;
     participants_ = participants;
-    pending_.store(participants - 1, std::memory_order_release);
+    pending_.store(participants, std::memory_order_release);
     error_ = nullptr;
-    generation_.fetch_add(1, std::memory_order_release);
+    gen = generation_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    claim_.store((gen & 0xffffffffu) << 32, std::memory_order_release);
   }
   wake_.notify_all();
   tlsInsidePool = true;
-  std::exception_ptr mine;
-  try {
-    job(0);
-  } catch (...) {
-    mine = std::current_exception();
-  }
+  runSlots(gen, job, participants);  // the caller works too, and takes every slot nobody else has
   tlsInsidePool = false;
   int spins = 0;
   while (pending_.load(std::memory_order_acquire) != 0 && spins < kSpinIterations) {
@@ -95,7 +105,10 @@ void ThreadPool::dispatch(int participants, const std::function<void(int)>& job)
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
   }
-  if (mine) std::rethrow_exception(mine);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_ = nullptr;  // a worker waking after this region finds nothing to run
+  }
   if (error_) std::rethrow_exception(error_);
 }
 

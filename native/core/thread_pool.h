@@ -1,6 +1,8 @@
 // A persistent thread pool: workers wait for work between calls, so a kernel pays microseconds,
-// not a thread start, to go parallel. Work is split statically (task -> thread is a pure function of
-// the task count and the thread count), which keeps every result deterministic for a thread count.
+// not a thread start, to go parallel. Work is split into fixed slots (slot -> range is a pure function of
+// the task count and the thread count), which keeps every result deterministic for a thread count; which
+// thread runs a slot is decided at run time (the caller included), so a worker that the OS has not
+// scheduled yet costs nothing: the threads that are running take its slots.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -22,16 +24,19 @@ class ThreadPool {
 
   int size() const { return size_; }
 
-  // Calls fn(begin, end, thread) over contiguous ranges that cover [0, n): thread t gets
-  // [t*n/T, (t+1)*n/T) where T = min(size, n). Returns when every range is done. Called from
-  // inside a task, it runs inline (no nested parallelism, no deadlock).
+  // Calls fn(begin, end, slot) over contiguous ranges that cover [0, n): slot s gets
+  // [s*n/T, (s+1)*n/T) where T = min(size, n); each slot runs once, on whichever thread claims it.
+  // Returns when every range is done. Called from inside a task, it runs inline (no nested
+  // parallelism, no deadlock).
   void parallelFor(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn);
 
-  // Calls fn(thread) once on each of the pool's threads.
+  // Calls fn(slot) once for each slot in [0, size).
   void onEachThread(const std::function<void(int)>& fn);
 
  private:
   void workerLoop(int index);
+  // Claims and runs slots of generation `gen` until none is left.
+  void runSlots(uint64_t gen, const std::function<void(int)>& job, int participants);
   void dispatch(int participants, const std::function<void(int)>& job);
 
   int size_;
@@ -43,7 +48,10 @@ class ThreadPool {
   const std::function<void(int)>* job_ = nullptr;
   int participants_ = 0;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  // (generation << 32) | next unclaimed slot: claiming checks the generation in the same atomic step,
+  // so a worker that wakes late can never take a slot of a newer region.
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int> pending_{0};  // slots not yet finished
   bool stop_ = false;
   std::exception_ptr error_;
   std::mutex errorMutex_;

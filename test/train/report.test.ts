@@ -33,3 +33,13 @@ describe('learning-rate schedule', () => {
     expect(learningRate(50, { lr: 2, totalSteps: 100, warmupSteps: 0 })).toBeCloseTo(1, 12); // the paper: no warmup
   });
 });
+
+describe('progress times', () => {
+  it('never writes 60 seconds into a minute', async () => {
+    const { formatSeconds } = await import('../../lib/cli/progress.js');
+    expect(formatSeconds(179.7)).toBe('3m00s');
+    expect(formatSeconds(59.7)).toBe('1m00s');
+    expect(formatSeconds(7.25)).toBe('7.3s');
+    expect(formatSeconds(3725)).toBe('1h02m');
+  });
+});

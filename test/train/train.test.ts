@@ -78,6 +78,31 @@ describe('train()', () => {
     }
   });
 
+  it('fine-tunes a base model folder with LoRA, resumes it, and merges the adapter on request', async () => {
+    const scratch = await train(base('base-model', { steps: 3 }));
+    const whole = await train({ out: join(work, 'ft-whole'), baseModel: scratch.model!, steps: 6, batchSize: 8, lr: 1e-2, threads: 2, progress: false, merge: true, checkpointEvery: 3 });
+    expect(whole.options.lora).toMatchObject({ r: 8, alpha: 32, dropout: 0.05 }); // the paper's defaults
+    expect(existsSync(join(whole.adapter!, 'adapter_model.safetensors'))).toBe(true);
+    // checkpoints hold only what was trained
+    const names = Object.keys(JSON.parse(readFileSync(join(latestCheckpoint(whole.out)!, 'model.safetensors')).subarray(8, 8 + readFileSync(join(latestCheckpoint(whole.out)!, 'model.safetensors')).readUInt32LE(0)).toString()));
+    expect(names.filter((n) => n !== '__metadata__').every((n) => n.includes('lora_'))).toBe(true);
+    // stop at step 3 and resume: the same losses
+    const controller = new AbortController();
+    await train({ out: join(work, 'ft-resumed'), baseModel: scratch.model!, steps: 6, batchSize: 8, lr: 1e-2, threads: 2, progress: false, merge: true, checkpointEvery: 3, signal: controller.signal, onStep: (r) => r.step === 2 && controller.abort() });
+    const resumed = await train({ out: join(work, 'ft-resumed'), baseModel: scratch.model!, steps: 6, batchSize: 8, lr: 1e-2, threads: 2, progress: false, merge: true, checkpointEvery: 3, resume: true });
+    expect(resumed.history.map((h) => h.loss)).toEqual(whole.history.map((h) => h.loss));
+    // base + adapter and the merged folder give the same logits (up to float32 rounding of the merge)
+    const withAdapter = await loadModel(scratch.model!, { adapter: whole.adapter!, threads: 2 });
+    const merged = await loadModel(whole.model!, { threads: 2 });
+    const tokens = Int32Array.from({ length: 12 }, (_, i) => (i * 5) % 20);
+    const a = await withAdapter.engine.forward(tokens, { batch: 1, seq: 12 });
+    const b = await merged.engine.forward(tokens, { batch: 1, seq: 12 });
+    const worst = a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+    expect(worst).toBeLessThan(1e-4);
+    withAdapter.engine.dispose();
+    merged.engine.dispose();
+  });
+
   it('evaluates a trained folder, free and constrained', async () => {
     const r = await train(base('for-eval', { steps: 4 }));
     const report = await evaluate({ model: r.model!, sets: ['id', 'ood-form'], limit: 6, modes: ['free', 'constrained'], maxNewTokens: 60, threads: 2, out: join(work, 'eval') });
@@ -89,6 +114,18 @@ describe('train()', () => {
     }
     expect(report.table).toMatch(/ood-form\s+all\s+6/);
     expect(existsSync(join(work, 'eval', 'records.jsonl'))).toBe(true);
+  });
+
+  it('evaluates during and after training and writes the HTML report with both plots', async () => {
+    const seen: number[] = [];
+    const r = await train(base('evals', { steps: 6, evalEvery: 3, evalAtEnd: true, evalLimit: 4, evalSets: ['id', 'ood-form'], onEval: (step) => seen.push(step) }));
+    expect(seen).toEqual([3, 6]); // the final evaluation is not repeated at step 6
+    expect(r.evaluation?.step).toBe(6);
+    expect(r.evaluation?.scores.map((x) => `${x.mode}:${x.id}`).sort()).toEqual(['constrained:id', 'constrained:ood-form', 'free:id', 'free:ood-form']);
+    const html = readFileSync(r.report, 'utf8');
+    expect(html).toMatch(/<svg class="loss-chart"/);
+    expect(html).toMatch(/<svg class="pass-chart"[\s\S]*class="bar constrained"/);
+    expect(readFileSync(join(r.out, 'evals.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2);
   });
 
   it('refuses bad options before any training starts', async () => {
@@ -109,7 +146,7 @@ describe('train()', () => {
   it('stops on Ctrl-C after the current step, leaving a checkpoint that resumes', async () => {
     const out = join(work, 'sigint');
     const bin = join(packageRoot(), 'bin', 'puzzle-llama.js');
-    const args = ['train', '--out', out, '--steps', '400', '--batch-size', '4', '--threads', '2', '--config', join(work, 'sigint.json')];
+    const args = ['train', '--out', out, '--steps', '120', '--batch-size', '2', '--threads', '2', '--config', join(work, 'sigint.json')];
     writeFileSync(join(work, 'sigint.json'), JSON.stringify({ config: small, checkpointEvery: 0 }));
     const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
@@ -130,6 +167,6 @@ describe('train()', () => {
     again.stderr.on('data', (d) => (out2 += d));
     expect(await new Promise<number | null>((resolve) => again.on('exit', resolve)), out2).toBe(0);
     const steps = readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l).step);
-    expect(steps).toEqual(Array.from({ length: 400 }, (_, i) => i));
+    expect(steps).toEqual(Array.from({ length: 120 }, (_, i) => i));
   });
 });

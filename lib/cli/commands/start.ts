@@ -1,66 +1,90 @@
-// `npm start` / `puzzle-llama start`: the main job. Today it runs the puzzle pipeline end to end:
-// synthesize a training set (never touching the evaluation sets), verify all of it, and solve a sample
-// of every evaluation set with the exact solver; training and evaluation join as they land.
-import { mkdirSync } from 'node:fs';
+// `npm start` / `puzzle-llama start`: the main job on a CPU in about ten minutes: synthesize a training set
+// (never an evaluation puzzle), train the tiny preset from scratch on it, evaluate on a sample of every
+// evaluation set (free and constrained decoding), and print the table with where the report and model are.
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { benchmarkSets, loadBenchmarkSet } from '../../puzzle/benchmark-sets.js';
-import { parsePuzzleLine, readLines } from '../../puzzle/jsonl.js';
-import { solve } from '../../puzzle/solve.js';
-import { verify } from '../../puzzle/verify.js';
+import { benchmarkSets } from '../../puzzle/benchmark-sets.js';
+import { train } from '../../train/train.js';
 import { intFlag, parseFlags } from '../args.js';
+import { CliError } from '../errors.js';
 import type { CliIo } from '../io.js';
-import { createProgress } from '../progress.js';
 import { synthCommand } from './synth.js';
 
-export const startHelp = `puzzle-llama start [--out DIR] [--count N] [--sample K]
-  The main job: synthesize N training puzzles into DIR (default runs/main), verify them, and solve K puzzles
-  of each evaluation set exactly, printing a summary table.`;
+export const startHelp = `puzzle-llama start [--out DIR] [--steps N] [--count N] [--limit K] [--threads T]
+  The main job: synthesize N training puzzles, train the tiny preset from scratch for --steps, then evaluate
+  K puzzles of every evaluation set (free and constrained decoding) and print the pass@1 table.
+  Defaults: runs/main, 1000 steps of batch 32, 40,000 puzzles, 100 puzzles per set.`;
 
 export async function startCommand(argv: string[], io: CliIo): Promise<number> {
-  const flags = parseFlags('start', argv, { out: { type: 'string' }, count: { type: 'string' }, sample: { type: 'string' } });
+  const flags = parseFlags('start', argv, {
+    out: { type: 'string' },
+    steps: { type: 'string' },
+    count: { type: 'string' },
+    limit: { type: 'string' },
+    threads: { type: 'string' },
+  });
   const dir = flags.out ?? join('runs', 'main');
-  const count = intFlag('start', 'count', flags.count, 200_000, 1);
-  const sample = intFlag('start', 'sample', flags.sample, 20, 1, 3000);
+  const steps = intFlag('start', 'steps', flags.steps, 1000, 1);
+  const count = intFlag('start', 'count', flags.count, 40_000, 1);
+  const limit = intFlag('start', 'limit', flags.limit, 100, 1, 3000);
+  const threads = flags.threads === undefined ? undefined : intFlag('start', 'threads', flags.threads, 1, 1, 1024);
+  const started = performance.now();
+  // a fresh run each time: the previous one is replaced
+  rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const trainPath = join(dir, 'train.jsonl');
 
-  io.stderr.write(`[1/3] synthesizing ${count.toLocaleString('en-US')} training puzzles (V 60, N 5,6,7) -> ${trainPath}\n`);
+  io.stderr.write(`[1/3] synthesizing ${count.toLocaleString('en-US')} training puzzles (V 60, N 5,6,7; no evaluation puzzle) -> ${trainPath}\n`);
   const code = await synthCommand(['--count', String(count), '--seed', '1234', '--out', trainPath], io);
   if (code !== 0) return code;
 
-  io.stderr.write(`[2/3] verifying every synthesized response\n`);
-  const progress = createProgress({ label: 'verify', total: count, stream: io.stderr });
-  let checked = 0;
-  let bad = 0;
-  for await (const { text } of readLines(trainPath)) {
-    const parsed = parsePuzzleLine(text, ['response']);
-    if (!parsed.ok || !verify(parsed.record, parsed.record.response).ok) bad++;
-    if (++checked % 5000 === 0) progress.update(checked);
+  io.stderr.write(`[2/3] training the tiny preset from scratch on the CPU: ${steps} steps of 32 puzzles\n`);
+  const controller = new AbortController();
+  const onSigint = () => {
+    io.stderr.write('\nstopping after the current step (the checkpoint stays in the run folder)\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  let result;
+  try {
+    result = await train({
+      out: dir,
+      preset: 'tiny',
+      steps,
+      batchSize: 32,
+      lr: 2e-3,
+      data: { source: 'file', path: trainPath },
+      checkpointEvery: 250,
+      threads,
+      evalAtEnd: true,
+      evalLimit: limit,
+      evalSets: benchmarkSets.map((s) => s.id),
+      evalModes: ['free', 'constrained'],
+      progress: io.stderr,
+      signal: controller.signal,
+      onEval: () => io.stderr.write(`[3/3] evaluated ${limit} puzzles of each set\n`),
+    });
+  } catch (err) {
+    throw new CliError(`puzzle-llama start: ${(err as Error).message}`, 1);
+  } finally {
+    process.off('SIGINT', onSigint);
   }
-  progress.finish(`verify: ${checked - bad}/${checked} synthesized responses verify`);
-
-  io.stderr.write(`[3/3] solving ${sample} puzzles of each evaluation set exactly\n`);
-  const rows: string[] = [];
-  for (const set of benchmarkSets) {
-    const all = loadBenchmarkSet(set.id);
-    const k = Math.min(sample, all.length);
-    const puzzles = Array.from({ length: k }, (_, i) => all[Math.floor((i * all.length) / k)]); // spread over every cell
-    const t0 = performance.now();
-    let solved = 0;
-    for (const p of puzzles) if (solve(p).solvable) solved++;
-    const ms = (performance.now() - t0) / puzzles.length;
-    rows.push(`${set.id.padEnd(13)} ${set.description.padEnd(40)} ${`${solved}/${puzzles.length}`.padStart(7)} ${ms.toFixed(1).padStart(9)}`);
+  if (result.stopped) {
+    io.stdout.write(`stopped at step ${result.stepsDone}; the run is in ${dir}\n`);
+    return 130;
   }
+  const minutes = (performance.now() - started) / 60000;
   io.stdout.write(
     [
       '',
-      `${'set'.padEnd(13)} ${'what'.padEnd(40)} ${'solved'.padStart(7)} ${'ms/puzzle'.padStart(9)}`,
-      ...rows,
+      result.evaluation?.table ?? '(no evaluation)',
       '',
-      `training data: ${trainPath} (${checked.toLocaleString('en-US')} puzzles, ${bad} failed verification)`,
-      'model training and evaluation are not part of this build yet: `npm start` grows into synthesize -> train -> evaluate.',
+      `main job done in ${minutes.toFixed(1)} min`,
+      `report: ${result.report}`,
+      `model:  ${result.model}`,
+      `run:    ${dir} (metrics.jsonl, evals.jsonl, checkpoints/)`,
       '',
     ].join('\n'),
   );
-  return bad === 0 ? 0 : 1;
+  return 0;
 }
