@@ -14,6 +14,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   kernels: async () => (await import('./suites/kernels.js')).kernelsSuite,
   train: async () => (await import('./suites/train.js')).trainSuite,
   checkpoint: async () => (await import('./suites/checkpoint.js')).checkpointSuite,
+  gpu: async () => (await import('./suites/gpu.js')).gpuSuite,
   mainjob: async () => (await import('./suites/mainjob.js')).mainjobSuite,
 };
 

@@ -8,23 +8,12 @@ import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LlamaConfig } from '../../lib/engine/config.js';
+import { PRESETS, type LlamaConfig } from '../../lib/engine/config.js';
 import { DEFAULT_MAX_SHARD_BYTES, llamaTensorShapes, openHfCheckpoint, saveHfModel } from '../../lib/model/hf-checkpoint.js';
 import type { BenchRow, BenchSuite } from '../suite.js';
 
-/** openlm-research/open_llama_3b's shape. */
-export const OPEN_LLAMA_3B: LlamaConfig = {
-  hidden_size: 3200,
-  intermediate_size: 8640,
-  num_hidden_layers: 26,
-  num_attention_heads: 32,
-  num_key_value_heads: 32,
-  vocab_size: 32000,
-  max_position_embeddings: 2048,
-  rms_norm_eps: 1e-6,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-};
+/** openlm-research/open_llama_3b's shape (the engine's preset of that name). */
+export const OPEN_LLAMA_3B: LlamaConfig = PRESETS['open-llama-3b'];
 
 const PHASE_FLAG = '--checkpoint-bench-phase';
 const MB = 1024 * 1024;

@@ -1,4 +1,4 @@
-// `kernels`: each CPU op alone, forward and backward (see NativeKernels), loaded on first use.
+// `kernels`: each backend op alone, forward and backward, on the CPU or CUDA (see NativeKernels), loaded on first use.
 import { loadAddon } from './loader.js';
 import type { NativeKernels } from './native.js';
 

@@ -159,9 +159,27 @@ export interface NativeAbortFlagConstructor {
   new (): NativeAbortFlag;
 }
 
-/** Options every kernel takes: the thread count of the pool it runs on (default: all hardware threads). */
+/** Where a kernel runs: 'cpu' (default) on the typed arrays in place; 'cuda' on the process's one CUDA backend. */
+export type KernelDevice = 'cpu' | 'cuda';
+
+/**
+ * Options every kernel takes: the device, and the thread count of the CPU pool it runs on (default: all
+ * hardware threads; ignored on CUDA). With device 'cuda' the inputs are uploaded, the same backend op runs
+ * on the GPU and the outputs come back as new typed arrays; an unavailable GPU or a CUDA error
+ * (out of memory included) is a thrown Error.
+ */
 export interface KernelThreads {
   threads?: number;
+  device?: KernelDevice;
+}
+
+/** Whether device 'cuda' works in this process (kernels.cudaAvailable()). */
+export interface CudaAvailability {
+  ok: boolean;
+  /** Why not, when ok is false; else null. */
+  reason: string | null;
+  /** 'CUDA device 0 (NVIDIA H100 80GB HBM3)' when ok. */
+  device?: string;
 }
 
 export interface LoraKernelOptions {
@@ -183,9 +201,11 @@ export interface AttentionDims extends KernelThreads {
   d: number;
 }
 
-/** Each CPU op alone (native/addon/kernels_wrap.cc). Row-major; shapes in the option names. */
+/** Each backend op alone, on the CPU or CUDA (native/addon/kernels_wrap.cc). Row-major; shapes in the option names. */
 export interface NativeKernels {
   simd(): SimdLevel;
+  /** Makes the process's CUDA backend on first call (device 0); says why not when it cannot. Never throws. */
+  cudaAvailable(): CudaAvailability;
   /** Picks the SIMD path for every kernel (clamped to what the CPU has); returns the level in use. */
   setSimd(level: SimdLevel): SimdLevel;
   /** C[m,n] = alpha op(A) op(B) + beta C; a is [m,k] (or [k,m] transA), b is [k,n] (or [n,k] transB). */
@@ -221,7 +241,17 @@ export interface NativeKernels {
   ): { dx: Float32Array; dw: Float32Array };
   ropeForward(x: Float32Array, options: KernelThreads & { b: number; t: number; h: number; d: number; theta?: number; pos0?: number }): Float32Array;
   ropeBackward(dx: Float32Array, options: KernelThreads & { b: number; t: number; h: number; d: number; theta?: number; pos0?: number }): Float32Array;
-  attentionForward(q: Float32Array, k: Float32Array, v: Float32Array, options: AttentionDims): { out: Float32Array; lse: Float32Array };
+  /**
+   * Causal GQA: q [b,t,h,d], k/v [b,tcap,hkv,d], out [b,t,h,d], lse [b,h,t]. Without tcap/pos0 it is
+   * self-attention over t positions (tcap = t); with them the t queries sit at positions pos0.. and see
+   * keys [0, pos0 + i] of a KV cache of tcap rows (decode).
+   */
+  attentionForward(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    options: AttentionDims & { pos0?: number; tcap?: number },
+  ): { out: Float32Array; lse: Float32Array };
   attentionBackward(
     dout: Float32Array,
     q: Float32Array,
@@ -233,6 +263,10 @@ export interface NativeKernels {
   ): { dq: Float32Array; dk: Float32Array; dv: Float32Array };
   swigluForward(gate: Float32Array, up: Float32Array, options?: KernelThreads): Float32Array;
   swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, options?: KernelThreads): { dgate: Float32Array; dup: Float32Array };
+  /** out = keep ? x / (1 - p) : 0, keep decided by (seed, index) alone: bit-identical on every backend. */
+  dropoutForward(x: Float32Array, options: KernelThreads & { p: number; seed?: number }): Float32Array;
+  /** dx = keep ? dout / (1 - p) : 0 with the forward's mask. */
+  dropoutBackward(dout: Float32Array, options: KernelThreads & { p: number; seed?: number }): Float32Array;
   crossEntropy(
     logits: Float32Array,
     targets: Int32Array,
@@ -245,14 +279,20 @@ export interface NativeKernels {
     v: Float32Array,
     options: KernelThreads & { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; step?: number; gradScale?: number },
   ): { param: Float32Array; m: Float32Array; v: Float32Array };
-  /** Times C = op(A) op(B) off the JS thread; best of `repeats` after one warm-up. */
+  /**
+   * Times C = op(A) op(B) off the JS thread, each call to completion (the GPU synchronized), `repeats`
+   * calls after one warm-up; gflops is from the best call.
+   */
   timeMatmul(options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; repeats?: number }): Promise<{
     bestSeconds: number;
     meanSeconds: number;
+    medianSeconds: number;
     gflops: number;
     meanGflops: number;
+    medianGflops: number;
   }>;
-  timeAttention(options: AttentionDims & { repeats?: number }): Promise<{ msFwdBwd: number }>;
+  /** Times causal attention forward, then forward+backward, as timeMatmul does; msFwd / msFwdBwd are the best calls. */
+  timeAttention(options: AttentionDims & { repeats?: number }): Promise<{ msFwd: number; medianMsFwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;
 }
 
 /** Every function the addon exports. */

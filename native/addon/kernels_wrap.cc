@@ -1,15 +1,24 @@
 // The `kernels` object: synchronous single-op entry points (inputs are read in place, outputs are new
-// arrays) plus promise-returning timing loops for the benchmarks.
+// arrays) plus promise-returning timing loops for the benchmarks. Every op takes options.device:
+// 'cpu' (default) runs on the typed arrays in place; 'cuda' uploads the inputs to the process's one
+// CudaBackend (created on first use), runs the same Backend op there and downloads the outputs.
 #include "kernels_wrap.h"
+#ifdef PUZZLE_LLAMA_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
+#include <string>
 #include <vector>
 
 #include "../core/cpu_features.h"
+#include "../core/error.h"
 #include "../cpu/cpu_backend.h"
 #include "../cpu/simd.h"
 #include "../model/llama.h"
@@ -39,6 +48,127 @@ cpu::CpuBackend& backendArg(const Napi::Object& o, const std::string& where) {
 }
 
 Napi::Value arg(const Napi::CallbackInfo& info, size_t i) { return info.Length() > i ? info[i] : info.Env().Undefined(); }
+
+// ---- the CUDA backend of the kernels ---------------------------------------------------------------
+
+// One CudaBackend for the process, made on first use (device 0). Not thread-safe, like any backend:
+// `cudaMutex()` is held by every call that uses it (the synchronous ops and the timing jobs alike).
+std::mutex& cudaMutex() {
+  static std::mutex m;
+  return m;
+}
+
+// The backend, or null with the reason it cannot be had. Caller holds cudaMutex(). A failed creation is
+// not cached: a later call tries again.
+Backend* cudaBackendLocked(std::string* why, std::string* label) {
+#ifdef PUZZLE_LLAMA_CUDA
+  static std::unique_ptr<Backend> backend;
+  if (!backend) {
+    try {
+      backend = cuda::createBackend(0);
+    } catch (const std::exception& e) {
+      *why = e.what();
+      return nullptr;
+    }
+  }
+  if (label) {
+    auto* cb = dynamic_cast<cuda::CudaBackend*>(backend.get());
+    *label = cb ? cb->deviceLabel() : backend->name();
+  }
+  return backend.get();
+#else
+  (void)label;
+  *why = "this addon is the CPU build (run `npm run build:cuda` where nvcc is installed)";
+  return nullptr;
+#endif
+}
+
+enum class Device { Cpu, Cuda };
+
+Device deviceArg(const Napi::Object& o, const std::string& where) {
+  const std::string d = stringField(o, "device", where, std::string("cpu"));
+  if (d == "cpu") return Device::Cpu;
+  if (d == "cuda") return Device::Cuda;
+  throwRange(o.Env(), where + "device must be 'cpu' or 'cuda', got '" + d + "'");
+}
+
+// One op call's view of its backend: on the CPU the typed arrays themselves; on CUDA device copies of
+// the inputs, device outputs (zero-filled, as new typed arrays are) downloaded by finish(), and the
+// backend's lock held for the call. Device memory is released when the call ends, thrown or not.
+class OpCall {
+ public:
+  OpCall(const Napi::Object& o, const std::string& where) : device_(deviceArg(o, where)) {
+    if (device_ == Device::Cpu) {
+      be_ = &backendArg(o, where);
+      return;
+    }
+    lock_ = std::unique_lock<std::mutex>(cudaMutex());
+    std::string why;
+    be_ = cudaBackendLocked(&why, nullptr);
+    if (!be_) throw Napi::Error::New(o.Env(), where + "device = 'cuda' but no CUDA backend is available: " + why);
+  }
+  ~OpCall() {
+    for (void* p : owned_) {
+      try {
+        be_->release(p);
+      } catch (const std::exception&) {
+        // A destructor must not throw; the op's own error (if any) is already on its way.
+      }
+    }
+  }
+  OpCall(const OpCall&) = delete;
+  OpCall& operator=(const OpCall&) = delete;
+
+  Backend& be() { return *be_; }
+  bool onDevice() const { return device_ == Device::Cuda; }
+
+  template <typename T>
+  const T* in(const T* host, size_t n) {
+    if (!onDevice() || !host) return host;
+    T* d = alloc<T>(n);
+    be_->upload(d, host, n * sizeof(T));
+    return d;
+  }
+  // Written by the op (and read back by finish()); its starting contents are the host array's when
+  // `init`, else zeros.
+  float* out(float* host, size_t n, bool init = false) {
+    if (!onDevice()) return host;
+    float* d = alloc<float>(n);
+    if (init) be_->upload(d, host, n * sizeof(float));
+    outs_.push_back({host, d, n * sizeof(float)});
+    return d;
+  }
+  // Scratch the op needs (host vectors on the CPU, device memory on CUDA).
+  float* scratch(std::vector<float>& host) {
+    if (!onDevice()) return host.data();
+    return alloc<float>(host.size());
+  }
+  // Brings every output back to its typed array (a no-op on the CPU).
+  void finish() {
+    if (!onDevice()) return;
+    be_->synchronize();
+    for (const Out& o : outs_) be_->download(o.host, o.dev, o.bytes);
+  }
+
+ private:
+  struct Out {
+    float* host;
+    float* dev;
+    size_t bytes;
+  };
+  template <typename T>
+  T* alloc(size_t n) {
+    void* p = be_->allocate(std::max<size_t>(1, n) * sizeof(T));
+    owned_.push_back(p);
+    return static_cast<T*>(p);
+  }
+
+  Device device_;
+  Backend* be_ = nullptr;
+  std::unique_lock<std::mutex> lock_;
+  std::vector<void*> owned_;
+  std::vector<Out> outs_;
+};
 
 int dim(const Napi::Object& o, const char* key, const std::string& where) {
   return static_cast<int>(intField(o, key, where, 1, kBig));
@@ -71,11 +201,16 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   Napi::Float32Array a = f32Arg(env, arg(info, 0), w + "a", static_cast<size_t>(M) * K);
   Napi::Float32Array b = f32Arg(env, arg(info, 1), w + "b", static_cast<size_t>(K) * N);
   Napi::Float32Array c = Napi::Float32Array::New(env, static_cast<size_t>(M) * N);
-  if (has(o, "c")) {
+  const bool hasC = has(o, "c");
+  if (hasC) {
     Napi::Float32Array c0 = f32Arg(env, o.Get("c"), w + "options.c", static_cast<size_t>(M) * N);
     std::copy(c0.Data(), c0.Data() + c0.ElementLength(), c.Data());
   }
-  backendArg(o, w + "options.").gemm(c.Data(), a.Data(), b.Data(), M, N, K, tA, tB, alpha, beta);
+  OpCall call(o, w + "options.");
+  float* dc = call.out(c.Data(), c.ElementLength(), hasC);
+  call.be().gemm(dc, call.in(a.Data(), a.ElementLength()), call.in(b.Data(), b.ElementLength()), M, N, K, tA, tB,
+                 alpha, beta);
+  call.finish();
   return c;
 }
 
@@ -108,6 +243,17 @@ LinearArgs linearArgs(const Napi::CallbackInfo& info, const Napi::Object& o, con
   return a;
 }
 
+// The weights' pointers as the call's backend sees them (device copies on CUDA).
+LinearWeights weightsOn(OpCall& call, const LinearWeights& host) {
+  LinearWeights d = host;
+  d.W = call.in(host.W, static_cast<size_t>(host.out) * host.in);
+  if (host.A) {
+    d.A = call.in(host.A, static_cast<size_t>(host.r) * host.in);
+    d.B = call.in(host.B, static_cast<size_t>(host.out) * host.r);
+  }
+  return d;
+}
+
 Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string w = "kernels.linearForward(): ";
@@ -117,7 +263,13 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   Napi::Float32Array y = Napi::Float32Array::New(env, static_cast<size_t>(a.M) * a.w.out);
   Napi::Object out = Napi::Object::New(env);
   std::vector<float> h(static_cast<size_t>(a.M) * std::max(1, a.w.r)), xd(static_cast<size_t>(a.M) * a.w.in);
-  loraLinearForward(backendArg(o, w + "options."), y.Data(), x.Data(), a.M, a.w, h.data(), xd.data(), a.train, a.seed);
+  {
+    OpCall call(o, w + "options.");
+    const LinearWeights dw = weightsOn(call, a.w);
+    loraLinearForward(call.be(), call.out(y.Data(), y.ElementLength()), call.in(x.Data(), x.ElementLength()), a.M, dw,
+                      call.out(h.data(), h.size()), call.out(xd.data(), xd.size()), a.train, a.seed);
+    call.finish();
+  }
   out.Set("y", y);
   out.Set("h", a.w.A ? Napi::Value(newF32(env, h.size(), h.data())) : env.Null());
   out.Set("xd", a.w.A && a.train && a.w.dropout > 0 ? Napi::Value(newF32(env, xd.size(), xd.data())) : env.Null());
@@ -133,7 +285,6 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   Napi::Float32Array x = f32Arg(env, arg(info, 1), w + "x", static_cast<size_t>(a.M) * a.w.in);
   Napi::Float32Array dx = Napi::Float32Array::New(env, static_cast<size_t>(a.M) * a.w.in);
   Napi::Float32Array dw = Napi::Float32Array::New(env, static_cast<size_t>(a.w.out) * a.w.in);
-  a.w.dW = dw.Data();
   const float* h = nullptr;
   const float* xd = nullptr;
   Napi::Object out = Napi::Object::New(env);
@@ -144,12 +295,22 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
       xd = f32Arg(env, o.Get("xd"), w + "options.xd", static_cast<size_t>(a.M) * a.w.in).Data();
     dA = Napi::Float32Array::New(env, static_cast<size_t>(a.w.r) * a.w.in);
     dB = Napi::Float32Array::New(env, static_cast<size_t>(a.w.out) * a.w.r);
-    a.w.dA = dA.Data();
-    a.w.dB = dB.Data();
   }
   std::vector<float> dh(static_cast<size_t>(a.M) * std::max(1, a.w.r)), dxl(static_cast<size_t>(a.M) * a.w.in);
-  loraLinearBackward(backendArg(o, w + "options."), dx.Data(), 0.0f, dy.Data(), x.Data(), a.M, a.w, h, xd, dh.data(),
-                     dxl.data(), a.train, a.seed);
+  {
+    OpCall call(o, w + "options.");
+    LinearWeights lw = weightsOn(call, a.w);
+    lw.dW = call.out(dw.Data(), dw.ElementLength());
+    if (a.w.A) {
+      lw.dA = call.out(dA.Data(), dA.ElementLength());
+      lw.dB = call.out(dB.Data(), dB.ElementLength());
+    }
+    loraLinearBackward(call.be(), call.out(dx.Data(), dx.ElementLength()), 0.0f, call.in(dy.Data(), dy.ElementLength()),
+                       call.in(x.Data(), x.ElementLength()), a.M, lw, call.in(h, static_cast<size_t>(a.M) * a.w.r),
+                       call.in(xd, static_cast<size_t>(a.M) * a.w.in), call.scratch(dh), call.scratch(dxl), a.train,
+                       a.seed);
+    call.finish();
+  }
   out.Set("dx", dx);
   out.Set("dw", dw);
   out.Set("dA", a.w.A ? Napi::Value(dA) : env.Null());
@@ -168,7 +329,10 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   checkTokens(env, tokens.Data(), N, V, w + "tokens", false);
   Napi::Float32Array wte = f32Arg(env, arg(info, 1), w + "wte", static_cast<size_t>(V) * C);
   Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(N) * C);
-  backendArg(o, w + "options.").embeddingForward(out.Data(), tokens.Data(), wte.Data(), N, C);
+  OpCall call(o, w + "options.");
+  call.be().embeddingForward(call.out(out.Data(), out.ElementLength()), call.in(tokens.Data(), tokens.ElementLength()),
+                             call.in(wte.Data(), wte.ElementLength()), N, C);
+  call.finish();
   return out;
 }
 
@@ -181,7 +345,10 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   Napi::Int32Array tokens = i32Arg(env, arg(info, 1), w + "tokens", N);
   checkTokens(env, tokens.Data(), N, V, w + "tokens", false);
   Napi::Float32Array dwte = Napi::Float32Array::New(env, static_cast<size_t>(V) * C);
-  backendArg(o, w + "options.").embeddingBackward(dwte.Data(), dout.Data(), tokens.Data(), N, C, V);
+  OpCall call(o, w + "options.");
+  call.be().embeddingBackward(call.out(dwte.Data(), dwte.ElementLength()), call.in(dout.Data(), dout.ElementLength()),
+                              call.in(tokens.Data(), tokens.ElementLength()), N, C, V);
+  call.finish();
   return dwte;
 }
 
@@ -196,7 +363,13 @@ Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
   Napi::Float32Array x = f32Arg(env, arg(info, 0), w + "x", static_cast<size_t>(N) * C);
   Napi::Float32Array weight = f32Arg(env, arg(info, 1), w + "weight", C);
   Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(N) * C), rstd = Napi::Float32Array::New(env, N);
-  backendArg(o, w + "options.").rmsnormForward(out.Data(), rstd.Data(), x.Data(), weight.Data(), N, C, eps);
+  {
+    OpCall call(o, w + "options.");
+    call.be().rmsnormForward(call.out(out.Data(), out.ElementLength()), call.out(rstd.Data(), rstd.ElementLength()),
+                             call.in(x.Data(), x.ElementLength()), call.in(weight.Data(), weight.ElementLength()), N, C,
+                             eps);
+    call.finish();
+  }
   Napi::Object r = Napi::Object::New(env);
   r.Set("out", out);
   r.Set("rstd", rstd);
@@ -213,8 +386,14 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
   Napi::Float32Array weight = f32Arg(env, arg(info, 2), w + "weight", C);
   Napi::Float32Array rstd = f32Arg(env, arg(info, 3), w + "rstd", N);
   Napi::Float32Array dx = Napi::Float32Array::New(env, static_cast<size_t>(N) * C), dw = Napi::Float32Array::New(env, C);
-  backendArg(o, w + "options.")
-      .rmsnormBackward(dx.Data(), dw.Data(), dout.Data(), x.Data(), weight.Data(), rstd.Data(), N, C);
+  {
+    OpCall call(o, w + "options.");
+    call.be().rmsnormBackward(call.out(dx.Data(), dx.ElementLength()), call.out(dw.Data(), dw.ElementLength()),
+                              call.in(dout.Data(), dout.ElementLength()), call.in(x.Data(), x.ElementLength()),
+                              call.in(weight.Data(), weight.ElementLength()), call.in(rstd.Data(), rstd.ElementLength()),
+                              N, C);
+    call.finish();
+  }
   Napi::Object r = Napi::Object::New(env);
   r.Set("dx", dx);
   r.Set("dw", dw);
@@ -236,9 +415,13 @@ Napi::Value Rope(const Napi::CallbackInfo& info, bool backward) {
   std::vector<float> cosT, sinT;
   ropeTables(theta, D, pos0 + T, cosT, sinT);
   Napi::Float32Array out = newF32(env, x.ElementLength(), x.Data());
-  auto& be = backendArg(o, w + "options.");
-  if (backward) be.ropeBackward(out.Data(), cosT.data(), sinT.data(), B, T, H, D, pos0);
-  else be.ropeForward(out.Data(), cosT.data(), sinT.data(), B, T, H, D, pos0);
+  OpCall call(o, w + "options.");
+  float* dx = call.out(out.Data(), out.ElementLength(), true);
+  const float* c = call.in(cosT.data(), cosT.size());
+  const float* s = call.in(sinT.data(), sinT.size());
+  if (backward) call.be().ropeBackward(dx, c, s, B, T, H, D, pos0);
+  else call.be().ropeForward(dx, c, s, B, T, H, D, pos0);
+  call.finish();
   return out;
 }
 Napi::Value RopeForward(const Napi::CallbackInfo& info) { return Rope(info, false); }
@@ -256,18 +439,28 @@ AttnDims attnDims(const Napi::Object& o, const std::string& w) {
   return d;
 }
 
+// Without tcap/pos0 this is causal self-attention over t positions. With them (KV-cache decode), the t
+// queries sit at positions pos0.. and k, v hold tcap rows of which [0, pos0 + t) are read.
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string w = "kernels.attentionForward(): ";
   Napi::Object o = objectArg(info, 3, w + "options", false);
   const AttnDims d = attnDims(o, w + "options.");
-  const size_t qn = static_cast<size_t>(d.B) * d.T * d.H * d.D, kn = static_cast<size_t>(d.B) * d.T * d.Hkv * d.D;
+  const int pos0 = static_cast<int>(intField(o, "pos0", w + "options.", 0, kBig, 0));
+  const int Tcap = static_cast<int>(intField(o, "tcap", w + "options.", 1, kBig, pos0 + d.T));
+  if (pos0 + d.T > Tcap)
+    throwRange(env, w + "options.pos0 + t = " + std::to_string(pos0 + d.T) + " must be at most tcap = " + std::to_string(Tcap));
+  const size_t qn = static_cast<size_t>(d.B) * d.T * d.H * d.D, kn = static_cast<size_t>(d.B) * Tcap * d.Hkv * d.D;
   Napi::Float32Array q = f32Arg(env, arg(info, 0), w + "q", qn);
   Napi::Float32Array k = f32Arg(env, arg(info, 1), w + "k", kn);
   Napi::Float32Array v = f32Arg(env, arg(info, 2), w + "v", kn);
   Napi::Float32Array out = Napi::Float32Array::New(env, qn), lse = Napi::Float32Array::New(env, static_cast<size_t>(d.B) * d.H * d.T);
-  backendArg(o, w + "options.")
-      .attentionForward(out.Data(), lse.Data(), q.Data(), k.Data(), v.Data(), d.B, d.T, d.T, d.H, d.Hkv, d.D, 0);
+  {
+    OpCall call(o, w + "options.");
+    call.be().attentionForward(call.out(out.Data(), qn), call.out(lse.Data(), lse.ElementLength()), call.in(q.Data(), qn),
+                               call.in(k.Data(), kn), call.in(v.Data(), kn), d.B, d.T, Tcap, d.H, d.Hkv, d.D, pos0);
+    call.finish();
+  }
   Napi::Object r = Napi::Object::New(env);
   r.Set("out", out);
   r.Set("lse", lse);
@@ -280,17 +473,23 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Napi::Object o = objectArg(info, 6, w + "options", false);
   const AttnDims d = attnDims(o, w + "options.");
   const size_t qn = static_cast<size_t>(d.B) * d.T * d.H * d.D, kn = static_cast<size_t>(d.B) * d.T * d.Hkv * d.D;
+  const size_t ln = static_cast<size_t>(d.B) * d.H * d.T;
   Napi::Float32Array dout = f32Arg(env, arg(info, 0), w + "dout", qn);
   Napi::Float32Array q = f32Arg(env, arg(info, 1), w + "q", qn);
   Napi::Float32Array k = f32Arg(env, arg(info, 2), w + "k", kn);
   Napi::Float32Array v = f32Arg(env, arg(info, 3), w + "v", kn);
   Napi::Float32Array out = f32Arg(env, arg(info, 4), w + "out", qn);
-  Napi::Float32Array lse = f32Arg(env, arg(info, 5), w + "lse", static_cast<size_t>(d.B) * d.H * d.T);
+  Napi::Float32Array lse = f32Arg(env, arg(info, 5), w + "lse", ln);
   Napi::Float32Array dq = Napi::Float32Array::New(env, qn), dk = Napi::Float32Array::New(env, kn),
                      dv = Napi::Float32Array::New(env, kn);
-  backendArg(o, w + "options.")
-      .attentionBackward(dq.Data(), dk.Data(), dv.Data(), dout.Data(), q.Data(), k.Data(), v.Data(), out.Data(),
-                         lse.Data(), d.B, d.T, d.H, d.Hkv, d.D);
+  {
+    OpCall call(o, w + "options.");
+    call.be().attentionBackward(call.out(dq.Data(), qn), call.out(dk.Data(), kn), call.out(dv.Data(), kn),
+                                call.in(dout.Data(), qn), call.in(q.Data(), qn), call.in(k.Data(), kn),
+                                call.in(v.Data(), kn), call.in(out.Data(), qn), call.in(lse.Data(), ln), d.B, d.T, d.H,
+                                d.Hkv, d.D);
+    call.finish();
+  }
   Napi::Object r = Napi::Object::New(env);
   r.Set("dq", dq);
   r.Set("dk", dk);
@@ -298,16 +497,19 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return r;
 }
 
-// ---- swiglu, cross-entropy, adamw ----------------------------------------------------------------
+// ---- swiglu, dropout, cross-entropy, adamw -----------------------------------------------------------
 
 Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string w = "kernels.swigluForward(): ";
   Napi::Object o = objectArg(info, 2, w + "options", true);
   Napi::Float32Array g = f32Arg(env, arg(info, 0), w + "gate", SIZE_MAX);
-  Napi::Float32Array u = f32Arg(env, arg(info, 1), w + "up", g.ElementLength());
-  Napi::Float32Array out = Napi::Float32Array::New(env, g.ElementLength());
-  backendArg(o, w + "options.").swigluForward(out.Data(), g.Data(), u.Data(), g.ElementLength());
+  const size_t n = g.ElementLength();
+  Napi::Float32Array u = f32Arg(env, arg(info, 1), w + "up", n);
+  Napi::Float32Array out = Napi::Float32Array::New(env, n);
+  OpCall call(o, w + "options.");
+  call.be().swigluForward(call.out(out.Data(), n), call.in(g.Data(), n), call.in(u.Data(), n), n);
+  call.finish();
   return out;
 }
 
@@ -316,14 +518,52 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
   const std::string w = "kernels.swigluBackward(): ";
   Napi::Object o = objectArg(info, 3, w + "options", true);
   Napi::Float32Array dy = f32Arg(env, arg(info, 0), w + "dout", SIZE_MAX);
-  Napi::Float32Array g = f32Arg(env, arg(info, 1), w + "gate", dy.ElementLength());
-  Napi::Float32Array u = f32Arg(env, arg(info, 2), w + "up", dy.ElementLength());
-  Napi::Float32Array dg = Napi::Float32Array::New(env, dy.ElementLength()), du = Napi::Float32Array::New(env, dy.ElementLength());
-  backendArg(o, w + "options.").swigluBackward(dg.Data(), du.Data(), dy.Data(), g.Data(), u.Data(), dy.ElementLength());
+  const size_t n = dy.ElementLength();
+  Napi::Float32Array g = f32Arg(env, arg(info, 1), w + "gate", n);
+  Napi::Float32Array u = f32Arg(env, arg(info, 2), w + "up", n);
+  Napi::Float32Array dg = Napi::Float32Array::New(env, n), du = Napi::Float32Array::New(env, n);
+  {
+    OpCall call(o, w + "options.");
+    call.be().swigluBackward(call.out(dg.Data(), n), call.out(du.Data(), n), call.in(dy.Data(), n), call.in(g.Data(), n),
+                             call.in(u.Data(), n), n);
+    call.finish();
+  }
   Napi::Object r = Napi::Object::New(env);
   r.Set("dgate", dg);
   r.Set("dup", du);
   return r;
+}
+
+// out = keep ? x / (1 - p) : 0, the counter-based mask of (seed, index): bit-identical on every backend.
+Napi::Value DropoutForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string w = "kernels.dropoutForward(): ";
+  Napi::Object o = objectArg(info, 1, w + "options", false);
+  const float p = static_cast<float>(numberField(o, "p", w + "options.", 0.0, 0.999));
+  const uint64_t seed = static_cast<uint64_t>(intField(o, "seed", w + "options.", 0, int64_t(1) << 53, 0));
+  Napi::Float32Array x = f32Arg(env, arg(info, 0), w + "x", SIZE_MAX);
+  const size_t n = x.ElementLength();
+  Napi::Float32Array out = Napi::Float32Array::New(env, n);
+  OpCall call(o, w + "options.");
+  call.be().dropoutForward(call.out(out.Data(), n), call.in(x.Data(), n), n, p, seed);
+  call.finish();
+  return out;
+}
+
+// dx = keep ? dout / (1 - p) : 0 (the backend op accumulates into a zeroed array here).
+Napi::Value DropoutBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string w = "kernels.dropoutBackward(): ";
+  Napi::Object o = objectArg(info, 1, w + "options", false);
+  const float p = static_cast<float>(numberField(o, "p", w + "options.", 0.0, 0.999));
+  const uint64_t seed = static_cast<uint64_t>(intField(o, "seed", w + "options.", 0, int64_t(1) << 53, 0));
+  Napi::Float32Array dout = f32Arg(env, arg(info, 0), w + "dout", SIZE_MAX);
+  const size_t n = dout.ElementLength();
+  Napi::Float32Array dx = Napi::Float32Array::New(env, n);
+  OpCall call(o, w + "options.");
+  call.be().dropoutBackward(call.out(dx.Data(), n), call.in(dout.Data(), n), n, p, seed);
+  call.finish();
+  return dx;
 }
 
 Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
@@ -337,7 +577,12 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   checkTokens(env, targets.Data(), N, V, w + "targets", true);
   Napi::Float32Array d = newF32(env, logits.ElementLength(), logits.Data());
   Napi::Float32Array losses = Napi::Float32Array::New(env, N);
-  backendArg(o, w + "options.").crossEntropy(losses.Data(), d.Data(), targets.Data(), N, V, dscale, true);
+  {
+    OpCall call(o, w + "options.");
+    call.be().crossEntropy(call.out(losses.Data(), N), call.out(d.Data(), d.ElementLength(), true),
+                           call.in(targets.Data(), targets.ElementLength()), N, V, dscale, true);
+    call.finish();
+  }
   Napi::Object r = Napi::Object::New(env);
   r.Set("losses", losses);
   r.Set("dlogits", d);
@@ -363,7 +608,12 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   hp.step = static_cast<int>(intField(o, "step", f, 1, kBig, 1));
   hp.gradScale = static_cast<float>(numberField(o, "gradScale", f, 0.0, 1e30, 1.0));
   Napi::Float32Array p2 = newF32(env, n, p.Data()), m2 = newF32(env, n, m.Data()), v2 = newF32(env, n, v.Data());
-  backendArg(o, f).adamw(p2.Data(), g.Data(), m2.Data(), v2.Data(), n, hp);
+  {
+    OpCall call(o, f);
+    call.be().adamw(call.out(p2.Data(), n, true), call.in(g.Data(), n), call.out(m2.Data(), n, true),
+                    call.out(v2.Data(), n, true), n, hp);
+    call.finish();
+  }
   Napi::Object r = Napi::Object::New(env);
   r.Set("param", p2);
   r.Set("m", m2);
@@ -371,39 +621,137 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// ---- CUDA availability -----------------------------------------------------------------------------
+
+// { ok, reason, device? }: whether device 'cuda' works in this process, creating the backend if need be.
+Napi::Value CudaAvailable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object r = Napi::Object::New(env);
+  std::string why, label;
+  Backend* be = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(cudaMutex());
+    be = cudaBackendLocked(&why, &label);
+  }
+  r.Set("ok", be != nullptr);
+  r.Set("reason", be ? env.Null() : Napi::Value(Napi::String::New(env, why)));
+  if (be) r.Set("device", label);
+  return r;
+}
+
 // ---- timing loops (promise workers) --------------------------------------------------------------
+
+double seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double medianOf(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.empty() ? 0.0 : v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+// Inputs in [-0.5, 0.5), the same on every backend, written to backend memory.
+void fillPattern(Backend& be, float* dst, size_t n, size_t mul) {
+  std::vector<float> h(n);
+  for (size_t i = 0; i < n; ++i) h[i] = static_cast<float>((i * mul) % 1000) * 1e-3f - 0.5f;
+  be.upload(dst, h.data(), n * sizeof(float));
+}
+
+// Runs `once` after a warm-up, `repeats` times, each timed to completion (synchronize() waits for the
+// GPU; a no-op on the CPU); checks the abort flag between repeats.
+template <typename F>
+std::vector<double> timeRepeats(Backend& be, int repeats, const std::atomic<bool>* abort, F once) {
+  once();
+  be.synchronize();
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    if (abort && abort->load()) throw Aborted();
+    auto t0 = std::chrono::steady_clock::now();
+    once();
+    be.synchronize();
+    times.push_back(seconds(t0));
+  }
+  return times;
+}
+
+// Backend memory for a timing job, released when the job ends.
+class Scratch {
+ public:
+  explicit Scratch(Backend& be) : be_(be) {}
+  ~Scratch() {
+    for (void* p : owned_) {
+      try {
+        be_.release(p);
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  float* floats(size_t n) {
+    owned_.push_back(be_.allocate(std::max<size_t>(1, n) * sizeof(float)));
+    return static_cast<float*>(owned_.back());
+  }
+
+ private:
+  Backend& be_;
+  std::vector<void*> owned_;
+};
+
+// The backend a timing job runs on, with the CUDA lock held for the job when that is the one.
+class JobBackend {
+ public:
+  JobBackend(Device device, int threads) {
+    if (device == Device::Cpu) {
+      be_ = &backendFor(threads);
+      return;
+    }
+    lock_ = std::unique_lock<std::mutex>(cudaMutex());
+    std::string why;
+    be_ = cudaBackendLocked(&why, nullptr);
+    if (!be_) throw Error("device = 'cuda' but no CUDA backend is available: " + why);
+  }
+  Backend& operator*() { return *be_; }
+
+ private:
+  Backend* be_ = nullptr;
+  std::unique_lock<std::mutex> lock_;
+};
 
 class TimeMatmulJob : public PromiseWorker {
  public:
-  TimeMatmulJob(Napi::Env env, int M, int N, int K, bool tA, bool tB, int repeats, int threads)
-      : PromiseWorker(env, "puzzle-llama:timeMatmul"), M_(M), N_(N), K_(K), tA_(tA), tB_(tB), repeats_(repeats), threads_(threads) {}
+  TimeMatmulJob(Napi::Env env, int M, int N, int K, bool tA, bool tB, int repeats, int threads, Device device)
+      : PromiseWorker(env, "puzzle-llama:timeMatmul"), M_(M), N_(N), K_(K), tA_(tA), tB_(tB), repeats_(repeats),
+        threads_(threads), device_(device) {}
 
  protected:
   void Run(const ExecutionProgress&) override {
-    cpu::CpuBackend& be = backendFor(threads_);
-    std::vector<float> a(static_cast<size_t>(M_) * K_), b(static_cast<size_t>(K_) * N_), c(static_cast<size_t>(M_) * N_);
-    for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>((i * 7919) % 1000) * 1e-3f - 0.5f;
-    for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<float>((i * 104729) % 1000) * 1e-3f - 0.5f;
-    be.gemm(c.data(), a.data(), b.data(), M_, N_, K_, tA_, tB_, 1.0f, 0.0f);  // warm-up
-    best_ = 1e30;
-    double total = 0.0;
-    for (int r = 0; r < repeats_; ++r) {
-      if (abortFlag() && abortFlag()->load()) throw Aborted();
-      auto t0 = std::chrono::steady_clock::now();
-      be.gemm(c.data(), a.data(), b.data(), M_, N_, K_, tA_, tB_, 1.0f, 0.0f);
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      best_ = std::min(best_, s);
-      total += s;
-    }
-    mean_ = total / repeats_;
+    JobBackend jb(device_, threads_);
+    Backend& be = *jb;
+    Scratch mem(be);
+    float* a = mem.floats(static_cast<size_t>(M_) * K_);
+    float* b = mem.floats(static_cast<size_t>(K_) * N_);
+    float* c = mem.floats(static_cast<size_t>(M_) * N_);
+    fillPattern(be, a, static_cast<size_t>(M_) * K_, 7919);
+    fillPattern(be, b, static_cast<size_t>(K_) * N_, 104729);
+    times_ = timeRepeats(be, repeats_, abortFlag(),
+                         [&] { be.gemm(c, a, b, M_, N_, K_, tA_, tB_, 1.0f, 0.0f); });
   }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
     const double flops = 2.0 * M_ * N_ * K_;
-    o.Set("bestSeconds", best_);
-    o.Set("meanSeconds", mean_);
-    o.Set("gflops", flops / best_ * 1e-9);
-    o.Set("meanGflops", flops / mean_ * 1e-9);
+    const double best = *std::min_element(times_.begin(), times_.end());
+    double mean = 0.0;
+    for (double t : times_) mean += t;
+    mean /= static_cast<double>(times_.size());
+    const double median = medianOf(times_);
+    o.Set("bestSeconds", best);
+    o.Set("meanSeconds", mean);
+    o.Set("medianSeconds", median);
+    o.Set("gflops", flops / best * 1e-9);
+    o.Set("meanGflops", flops / mean * 1e-9);
+    o.Set("medianGflops", flops / median * 1e-9);
     return o;
   }
 
@@ -411,7 +759,8 @@ class TimeMatmulJob : public PromiseWorker {
   int M_, N_, K_;
   bool tA_, tB_;
   int repeats_, threads_;
-  double best_ = 0, mean_ = 0;
+  Device device_;
+  std::vector<double> times_;
 };
 
 Napi::Value TimeMatmul(const Napi::CallbackInfo& info) {
@@ -420,47 +769,51 @@ Napi::Value TimeMatmul(const Napi::CallbackInfo& info) {
   Napi::Object o = objectArg(info, 0, "kernels.timeMatmul(): options", false);
   auto* job = new TimeMatmulJob(env, dim(o, "m", w), dim(o, "n", w), dim(o, "k", w), boolField(o, "transA", w, false),
                                 boolField(o, "transB", w, false), static_cast<int>(intField(o, "repeats", w, 1, 100000, 10)),
-                                static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)));
+                                static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)),
+                                deviceArg(o, w));
   job->Queue();
   return job->Promise();
 }
 
 class TimeAttentionJob : public PromiseWorker {
  public:
-  TimeAttentionJob(Napi::Env env, AttnDims d, int repeats, int threads)
-      : PromiseWorker(env, "puzzle-llama:timeAttention"), d_(d), repeats_(repeats), threads_(threads) {}
+  TimeAttentionJob(Napi::Env env, AttnDims d, int repeats, int threads, Device device)
+      : PromiseWorker(env, "puzzle-llama:timeAttention"), d_(d), repeats_(repeats), threads_(threads), device_(device) {}
 
  protected:
   void Run(const ExecutionProgress&) override {
-    cpu::CpuBackend& be = backendFor(threads_);
+    JobBackend jb(device_, threads_);
+    Backend& be = *jb;
+    Scratch mem(be);
     const size_t qn = static_cast<size_t>(d_.B) * d_.T * d_.H * d_.D, kn = static_cast<size_t>(d_.B) * d_.T * d_.Hkv * d_.D;
-    std::vector<float> q(qn), k(kn), v(kn), out(qn), dout(qn), dq(qn), dk(kn), dv(kn),
-        lse(static_cast<size_t>(d_.B) * d_.H * d_.T);
-    for (size_t i = 0; i < qn; ++i) q[i] = dout[i] = static_cast<float>((i * 7919) % 1000) * 1e-3f - 0.5f;
-    for (size_t i = 0; i < kn; ++i) k[i] = v[i] = static_cast<float>((i * 104729) % 1000) * 1e-3f - 0.5f;
-    auto once = [&] {
-      be.attentionForward(out.data(), lse.data(), q.data(), k.data(), v.data(), d_.B, d_.T, d_.T, d_.H, d_.Hkv, d_.D, 0);
-      be.attentionBackward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), out.data(),
-                           lse.data(), d_.B, d_.T, d_.H, d_.Hkv, d_.D);
-    };
-    once();
-    best_ = 1e30;
-    for (int r = 0; r < repeats_; ++r) {
-      auto t0 = std::chrono::steady_clock::now();
-      once();
-      best_ = std::min(best_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
+    float *q = mem.floats(qn), *k = mem.floats(kn), *v = mem.floats(kn), *out = mem.floats(qn), *dout = mem.floats(qn);
+    float *dq = mem.floats(qn), *dk = mem.floats(kn), *dv = mem.floats(kn);
+    float* lse = mem.floats(static_cast<size_t>(d_.B) * d_.H * d_.T);
+    fillPattern(be, q, qn, 7919);
+    fillPattern(be, dout, qn, 7919);
+    fillPattern(be, k, kn, 104729);
+    fillPattern(be, v, kn, 104729);
+    auto fwd = [&] { be.attentionForward(out, lse, q, k, v, d_.B, d_.T, d_.T, d_.H, d_.Hkv, d_.D, 0); };
+    fwdTimes_ = timeRepeats(be, repeats_, abortFlag(), fwd);
+    times_ = timeRepeats(be, repeats_, abortFlag(), [&] {
+      fwd();
+      be.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d_.B, d_.T, d_.H, d_.Hkv, d_.D);
+    });
   }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("msFwdBwd", best_ * 1e3);
+    o.Set("msFwdBwd", *std::min_element(times_.begin(), times_.end()) * 1e3);
+    o.Set("medianMsFwdBwd", medianOf(times_) * 1e3);
+    o.Set("msFwd", *std::min_element(fwdTimes_.begin(), fwdTimes_.end()) * 1e3);
+    o.Set("medianMsFwd", medianOf(fwdTimes_) * 1e3);
     return o;
   }
 
  private:
   AttnDims d_;
   int repeats_, threads_;
-  double best_ = 0;
+  Device device_;
+  std::vector<double> times_, fwdTimes_;
 };
 
 Napi::Value TimeAttention(const Napi::CallbackInfo& info) {
@@ -468,7 +821,8 @@ Napi::Value TimeAttention(const Napi::CallbackInfo& info) {
   const std::string w = "kernels.timeAttention(): options.";
   Napi::Object o = objectArg(info, 0, "kernels.timeAttention(): options", false);
   auto* job = new TimeAttentionJob(env, attnDims(o, w), static_cast<int>(intField(o, "repeats", w, 1, 100000, 10)),
-                                   static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)));
+                                   static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)),
+                                   deviceArg(o, w));
   job->Queue();
   return job->Promise();
 }
@@ -477,11 +831,27 @@ Napi::Value TimeAttention(const Napi::CallbackInfo& info) {
 
 Napi::Object DefineKernels(Napi::Env env) {
   Napi::Object k = Napi::Object::New(env);
+  // A backend failure (a CUDA error, out of memory) becomes a JS error naming the call; Napi errors
+  // (argument checks) pass through as they are.
   auto add = [&](const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
-    k.Set(name, Napi::Function::New(env, fn, name));
+    k.Set(name, Napi::Function::New(
+                    env,
+                    [fn, name](const Napi::CallbackInfo& info) -> Napi::Value {
+                      try {
+                        return fn(info);
+                      } catch (const Napi::Error&) {
+                        throw;
+                      } catch (const std::bad_alloc&) {
+                        throw Napi::Error::New(info.Env(), std::string("kernels.") + name + "(): out of memory");
+                      } catch (const std::exception& e) {
+                        throw Napi::Error::New(info.Env(), std::string("kernels.") + name + "(): " + e.what());
+                      }
+                    },
+                    name));
   };
   add("simd", Simd);
   add("setSimd", SetSimd);
+  add("cudaAvailable", CudaAvailable);
   add("matmul", Matmul);
   add("linearForward", LinearForward);
   add("linearBackward", LinearBackward);
@@ -495,6 +865,8 @@ Napi::Object DefineKernels(Napi::Env env) {
   add("attentionBackward", AttentionBackward);
   add("swigluForward", SwigluForward);
   add("swigluBackward", SwigluBackward);
+  add("dropoutForward", DropoutForward);
+  add("dropoutBackward", DropoutBackward);
   add("crossEntropy", CrossEntropy);
   add("adamw", AdamW);
   add("timeMatmul", TimeMatmul);

@@ -1,4 +1,5 @@
-// `kernels`: each CPU op alone, forward and backward, on plain typed arrays (parity tests, benchmarks).
+// `kernels`: each backend op alone, forward and backward, on plain typed arrays, on the CPU or (options.device
+// = 'cuda') the process's one CUDA backend: for parity tests and benchmarks.
 #pragma once
 #include <napi.h>
 

@@ -1,0 +1,181 @@
+// `--suite gpu` (`npm run bench:gpu`): the CUDA backend beside its peers in the same run. Matmul TFLOP/s
+// at 4096^3 and at open-llama-3B's linear shapes against cuBLAS, reached through the PyTorch peer
+// (bench/peers/matmul.py: torch.mm in bf16 is a cuBLAS call, loaded at run time by torch; no cuBLAS in
+// the engine or the addon); causal attention forward+backward at d 128 against PyTorch SDPA
+// (bench/peers/attention.py, bf16); a training step of the small and base presets in tokens/s against
+// bench/peers/train_step.py (bf16 autocast, fp32 master weights, as our engine trains). Each kernel is
+// checked against the CPU backend before it is timed. Rows always print: without a GPU (or a peer) the
+// row says why.
+import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
+import { kernels } from '../../lib/engine/kernels.js';
+import { Engine } from '../../lib/engine/engine.js';
+import { presetConfig, type PresetName } from '../../lib/engine/config.js';
+import { runPeer, type PeerOutcome } from './peers.js';
+
+function pattern(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 4294967296 - 0.5;
+  }
+  return out;
+}
+
+/** The peer's number and who it was (torch version, GPU, dtype), or why there is none. */
+function peerOf(outcome: PeerOutcome, key: string, scale: number, what: string): Pick<BenchRow, 'peer' | 'peerName' | 'peerSkipped'> {
+  if (!outcome.ok) return { peerSkipped: outcome.reason.split('\n')[0].slice(0, 300) };
+  const v = outcome.result[key];
+  if (typeof v !== 'number' || !Number.isFinite(v)) return { peerSkipped: `the peer's result has no number '${key}'` };
+  const r = outcome.result;
+  return { peer: v * scale, peerName: `${what}, torch ${String(r.torch)} ${String(r.dtype)} on ${String(r.device)}` };
+}
+
+/** Checks the CUDA GEMM (the path the timing uses: bf16 tensor cores) against the CPU on a small problem. */
+function checkMatmul(transA: boolean, transB: boolean): void {
+  const m = 160, n = 96, k = 320;
+  const a = pattern(m * k, 1);
+  const b = pattern(k * n, 2);
+  const want = kernels.matmul(a, b, { m, n, k, transA, transB, device: 'cpu' });
+  const got = kernels.matmul(a, b, { m, n, k, transA, transB, device: 'cuda' });
+  // Inputs in [-0.5, 0.5): rms 0.29; bf16 inputs give |err| ~ 2^-8 sqrt(k) 0.08 per element.
+  const atol = 2e-2 * Math.sqrt(k) * 0.084;
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= atol + 1e-2 * Math.abs(want[i]))) {
+      throw new Error(`CUDA matmul check (transA ${transA}, transB ${transB}) failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
+    }
+  }
+}
+
+function checkAttention(): void {
+  const dims = { b: 1, t: 70, h: 4, hkv: 2, d: 128 };
+  const q = pattern(70 * 4 * 128, 3);
+  const k = pattern(70 * 2 * 128, 4);
+  const v = pattern(70 * 2 * 128, 5);
+  const want = kernels.attentionForward(q, k, v, { ...dims, device: 'cpu' }).out;
+  const got = kernels.attentionForward(q, k, v, { ...dims, device: 'cuda' }).out;
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= 1e-3 + 1e-2 * Math.abs(want[i]))) {
+      throw new Error(`CUDA attention check failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
+    }
+  }
+}
+
+interface Work {
+  label: string;
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+}
+
+export const gpuSuite: BenchSuite = {
+  name: 'gpu',
+  description: 'CUDA matmul vs cuBLAS (torch.mm bf16), attention fwd+bwd vs PyTorch SDPA, training step vs PyTorch, on one GPU',
+  async run(options: BenchOptions): Promise<BenchRow[]> {
+    const quick = options.quick;
+    const matmuls: Work[] = [
+      { label: '4096x4096x4096', m: 4096, n: 4096, k: 4096 },
+      // open-llama-3B (hidden 3200, intermediate 8640), 2048 tokens: y = x W^T, and the weight gradient dW = dy^T x.
+      { label: '3B q/o_proj fwd 2048x3200x3200', m: 2048, n: 3200, k: 3200, transB: true },
+      { label: '3B gate/up_proj fwd 2048x8640x3200', m: 2048, n: 8640, k: 3200, transB: true },
+      { label: '3B down_proj fwd 2048x3200x8640', m: 2048, n: 3200, k: 8640, transB: true },
+      { label: '3B down_proj bwd dx 2048x8640x3200', m: 2048, n: 8640, k: 3200 },
+      { label: '3B up_proj bwd dW 8640x3200x2048', m: 8640, n: 3200, k: 2048, transA: true },
+    ];
+    const attentions = (quick ? [512, 2048, 4096] : [512, 1024, 2048, 4096]).map((t) => ({ t, b: Math.max(1, 8192 / t), h: 16, hkv: 4, d: 128 }));
+    const presets: PresetName[] = ['small', 'base'];
+
+    const avail = kernels.cudaAvailable();
+    if (!avail.ok) {
+      const why = `no GPU: ${avail.reason}`;
+      const row = (name: string, unit: string, higherIsBetter: boolean): BenchRow => ({ name, unit, value: Number.NaN, higherIsBetter, peerSkipped: `not run: ${why}` });
+      return [
+        ...matmuls.map((w) => row(`matmul ${w.label}`, 'TFLOP/s', true)),
+        ...attentions.map((a) => row(`attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`, 'ms', false)),
+        ...presets.map((p) => row(`train step ${p} (full)`, 'tokens/s', true)),
+      ];
+    }
+    const rows: BenchRow[] = [];
+    const note = `ours on ${avail.device}`;
+
+    checkMatmul(false, false);
+    checkMatmul(false, true);
+    checkMatmul(true, false);
+    const repeats = quick ? 5 : 20;
+    for (const w of matmuls) {
+      const ours = await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, transA: w.transA, transB: w.transB, repeats, device: 'cuda' });
+      const peer = await runPeer('matmul', { m: w.m, n: w.n, k: w.k, repeats, warmup: 3, device: 'cuda', dtype: 'bf16', threads: options.threads });
+      rows.push({
+        name: `matmul ${w.label}`,
+        unit: 'TFLOP/s',
+        value: ours.medianGflops / 1000,
+        higherIsBetter: true,
+        ...peerOf(peer, 'gflops', 1 / 1000, 'cuBLAS via torch.mm (A@B, no transposes)'),
+        note: `${note}: fp32 in memory, bf16 tensor cores; median of ${repeats} (best ${(ours.gflops / 1000).toFixed(1)})`,
+      });
+    }
+
+    checkAttention();
+    for (const a of attentions) {
+      const r = quick ? 3 : 10;
+      const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' });
+      const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
+      // Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
+      const flops = 3.5 * 2 * a.b * a.h * a.t * a.t * a.d;
+      rows.push({
+        name: `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`,
+        unit: 'ms',
+        value: ours.medianMsFwdBwd,
+        higherIsBetter: false,
+        ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
+        note: `${note}: fp32; forward alone ${ours.medianMsFwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
+      });
+    }
+
+    for (const preset of presets) {
+      const config = presetConfig(preset);
+      const batch = preset === 'base' ? 16 : 32;
+      const seq = Math.min(256, config.max_position_embeddings);
+      const steps = quick ? 5 : 15;
+      const engine = await Engine.create({ config, device: 'cuda', seed: 1 });
+      let rate: number;
+      try {
+        rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
+      } finally {
+        engine.dispose();
+      }
+      const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
+      const peer = await runPeer('train_step', { config, lora: null, batch, seq, steps, warmup: 2, adamw, device: 'cuda', dtype: 'bf16', threads: options.threads });
+      const impl = peer.ok ? String(peer.result.impl) : 'PyTorch';
+      rows.push({
+        name: `train step ${preset} (full) b=${batch} t=${seq}`,
+        unit: 'tokens/s',
+        value: rate,
+        higherIsBetter: true,
+        ...peerOf(peer, 'tokensPerSecond', 1, impl),
+        note: `${note}: forwardBackward + AdamW step (clip 1), ${steps} steps after 3 warm-up`,
+      });
+    }
+    return rows;
+  },
+};
+
+async function trainRate(engine: Engine, batch: number, seq: number, steps: number, vocab: number): Promise<number> {
+  const tokens = Int32Array.from({ length: batch * seq }, (_, i) => (i * 7919 + 13) % vocab);
+  const targets = Int32Array.from({ length: batch * seq }, (_, i) => ((i + 1) % seq === 0 ? -100 : tokens[i + 1]));
+  const hp = { lr: 1e-3, weightDecay: 0.01, maxGradNorm: 1 };
+  for (let i = 0; i < 3; i++) {
+    await engine.forwardBackward(tokens, targets, { batch, seq });
+    await engine.step(hp);
+  }
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    await engine.forwardBackward(tokens, targets, { batch, seq });
+    await engine.step(hp);
+  }
+  return (batch * seq * steps) / ((performance.now() - t0) / 1000);
+}
+
+export const suite = gpuSuite;
