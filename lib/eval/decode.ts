@@ -9,6 +9,8 @@ import { ConstrainedState } from './constrained.js';
 /** A model seen one token at a time, for a whole batch; the engine's decode session implements it. */
 export interface StepDecoder {
   readonly vocabSize: number;
+  /** Positions the model can hold (prompt plus generated tokens); unlimited when absent. */
+  readonly maxPositions?: number;
   /** Reads the prompts; resolves to each sequence's logits for its next token. */
   start(prompts: number[][]): Promise<Float32Array[]>;
   /** Feeds one token to every sequence (finished ones too); resolves to the next logits. */
@@ -73,12 +75,16 @@ export function chooseToken(logits: Float32Array, mask: Uint8Array | null, tempe
 /** Generates one response per puzzle with one decoding session for the whole batch. */
 export async function decodeBatch(decoder: StepDecoder, tokenizer: Tokenizer, puzzles: readonly Puzzle[], options: DecodeOptions): Promise<Decoded[]> {
   const prompts = puzzles.map((p) => encodeQuery(tokenizer, p));
+  const longest = Math.max(...prompts.map((p) => p.length));
+  // the last generated token is never fed back, so a prompt of P tokens leaves maxPositions − P + 1 to generate
+  const maxNewTokens = decoder.maxPositions === undefined ? options.maxNewTokens : Math.min(options.maxNewTokens, decoder.maxPositions - longest + 1);
+  if (maxNewTokens < 1) throw new RangeError(`decodeBatch(): a prompt of ${longest} tokens leaves no room in ${decoder.maxPositions} positions`);
   const states = options.constrained ? puzzles.map((p) => new ConstrainedState(tokenizer, p)) : null;
   const generated: number[][] = puzzles.map(() => []);
   const done = puzzles.map(() => false);
   let logits = await decoder.start(prompts);
   try {
-    for (let step = 0; step < options.maxNewTokens; step++) {
+    for (let step = 0; step < maxNewTokens; step++) {
       if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
       const chosen = puzzles.map((_, i) => {
         if (done[i]) return tokenizer.eos;
@@ -89,7 +95,7 @@ export async function decodeBatch(decoder: StepDecoder, tokenizer: Tokenizer, pu
         else generated[i].push(id);
         return id;
       });
-      if (done.every(Boolean) || step === options.maxNewTokens - 1) break;
+      if (done.every(Boolean) || step === maxNewTokens - 1) break;
       logits = await decoder.next(chosen);
     }
   } finally {

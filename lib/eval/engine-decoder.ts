@@ -7,15 +7,19 @@ export function engineDecoder(engine: Engine, maxNewTokens: number): StepDecoder
   const V = engine.config.vocab_size;
   let batch = 0;
   const split = (logits: Float32Array) => Array.from({ length: batch }, (_, b) => logits.subarray(b * V, (b + 1) * V));
+  const maxPositions = engine.config.max_position_embeddings;
   return {
     vocabSize: V,
+    maxPositions,
     async start(prompts) {
       batch = prompts.length;
       const length = prompts[0]?.length ?? 0;
       if (prompts.some((p) => p.length !== length)) throw new Error('engineDecoder: the prompts of one batch must have the same length');
       const tokens = new Int32Array(batch * length);
       prompts.forEach((p, b) => tokens.set(p, b * length));
-      return split(await engine.decodeStart(tokens, { batch, promptLength: length, maxNewTokens }));
+      // the session's KV cache holds the prompt and every token fed back (all but the last generated)
+      const room = Math.max(1, Math.min(maxNewTokens, maxPositions - length));
+      return split(await engine.decodeStart(tokens, { batch, promptLength: length, maxNewTokens: room }));
     },
     async next(tokens) {
       return split(await engine.decodeNext(Int32Array.from(tokens)));

@@ -41,7 +41,7 @@ export async function evalCommand(argv: string[], io: CliIo): Promise<number> {
   }
   const device = flags.device ?? 'auto';
   if (!['auto', 'cpu', 'cuda'].includes(device)) throw new CliError(`puzzle-llama eval: --device must be auto, cpu or cuda, got '${device}'`);
-  const progress = createProgress({ label: 'eval', total: 1, stream: io.stderr });
+  let progress: ReturnType<typeof createProgress> | null = null;
   try {
     const report = await evaluate({
       model: flags.model,
@@ -58,9 +58,9 @@ export async function evalCommand(argv: string[], io: CliIo): Promise<number> {
       out: flags.out,
       device: device as 'auto' | 'cpu' | 'cuda',
       threads: flags.threads === undefined ? undefined : intFlag('eval', 'threads', flags.threads, 1, 1, 1024),
-      onProgress: (done, total) => progress.update(done, `of ${total} responses`),
+      onProgress: (done, total) => (progress ??= createProgress({ label: 'eval', total, stream: io.stderr })).update(done, 'responses'),
     });
-    progress.finish(`eval: ${report.records.length} responses`);
+    (progress ?? createProgress({ label: 'eval', total: 0, stream: io.stderr })).finish(`eval: ${report.records.length} responses`);
     io.stdout.write(report.table + '\n' + (report.files.length ? `wrote ${report.files.join(', ')}\n` : ''));
     return 0;
   } catch (err) {

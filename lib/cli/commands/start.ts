@@ -13,7 +13,7 @@ import { synthCommand } from './synth.js';
 export const startHelp = `puzzle-llama start [--out DIR] [--steps N] [--count N] [--limit K] [--threads T]
   The main job: synthesize N training puzzles, train the tiny preset from scratch for --steps, then evaluate
   K puzzles of every evaluation set (free and constrained decoding) and print the pass@1 table.
-  Defaults: runs/main, 1000 steps of batch 32, 40,000 puzzles, 100 puzzles per set.`;
+  Defaults: runs/main, 2000 steps of batch 32, 64,000 puzzles (each seen once), 100 puzzles per set.`;
 
 export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   const flags = parseFlags('start', argv, {
@@ -24,8 +24,8 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
     threads: { type: 'string' },
   });
   const dir = flags.out ?? join('runs', 'main');
-  const steps = intFlag('start', 'steps', flags.steps, 1000, 1);
-  const count = intFlag('start', 'count', flags.count, 40_000, 1);
+  const steps = intFlag('start', 'steps', flags.steps, 2000, 1);
+  const count = intFlag('start', 'count', flags.count, steps * 32, 1);
   const limit = intFlag('start', 'limit', flags.limit, 100, 1, 3000);
   const threads = flags.threads === undefined ? undefined : intFlag('start', 'threads', flags.threads, 1, 1, 1024);
   const started = performance.now();
