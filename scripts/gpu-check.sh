@@ -70,6 +70,22 @@ test_box=$(($(left) - 110))
 ((test_box > 300)) && test_box=300
 phase test $test_box npx --no-install vitest run --config vitest.gpu.config.ts
 
+# ---- 2b. transformers / PEFT interop (issue 6) ------------------------------------------------------
+# Fixtures from transformers and PEFT themselves, and our own model/adapter folders loaded by them (the
+# script fails when transformers' logits on our files differ from the reference). The committed fixtures
+# in test/fixtures/hf came from the same script; these land in $work/hf (copy them over to refresh).
+# Never fails the check when python3 lacks torch/transformers/peft.
+hf_box=$(($(left) - 100))
+((hf_box > 60)) && hf_box=60
+if python3 -c 'import torch, transformers, peft' > /dev/null 2>&1; then
+  rm -rf "$work/hf" "$work/hf-ours"
+  phase hf-fixtures $hf_box bash -c 'npx --no-install tsx scripts/write-ours-for-hf.ts --out "$2" && python3 scripts/make-hf-fixtures.py --out "$1" --ours "$2"' _ "$work/hf" "$work/hf-ours" \
+    || echo "== hf-fixtures: FAILED (see above); the check goes on"
+else
+  echo "== hf-fixtures: skipped: python3 lacks torch, transformers or peft"
+  echo "skipped: no transformers/peft" > "$work/hf-fixtures.status"
+fi
+
 # ---- 3. bench ------------------------------------------------------------------------------------
 bench_flags=(--suite gpu --device cuda --json "$work/bench-gpu.json")
 [[ ${GPU_CHECK_BENCH:-quick} == full ]] || bench_flags+=(--quick)
@@ -91,7 +107,7 @@ const fmt = (x) => { x = num(x); return !Number.isFinite(x) ? String(x) : Math.a
 const pad = (rows) => { const w = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length))); return rows.map((r) => r.map((c, i) => String(c).padEnd(w[i])).join('  ').trimEnd()).join('\n'); };
 const lines = [];
 lines.push(`== gpu:check summary (${process.env.GPU_CHECK_SECONDS}s)`);
-lines.push(`phases: build ${status('build')}, test ${status('test')}, bench ${status('bench')}`);
+lines.push(`phases: build ${status('build')}, test ${status('test')}, hf-fixtures ${status('hf-fixtures')}, bench ${status('bench')}`);
 
 const vt = read('parity/vitest.json');
 const parity = read('parity/parity.json');

@@ -22,7 +22,8 @@ export interface LoadModelOptions {
 
 export interface LoadedModel {
   engine: Engine;
-  tokenizer: Tokenizer;
+  /** The folder's tokenizer; null when it has no tokenizer.json (the weights alone still load). */
+  tokenizer: Tokenizer | null;
   dir: string;
 }
 
@@ -46,7 +47,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   if (checkpoint.hf.rope.scaling) {
     throw new Error(`${join(dir, 'config.json')}: rope_scaling (${checkpoint.hf.rope.scaling.type}) is not supported by the engine yet; only plain RoPE`);
   }
-  const tokenizer = loadTokenizer(dir);
+  const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? loadTokenizer(dir) : null;
   const adapter = options.adapter ? await openPeftAdapter(options.adapter, checkpoint.config) : null;
   if (adapter && options.lora) throw new Error(`loadModel(${dir}): give either an adapter to load or a fresh lora, not both`);
   const engine = await Engine.create({

@@ -27,6 +27,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateReport
   const owned = typeof options.model === 'string';
   const { engine, tokenizer } = typeof options.model === 'string' ? await loadModel(options.model, options) : options.model;
   try {
+    if (!tokenizer) throw new Error(`evaluate(): ${String(options.model)} has no tokenizer.json beside the weights`);
     const maxNewTokens = options.maxNewTokens ?? 200;
     const files: string[] = [];
     if (options.out) mkdirSync(options.out, { recursive: true });
