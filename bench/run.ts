@@ -1,6 +1,7 @@
 // The benchmark runner (`npm run bench -- --suite NAME`): runs suites, prints each row beside its peer
 // with the ratio and the target, and writes the rows as JSON with --json.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../lib/io/atomic.js';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { parseFlags, intFlag } from '../lib/cli/args.js';
@@ -74,9 +75,7 @@ export async function runBench(argv: string[], io: CliIo = processIo()): Promise
   }
   if (flags.json) {
     mkdirSync(dirname(flags.json), { recursive: true });
-    const tmp = `${flags.json}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify({ date: new Date().toISOString(), reports }, null, 2) + '\n');
-    renameSync(tmp, flags.json);
+    writeFileAtomic(flags.json, JSON.stringify({ date: new Date().toISOString(), reports }, null, 2) + '\n');
     io.stdout.write(`\nwrote ${flags.json}\n`);
   }
   return failed ? 1 : 0;

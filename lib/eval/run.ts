@@ -1,6 +1,7 @@
 // evaluate(): the library call and `puzzle-llama eval`'s engine. Loads a model folder (or takes a live
 // engine), decodes the evaluation sets with the KV cache, and writes records, scores and the table.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import type { Tokenizer } from '../model/tokenizer.js';
@@ -38,8 +39,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateReport
       files.push(recordsPath);
       const write = (name: string, text: string) => {
         const path = join(options.out as string, name);
-        writeFileSync(`${path}.tmp-${process.pid}`, text);
-        renameSync(`${path}.tmp-${process.pid}`, path);
+        writeFileAtomic(path, text);
         files.push(path);
       };
       const { records: _records, ...summary } = result;

@@ -2,6 +2,7 @@
 // folder renamed into place, then the `latest` pointer replaced), and read back with validation.
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../io/atomic.js';
 import { readSafetensors, writeSafetensors, type TensorSource } from '../model/safetensors.js';
 import type { Engine } from '../engine/engine.js';
 import type { DataPosition } from './data.js';
@@ -54,9 +55,7 @@ export async function saveCheckpoint(runDir: string, engine: Engine, state: Chec
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
   // the pointer moves only once the checkpoint is complete
-  const pointerTmp = join(root, `.latest.tmp-${process.pid}`);
-  writeFileSync(pointerTmp, `${final.split('/').pop()}\n`);
-  renameSync(pointerTmp, join(root, 'latest'));
+  writeFileAtomic(join(root, 'latest'), `${final.split('/').pop()}\n`);
   for (const old of listCheckpoints(runDir).slice(0, -keep)) rmSync(join(root, old), { recursive: true, force: true });
   return final;
 }

@@ -37,9 +37,9 @@ export function lossChart(steps: ReportInput['steps'], width = 720, height = 320
   const Y = (y: number) => height - pad.b - ((y - y0) / (y1 - y0)) * (height - pad.t - pad.b);
   const path = (pts: Array<[number, number]>) => pts.map(([x, y], i) => `${i ? 'L' : 'M'}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join('');
   const raw = steps.filter((s) => Number.isFinite(s.loss)).map((s) => [s.step, s.loss] as [number, number]);
-  const window = Math.max(1, Math.round(raw.length / 50));
+  const half = Math.max(0, Math.round(raw.length / 100));
   const smooth = raw.map(([x], i) => {
-    const part = raw.slice(Math.max(0, i - window + 1), i + 1);
+    const part = raw.slice(Math.max(0, i - half), i + half + 1); // centred: the curve does not lag
     return [x, part.reduce((a, [, y]) => a + y, 0) / part.length] as [number, number];
   });
   const grid = [
@@ -53,24 +53,37 @@ ${grid}<line x1="${pad.l}" x2="${pad.l}" y1="${pad.t}" y2="${height - pad.b}" cl
 </svg>`;
 }
 
-/** An SVG bar chart of pass@1 per set and mode, with the paper's number as a tick where known. */
+/** An SVG bar chart of pass@1: one group per set, one bar per decoding mode, the paper's number as a tick. */
 export function passChart(scores: ReportInput['scores'], width = 720, height = 320): string {
-  const pad = { l: 56, r: 16, t: 16, b: 64 };
-  const n = Math.max(1, scores.length);
-  const slot = (width - pad.l - pad.r) / n;
+  const pad = { l: 56, r: 16, t: 28, b: 44 };
+  const sets = [...new Set(scores.map((s) => s.set))];
+  const modes = [...new Set(scores.map((s) => s.mode))];
+  const group = (width - pad.l - pad.r) / Math.max(1, sets.length);
+  const barW = (group * 0.8) / Math.max(1, modes.length);
   const Y = (y: number) => height - pad.b - y * (height - pad.t - pad.b);
-  const bars = scores
-    .map((s, i) => {
-      const x = pad.l + i * slot + slot * 0.15;
-      const w = slot * 0.7;
-      const paper = s.paper !== undefined ? `<line x1="${x - 3}" x2="${x + w + 3}" y1="${Y(s.paper)}" y2="${Y(s.paper)}" class="paper"><title>paper (100M): ${s.paper}</title></line>` : '';
-      return `<rect x="${x}" y="${Y(s.pass1)}" width="${w}" height="${Y(0) - Y(s.pass1)}" class="bar ${esc(s.mode)}"><title>${esc(s.set)} ${esc(s.mode)}: ${s.pass1.toFixed(3)}</title></rect>${paper}
-<text x="${x + w / 2}" y="${Y(s.pass1) - 4}" text-anchor="middle">${s.pass1.toFixed(3)}</text><text x="${x + w / 2}" y="${height - pad.b + 16}" text-anchor="middle">${esc(s.set)}</text><text x="${x + w / 2}" y="${height - pad.b + 30}" text-anchor="middle" class="mode">${esc(s.mode)}</text>`;
+  const bars = sets
+    .map((set, g) => {
+      const x0 = pad.l + g * group + group * 0.1;
+      const inGroup = modes
+        .map((mode, m) => {
+          const s = scores.find((x) => x.set === set && x.mode === mode);
+          if (!s) return '';
+          const x = x0 + m * barW;
+          return `<rect x="${x.toFixed(1)}" y="${Y(s.pass1).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(Y(0) - Y(s.pass1)).toFixed(1)}" class="bar ${esc(mode)}"><title>${esc(set)} ${esc(mode)}: ${s.pass1.toFixed(3)}</title></rect>` +
+            `<text x="${(x + barW / 2 - 1).toFixed(1)}" y="${(Y(s.pass1) - 4).toFixed(1)}" text-anchor="middle">${s.pass1.toFixed(2)}</text>`;
+        })
+        .join('');
+      const paper = scores.find((x) => x.set === set && x.paper !== undefined)?.paper;
+      const tick = paper !== undefined ? `<line x1="${(x0 - 3).toFixed(1)}" x2="${(x0 + group * 0.8 + 1).toFixed(1)}" y1="${Y(paper).toFixed(1)}" y2="${Y(paper).toFixed(1)}" class="paper"><title>paper (100M): ${paper}</title></line>` : '';
+      return `${inGroup}${tick}<text x="${(x0 + group * 0.4).toFixed(1)}" y="${height - pad.b + 16}" text-anchor="middle">${esc(set)}</text>`;
     })
     .join('\n');
+  const legend = modes
+    .map((mode, m) => `<rect x="${pad.l + m * 120}" y="6" width="12" height="12" class="bar ${esc(mode)}"/><text x="${pad.l + m * 120 + 16}" y="16">${esc(mode)}</text>`)
+    .join('') + `<line x1="${pad.l + modes.length * 120}" x2="${pad.l + modes.length * 120 + 14}" y1="12" y2="12" class="paper"/><text x="${pad.l + modes.length * 120 + 18}" y="16">paper, 100M puzzles</text>`;
   const grid = [0, 0.25, 0.5, 0.75, 1].map((t) => `<line x1="${pad.l}" x2="${width - pad.r}" y1="${Y(t)}" y2="${Y(t)}" class="grid"/><text x="${pad.l - 6}" y="${Y(t) + 4}" text-anchor="end">${t}</text>`).join('');
   return `<svg class="pass-chart" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="pass@1 by evaluation set">
-${grid}${bars}<text x="14" y="${(pad.t + height - pad.b) / 2}" transform="rotate(-90 14 ${(pad.t + height - pad.b) / 2})" text-anchor="middle">pass@1</text>
+${grid}${legend}${bars}<text x="14" y="${(pad.t + height - pad.b) / 2}" transform="rotate(-90 14 ${(pad.t + height - pad.b) / 2})" text-anchor="middle">pass@1</text>
 </svg>`;
 }
 
@@ -91,7 +104,7 @@ table{border-collapse:collapse}th,td{text-align:left;padding:2px 12px 2px 0;bord
 <h2>Training loss</h2>
 ${lossChart(input.steps)}
 <h2>pass@1 by evaluation set</h2>
-<p>Bars: this run (blue: free decoding, green: constrained). Red ticks: the paper's LoRA-tuned open-llama-3B trained on 100M puzzles.</p>
+<p>This run's pass@1 per evaluation set, free and constrained decoding; red ticks: the paper's LoRA-tuned open-llama-3B trained on 100M puzzles (Table 2).</p>
 ${passChart(input.scores)}
 </body></html>
 `;

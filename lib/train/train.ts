@@ -1,7 +1,8 @@
 // train(): the training loop. Streams puzzles into SFT batches, runs forward/backward and AdamW on the
 // engine, logs every step to metrics.jsonl, checkpoints atomically, resumes exactly, stops cleanly on abort,
 // and leaves a Hugging Face model folder (plus a PEFT adapter for LoRA) and an HTML report.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import { Engine } from '../engine/engine.js';
 import { PuzzleTokenizer, type Tokenizer } from '../model/tokenizer.js';
@@ -64,6 +65,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const baseConfig = options?.baseModel ? (await openHfCheckpoint(options.baseModel)).config : null;
   const o = resolveTrainOptions(options, tokenizer.vocabSize, baseConfig);
   const metricsPath = join(o.out, 'metrics.jsonl');
+  const evalsPath = join(o.out, 'evals.jsonl');
 
   // Everything that can be refused is refused before the engine starts.
   let resumeFrom: string | null = null;
@@ -92,7 +94,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   }
 
   mkdirSync(o.out, { recursive: true });
-  writeFileSync(join(o.out, 'train-config.json'), JSON.stringify({ ...o, tokenizer: 'puzzle-char' }, null, 2) + '\n');
+  writeFileAtomic(join(o.out, 'train-config.json'), JSON.stringify({ ...o, tokenizer: o.baseModel ? `the base model's (${o.baseModel})` : 'puzzle characters' }, null, 2) + '\n');
   const engine = o.baseModel
     ? (await loadModel(o.baseModel, { lora: o.lora, device: o.device, threads: o.threads, seed: o.seed })).engine
     : await Engine.create({ config: o.config, lora: o.lora, device: o.device, seed: o.seed, threads: o.threads });
@@ -105,10 +107,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       stream.close();
       stream = openPuzzleStream(o.data, resumeState.data);
       // metrics.jsonl keeps exactly the steps before the checkpoint, as if the run had never stopped
-      const kept = readHistory(metricsPath, start);
-      const tmp = `${metricsPath}.tmp-${process.pid}`;
-      writeFileSync(tmp, kept.map((r) => JSON.stringify(r) + '\n').join(''));
-      renameSync(tmp, metricsPath);
+      writeFileAtomic(metricsPath, readHistory(metricsPath, start).map((r) => JSON.stringify(r) + '\n').join(''));
+      // and evals.jsonl the evaluations up to it
+      if (existsSync(evalsPath)) {
+        const kept = readFileSync(evalsPath, 'utf8').split('\n').filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= start);
+        writeFileAtomic(evalsPath, kept.map((l) => l + '\n').join(''));
+      }
     } else {
       writeFileSync(metricsPath, '');
     }
@@ -130,7 +134,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     };
 
     let evaluation: TrainResult['evaluation'] = null;
-    const evalsPath = join(o.out, 'evals.jsonl');
     const runEval = async (stepsDone: number) => {
       progress?.finish(`train: evaluating at step ${stepsDone} (${o.evalLimit} puzzles of ${o.evalSets.join(', ')})`);
       const r = await evaluate({ model: { engine, tokenizer }, sets: o.evalSets, limit: o.evalLimit, modes: o.evalModes, signal: options.signal });
@@ -226,8 +229,7 @@ function writeReport(o: ResolvedTrainOptions, history: StepRecord[], evaluation:
       ['evaluation', evaluation ? `step ${evaluation.step}, ${o.evalLimit} puzzles per set, ${Math.round(evaluation.tokensPerSecond)} generated tokens/s` : 'none'],
     ],
   });
-  writeFileSync(`${path}.tmp-${process.pid}`, html);
-  renameSync(`${path}.tmp-${process.pid}`, path);
+  writeFileAtomic(path, html);
   return path;
 }
 

@@ -16,7 +16,7 @@ describe('report', () => {
     });
     expect(html).toMatch(/<svg class="loss-chart"[^>]*>[\s\S]*<path d="M[\d.]+,[\d.]+L/);
     expect(html).toMatch(/<svg class="pass-chart"[\s\S]*<rect [^>]*class="bar free"[\s\S]*class="bar constrained"/);
-    expect(html).toContain('0.250');
+    expect(html).toMatch(/<title>id free: 0.250<\/title>/);
     expect(html).toContain('run &lt;1&gt;');
     expect(html).not.toMatch(/<script|https?:\/\//);
   });
