@@ -6,21 +6,13 @@
 // bench/peers/train_step.py (bf16 autocast, fp32 master weights, as our engine trains). Each kernel is
 // checked against the CPU backend before it is timed. Rows always print: without a GPU (or a peer) the
 // row says why.
+import { pseudoRandom } from '../inputs.js';
 import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { kernels } from '../../lib/engine/kernels.js';
 import { Engine } from '../../lib/engine/engine.js';
 import { presetConfig, type PresetName } from '../../lib/engine/config.js';
 import { runPeer, type PeerOutcome } from './peers.js';
 
-function pattern(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 4294967296 - 0.5;
-  }
-  return out;
-}
 
 /** The peer's number and who it was (torch version, GPU, dtype), or why there is none. */
 function peerOf(outcome: PeerOutcome, key: string, scale: number, what: string): Pick<BenchRow, 'peer' | 'peerName' | 'peerSkipped'> {
@@ -34,8 +26,8 @@ function peerOf(outcome: PeerOutcome, key: string, scale: number, what: string):
 /** Checks the CUDA GEMM (the path the timing uses: bf16 tensor cores) against the CPU on a small problem. */
 function checkMatmul(transA: boolean, transB: boolean): void {
   const m = 160, n = 96, k = 320;
-  const a = pattern(m * k, 1);
-  const b = pattern(k * n, 2);
+  const a = pseudoRandom(m * k, 1);
+  const b = pseudoRandom(k * n, 2);
   const want = kernels.matmul(a, b, { m, n, k, transA, transB, device: 'cpu' });
   const got = kernels.matmul(a, b, { m, n, k, transA, transB, device: 'cuda' });
   // Inputs in [-0.5, 0.5): rms 0.29; bf16 inputs give |err| ~ 2^-8 sqrt(k) 0.08 per element.
@@ -49,9 +41,9 @@ function checkMatmul(transA: boolean, transB: boolean): void {
 
 function checkAttention(): void {
   const dims = { b: 1, t: 70, h: 4, hkv: 2, d: 128 };
-  const q = pattern(70 * 4 * 128, 3);
-  const k = pattern(70 * 2 * 128, 4);
-  const v = pattern(70 * 2 * 128, 5);
+  const q = pseudoRandom(70 * 4 * 128, 3);
+  const k = pseudoRandom(70 * 2 * 128, 4);
+  const v = pseudoRandom(70 * 2 * 128, 5);
   const want = kernels.attentionForward(q, k, v, { ...dims, device: 'cpu' }).out;
   const got = kernels.attentionForward(q, k, v, { ...dims, device: 'cuda' }).out;
   for (let i = 0; i < want.length; i++) {

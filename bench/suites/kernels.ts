@@ -1,25 +1,17 @@
 // `--suite kernels`: the CPU matmul at the tiny preset's shapes and at 1024^3, and attention forward+backward,
 // each checked against a float64 reference before it is timed, and each beside its PyTorch peer.
+import { pseudoRandom } from '../inputs.js';
 import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { kernels } from '../../lib/engine/kernels.js';
 import { presetConfig } from '../../lib/engine/config.js';
 import { peerNumber, runPeer } from './peers.js';
 
-function lcg(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 4294967296 - 0.5;
-  }
-  return out;
-}
 
 /** Checks the kernel the timing will use (same transposes) against float64 on a small problem. */
 function checkMatmul(transB: boolean, threads: number): void {
   const m = 37, n = 45, k = 300;
-  const a = lcg(m * k, 1);
-  const b = lcg(k * n, 2);
+  const a = pseudoRandom(m * k, 1);
+  const b = pseudoRandom(k * n, 2);
   const c = kernels.matmul(a, b, { m, n, k, transB, threads });
   for (let i = 0; i < m; i++)
     for (let j = 0; j < n; j++) {

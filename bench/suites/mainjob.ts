@@ -3,18 +3,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { synthCommand } from '../../lib/cli/commands/synth.js';
 import { evaluate } from '../../lib/eval/run.js';
 import { train } from '../../lib/train/train.js';
+import { nullWritable } from '../inputs.js';
 import type { BenchRow, BenchSuite } from '../suite.js';
 
-const sink = () =>
-  new Writable({
-    write(_c, _e, cb) {
-      cb();
-    },
-  });
 
 export const mainjobSuite: BenchSuite = {
   name: 'mainjob',
@@ -26,7 +20,7 @@ export const mainjobSuite: BenchSuite = {
       const count = quick ? 20_000 : 100_000;
       const data = join(dir, 'train.jsonl');
       const t0 = performance.now();
-      await synthCommand(['--count', String(count), '--seed', '5', '--out', data], { stdin: process.stdin, stdout: sink(), stderr: sink() });
+      await synthCommand(['--count', String(count), '--seed', '5', '--out', data], { stdin: process.stdin, stdout: nullWritable(), stderr: nullWritable() });
       rows.push({ name: `synth ${count.toLocaleString('en-US')} puzzles -> JSONL`, unit: 'puzzles/s', value: count / ((performance.now() - t0) / 1000), higherIsBetter: true });
 
       const steps = quick ? 20 : 100;

@@ -3,7 +3,6 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { synthCommand } from '../../lib/cli/commands/synth.js';
 import { loadBenchmarkSet } from '../../lib/puzzle/benchmark-sets.js';
 import { formatResponse } from '../../lib/puzzle/format.js';
@@ -11,6 +10,7 @@ import { Rng } from '../../lib/puzzle/rng.js';
 import { solve } from '../../lib/puzzle/solve.js';
 import { synthesize } from '../../lib/puzzle/synthesize.js';
 import { verify } from '../../lib/puzzle/verify.js';
+import { nullWritable } from '../inputs.js';
 import type { BenchRow, BenchSuite } from '../suite.js';
 
 function timeIt(fn: () => number): { seconds: number; units: number } {
@@ -19,12 +19,6 @@ function timeIt(fn: () => number): { seconds: number; units: number } {
   return { seconds: (performance.now() - t0) / 1000, units };
 }
 
-const nullStream = () =>
-  new Writable({
-    write(_chunk, _enc, cb) {
-      cb();
-    },
-  });
 
 export const puzzleSuite: BenchSuite = {
   name: 'puzzle',
@@ -44,7 +38,7 @@ export const puzzleSuite: BenchSuite = {
     try {
       const out = join(dir, 'train.jsonl');
       const t0 = performance.now();
-      const code = await synthCommand(['--count', String(n), '--seed', '12', '--out', out], { stdin: process.stdin, stdout: nullStream(), stderr: nullStream() });
+      const code = await synthCommand(['--count', String(n), '--seed', '12', '--out', out], { stdin: process.stdin, stdout: nullWritable(), stderr: nullWritable() });
       const seconds = (performance.now() - t0) / 1000;
       if (code !== 0) throw new Error(`synth exited with ${code}`);
       const mb = statSync(out).size / 1e6;

@@ -4,6 +4,7 @@ import { constants as fsConstants, existsSync, lstatSync, readdirSync, readFileS
 import { mkdir, mkdtemp, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { LORA_TARGETS, type LlamaConfig } from '../engine/config.js';
+import { readJsonFile as readJson } from '../io/json.js';
 import { parseHfConfigText, toGenerationConfig, toHfConfig, type HfModelConfig, type RopeSettings, type TorchDtype } from './hf-config.js';
 import { tokenizerFiles, type HfTokenizer } from './hf-tokenizer.js';
 import {
@@ -146,17 +147,7 @@ export interface OpenOptions {
 }
 
 function readJsonFile(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new HfCheckpointError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new HfCheckpointError(`${path}: not valid JSON: ${(err as Error).message}`);
-  }
+  return readJson(path, (m) => new HfCheckpointError(m));
 }
 
 function listFew(names: readonly string[], n = 5): string {

@@ -1,7 +1,8 @@
 // Hugging Face tokenizers (tokenizer.json + tokenizer_config.json) behind our Tokenizer interface, through
 // @huggingface/tokenizers (pure JS, offline: files are read from disk, nothing is fetched).
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readJsonFile } from '../io/json.js';
 import { Tokenizer as HfJsTokenizerUntyped } from '@huggingface/tokenizers';
 import { PuzzleTokenizer, type Tokenizer } from './tokenizer.js';
 
@@ -57,18 +58,7 @@ function tokenContent(v: unknown): string | null {
 }
 
 function readJson(path: string): Json {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new Error(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`${path}: not valid JSON: ${(err as Error).message}`);
-  }
+  const json = readJsonFile(path);
   if (!isObject(json)) throw new Error(`${path}: must be a JSON object`);
   return json;
 }
