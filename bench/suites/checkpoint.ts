@@ -99,7 +99,7 @@ async function runPhase(phase: Phase, dir: string, config: LlamaConfig, maxShard
     const ck = await openHfCheckpoint(dir, { strict: true });
     weightBytes = ck.weightBytes;
     shards = ck.files.length;
-    const engine = await Engine.create({ config, lora: PAPER_LORA, device: 'cpu', threads: 2 });
+    const engine = await Engine.create({ config, lora: PAPER_LORA, device: 'cpu', threads: 2, initializeBase: false });
     engineBytes = engine.info().memoryBytes;
     mem.sample();
     for await (const t of ck.stream({ reuseBuffer: true })) {

@@ -18,6 +18,11 @@ export interface EngineOptions {
   device?: 'auto' | 'cpu' | 'cuda';
   /** Which GPU with device 'cuda' or 'auto' (default 0). */
   deviceIndex?: number;
+  /**
+   * false: leave the base weights at zero because they are about to be loaded (saves the random init, a
+   * minute and more for billions of weights); LoRA tensors are initialized either way. Default true.
+   */
+  initializeBase?: boolean;
   /** Seeds the initial weights (and LoRA dropout). Default 0. */
   seed?: number;
   /** Worker threads for this engine's pool (default: all hardware threads). */
@@ -109,6 +114,7 @@ export class Engine {
       lora,
       device: device === 'cuda' ? 'cuda' : device === 'auto' ? 'auto' : 'cpu',
       deviceIndex: options.deviceIndex,
+      initializeBase: options.initializeBase,
       seed: options.seed ?? 0,
       threads: options.threads,
     });

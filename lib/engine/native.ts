@@ -57,6 +57,7 @@ export interface NativeEngineOptions {
   device?: 'cpu' | 'auto' | 'cuda';
   deviceIndex?: number;
   seed?: number;
+  initializeBase?: boolean;
   threads?: number;
 }
 

@@ -56,6 +56,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     device: options.device,
     threads: options.threads,
     seed: options.seed,
+    initializeBase: false, // every base weight comes from the folder
   });
   try {
     const names = new Set(engine.parameterNames());

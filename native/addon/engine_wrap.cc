@@ -235,6 +235,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   (void)deviceIndex;
 #endif
   seed_ = static_cast<uint64_t>(intField(o, "seed", "Engine.create(): options.", 0, (int64_t(1) << 53), 0));
+  const bool initializeBase = boolField(o, "initializeBase", "Engine.create(): options.", true);
   const int threads = static_cast<int>(intField(o, "threads", "Engine.create(): options.", 1, 1024,
                                                 static_cast<int64_t>(cpuFeatures().hardwareThreads)));
   state_ = std::make_shared<EngineState>();
@@ -251,7 +252,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
     }
 #endif
     if (!state_->backend) state_->backend = std::make_unique<cpu::CpuBackend>(threads);
-    state_->model = std::make_unique<LlamaModel>(*state_->backend, config, lora, seed_);
+    state_->model = std::make_unique<LlamaModel>(*state_->backend, config, lora, seed_, initializeBase);
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "Engine.create(): out of memory");
   } catch (const std::exception& e) {

@@ -73,7 +73,7 @@ void LlamaConfig::validate() const {
     throw Error("config.rope_theta must be a positive number, got " + std::to_string(ropeTheta));
 }
 
-LlamaModel::LlamaModel(Backend& backend, const LlamaConfig& config, const LoraConfig& lora, uint64_t seed)
+LlamaModel::LlamaModel(Backend& backend, const LlamaConfig& config, const LoraConfig& lora, uint64_t seed, bool initBase)
     : be_(backend), config_(config), lora_(lora) {
   config_.validate();
   if (lora_.enabled()) {
@@ -95,7 +95,7 @@ LlamaModel::LlamaModel(Backend& backend, const LlamaConfig& config, const LoraCo
     ropeSin_ = static_cast<float*>(be_.allocate(sinT.size() * sizeof(float)));
     be_.upload(ropeCos_, cosT.data(), cosT.size() * sizeof(float));
     be_.upload(ropeSin_, sinT.data(), sinT.size() * sizeof(float));
-    initParameters(seed);
+    initParameters(seed, initBase);
   } catch (...) {
     releaseAll();
     throw;
@@ -185,14 +185,15 @@ const TensorInfo* LlamaModel::find(const std::string& name) const {
   return nullptr;
 }
 
-void LlamaModel::initParameters(uint64_t seed) {
+void LlamaModel::initParameters(uint64_t seed, bool initBase) {
   std::vector<float> host;
   for (const TensorInfo& t : tensors_) {
+    const bool isLoraA = t.name.find(".lora_A.") != std::string::npos;
+    const bool isLoraB = t.name.find(".lora_B.") != std::string::npos;
+    if (!initBase && !isLoraA && !isLoraB) continue;  // stays zero (allocate() zero-fills) until loaded
     host.assign(t.numel, 0.0f);
     Rng rng(mixSeed(seed, fnv1a(t.name)));
     const bool isNorm = t.shape.size() == 1;
-    const bool isLoraA = t.name.find(".lora_A.") != std::string::npos;
-    const bool isLoraB = t.name.find(".lora_B.") != std::string::npos;
     if (isNorm) {
       std::fill(host.begin(), host.end(), 1.0f);
     } else if (isLoraA) {

@@ -79,7 +79,9 @@ using ProgressFn = std::function<void(int done, int total)>;
 
 class LlamaModel {
  public:
-  LlamaModel(Backend& backend, const LlamaConfig& config, const LoraConfig& lora, uint64_t seed);
+  // initBase = false leaves the base weights at zero (they are about to be loaded); LoRA tensors are
+  // initialized either way.
+  LlamaModel(Backend& backend, const LlamaConfig& config, const LoraConfig& lora, uint64_t seed, bool initBase = true);
   ~LlamaModel();
   LlamaModel(const LlamaModel&) = delete;
   LlamaModel& operator=(const LlamaModel&) = delete;
@@ -133,7 +135,7 @@ class LlamaModel {
   } session_;
   void releaseAll();
   void buildTable();
-  void initParameters(uint64_t seed);
+  void initParameters(uint64_t seed, bool initBase);
   void ensureActivations(int N, int B, int T);
   void ensureCache(int B, int Tcap);
   LinearWeights linearWeights(int layer, int module);
