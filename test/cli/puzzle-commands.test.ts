@@ -142,3 +142,28 @@ describe('puzzle-llama info', () => {
     expect(Array.isArray(info.cuda.devices)).toBe(true);
   });
 });
+
+describe('puzzle-llama train and eval flags', () => {
+  it('refuse bad input with a clear message and a non-zero exit, before any work', () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['train', '--preset', 'giant', '--out', join(work, 't1')], /unknown preset 'giant'/],
+      [['train', '--steps=-5'], /--steps must be an integer in \[1, /],
+      [['train', '--steps', '-5'], /--steps/],
+      [['train', '--lr', 'fast'], /--lr must be a number, got 'fast'/],
+      [['train', '--device', 'tpu'], /--device must be auto, cpu or cuda, got 'tpu'/],
+      [['train', '--data', join(work, 'missing.jsonl'), '--out', join(work, 't2')], /does not exist/],
+      [['train', '--config', join(work, 'missing.json')], /--config .*missing\.json/],
+      [['eval'], /--model DIR is required/],
+      [['eval', '--model', join(work, 'nope')], /nope/],
+      [['eval', '--model', 'x', '--mode', 'sideways'], /--mode must be free, constrained or both, got 'sideways'/],
+      [['eval', '--model', 'x', '--temperature=-1'], /--temperature must be a number ≥ 0/],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(args);
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at .*\.js:\d+/);
+    }
+    expect(existsSync(join(work, 't1'))).toBe(false);
+  });
+});
