@@ -1,7 +1,7 @@
 // `npm start` / `puzzle-llama start`: the main job on a CPU in about ten minutes: synthesize a training set
 // (never an evaluation puzzle), train the tiny preset from scratch on it, evaluate on a sample of every
 // evaluation set (free and constrained decoding), and print the table with where the report and model are.
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchmarkSets } from '../../puzzle/benchmark-sets.js';
 import { train } from '../../train/train.js';
@@ -29,8 +29,12 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   const limit = intFlag('start', 'limit', flags.limit, 100, 1, 3000);
   const threads = flags.threads === undefined ? undefined : intFlag('start', 'threads', flags.threads, 1, 1, 1024);
   const started = performance.now();
-  // a fresh run each time: the previous one is replaced
-  rmSync(dir, { recursive: true, force: true });
+  // a fresh run each time; a previous run in the same folder is kept beside it, under its date
+  if (existsSync(dir)) {
+    const kept = `${dir}-${statSync(dir).mtime.toISOString().replace(/[:.]/g, '-')}`;
+    renameSync(dir, kept);
+    io.stderr.write(`the previous run in ${dir} was moved to ${kept}\n`);
+  }
   mkdirSync(dir, { recursive: true });
   const trainPath = join(dir, 'train.jsonl');
 
