@@ -31,7 +31,6 @@ Each llama file holds, with __metadata__ keys config, lora, adamw, generator (JS
 import argparse
 import json
 import os
-import struct
 import sys
 
 import torch
@@ -40,6 +39,7 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the sources
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "peers"))
 import llama_ref as ref  # noqa: E402
 from peer_util import blas_in_use, limit_blas_threads  # noqa: E402
+from safetensors_torch import ST_OF_TORCH as ST_DTYPES, save_safetensors  # noqa: E402
 
 SEED = 20240611
 BATCH, SEQ = 2, 12
@@ -61,47 +61,6 @@ WEIGHT_STD = 0.15  # larger than HF's 0.02 so attention and the MLP are far from
 NORM_JITTER = 0.1
 LORA_B_STD = 0.05
 LOGITS_TOL = 1e-4
-
-ST_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-    torch.bool: "BOOL",
-}
-
-
-def tensor_bytes(t):
-    """Little-endian raw bytes of a CPU tensor (bf16 has no numpy dtype, so it goes through int16)."""
-    t = t.detach().contiguous().cpu()
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    elif t.dtype == torch.bool:
-        t = t.to(torch.uint8)
-    if sys.byteorder != "little":
-        raise RuntimeError("this writer assumes a little-endian host")
-    return t.numpy().tobytes()
-
-
-def save_safetensors(path, tensors, metadata):
-    """The safetensors format by hand (struct + json): u64 header length, JSON header padded with spaces to
-    a multiple of 8, then the tensors back to back in the given order."""
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for name, t in tensors.items():
-        data = tensor_bytes(t)
-        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-    os.replace(tmp, path)
-    return os.path.getsize(path)
-
 
 def make_batch(gen, vocab):
     tokens = torch.randint(0, vocab, (BATCH, SEQ), generator=gen)

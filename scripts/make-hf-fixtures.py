@@ -47,7 +47,6 @@ import argparse
 import json
 import os
 import shutil
-import struct
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the sources
@@ -103,6 +102,8 @@ try:
 except Exception as _err:  # ImportError, or a broken install raising something else
     fail_missing(_err)
 
+from safetensors_torch import load_safetensors, save_safetensors  # noqa: E402  (beside this script)
+
 
 class CheckFailed(Exception):
     pass
@@ -110,56 +111,6 @@ class CheckFailed(Exception):
 
 def log(message):
     print(message, file=sys.stderr, flush=True)
-
-
-# ---- safetensors by hand (the safetensors package may be missing) --------------------------------------
-
-ST_OF_TORCH = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
-               torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-               torch.bool: "BOOL"}
-TORCH_OF_ST = {v: k for k, v in ST_OF_TORCH.items()}
-
-
-def save_safetensors(path, tensors, metadata):
-    """u64 header length, JSON header padded with spaces to a multiple of 8, then the tensors in order."""
-    if sys.byteorder != "little":
-        raise RuntimeError("this writer assumes a little-endian host")
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        data = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t.to(torch.uint8) if t.dtype == torch.bool
-                else t).numpy().tobytes()
-        header[name] = {"dtype": ST_OF_TORCH[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-    os.replace(tmp, path)
-    return os.path.getsize(path)
-
-
-def load_safetensors(path):
-    """({name: tensor}, metadata) of a safetensors file (F32, F64, F16, BF16 and the integer dtypes)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n].decode("utf-8"))
-    metadata = header.pop("__metadata__", None) or {}
-    out = {}
-    for name, e in header.items():
-        begin, end = e["data_offsets"]
-        dtype = TORCH_OF_ST[e["dtype"]]
-        buf = bytearray(raw[8 + n + begin:8 + n + end])
-        flat = torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)
-        out[name] = flat.reshape(e["shape"]).clone()
-    return out, metadata
 
 
 # ---- building and running the models -------------------------------------------------------------------

@@ -8,24 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { Engine } from '../../lib/engine/engine.js';
 import type { LlamaConfig, LoraOptions } from '../../lib/engine/config.js';
 import { readSafetensors } from '../../lib/model/safetensors.js';
+import { worst } from './reference.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 const names = ['llama-full', 'llama-lora', 'llama-tied'];
-
-function worst(got: ArrayLike<number>, want: ArrayLike<number>): { maxErr: number; at: number; scale: number } {
-  let maxErr = 0;
-  let at = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i] - want[i]);
-    if (!(e <= maxErr)) {
-      maxErr = e;
-      at = i;
-    }
-    scale = Math.max(scale, Math.abs(want[i]));
-  }
-  return { maxErr, at, scale };
-}
 
 describe.each(names)('PyTorch parity: %s', (name) => {
   const path = join(fixtures, `${name}.safetensors`);

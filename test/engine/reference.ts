@@ -44,6 +44,22 @@ export function compare(a: ArrayLike<number>, b: ArrayLike<number>, atol: number
   return { maxErr, ok, worst };
 }
 
+/** The worst element of got against want (a NaN counts as worst), where it is, and want's largest |value|. */
+export function worst(got: ArrayLike<number>, want: ArrayLike<number>): { maxErr: number; at: number; scale: number } {
+  let maxErr = 0;
+  let at = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]);
+    if (!(e <= maxErr)) {
+      maxErr = e;
+      at = i;
+    }
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return { maxErr, at, scale };
+}
+
 export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { worst } from '../engine/reference.js';
 import type { LlamaConfig, LoraOptions } from '../../lib/engine/config.js';
 import type { Engine } from '../../lib/engine/engine.js';
 import { loadModel } from '../../lib/eval/load-model.js';
@@ -61,20 +62,10 @@ function tensor(file: SafetensorsFile, key: string): Float32Array | Int32Array {
   return t.data as Float32Array | Int32Array;
 }
 
-function worst(got: ArrayLike<number>, want: ArrayLike<number>): { maxErr: number; at: number; scale: number } {
+/** worst(), after checking that both hold as many elements. */
+function worstOf(got: ArrayLike<number>, want: ArrayLike<number>): { maxErr: number; at: number; scale: number } {
   expect(got.length, 'element count').toBe(want.length);
-  let maxErr = 0;
-  let at = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i] - want[i]);
-    if (!(e <= maxErr)) {
-      maxErr = e;
-      at = i;
-    }
-    scale = Math.max(scale, Math.abs(want[i]));
-  }
-  return { maxErr, at, scale };
+  return worst(got, want);
 }
 
 async function withEngine<T>(dir: string, adapter: string | undefined, fn: (engine: Engine) => Promise<T>): Promise<T> {
@@ -131,7 +122,7 @@ const sorted = (xs: Iterable<string>): string[] => [...xs].sort();
       const { file } = load();
       const { tokens, B, T } = batchOf(file);
       await withEngine(modelDir, undefined, async (engine) => {
-        const w = worst(await engine.forward(tokens, { batch: B, seq: T }), tensor(file, 'out.base_logits'));
+        const w = worstOf(await engine.forward(tokens, { batch: B, seq: T }), tensor(file, 'out.base_logits'));
         console.log(`${name} base logits: max |err| ${w.maxErr.toExponential(2)} at ${w.at} (max |ref| ${w.scale.toFixed(3)})`);
         expect(w.maxErr, 'base logits').toBeLessThanOrEqual(LOGITS_ATOL);
       });
@@ -143,7 +134,7 @@ const sorted = (xs: Iterable<string>): string[] => [...xs].sort();
       expect(targets, 'input.targets').not.toBeNull();
       await withEngine(modelDir, adapterDir, async (engine) => {
         const report: string[] = [];
-        const lw = worst(await engine.forward(tokens, { batch: B, seq: T }), tensor(file, 'out.logits'));
+        const lw = worstOf(await engine.forward(tokens, { batch: B, seq: T }), tensor(file, 'out.logits'));
         report.push(`logits: max |err| ${lw.maxErr.toExponential(2)} (max |ref| ${lw.scale.toFixed(3)})`);
         expect(lw.maxErr, 'adapter logits').toBeLessThanOrEqual(LOGITS_ATOL);
 
@@ -158,7 +149,7 @@ const sorted = (xs: Iterable<string>): string[] => [...xs].sort();
         let worstName = '';
         for (const key of gradKeys) {
           const n = key.slice('grad.'.length);
-          const w = worst(engine.getGradient(n), tensor(file, key));
+          const w = worstOf(engine.getGradient(n), tensor(file, key));
           expect(w.scale, `${key} is all zeros: the fixture cannot test it`).toBeGreaterThan(0);
           expect(w.maxErr, `grad ${n}: max |err| ${w.maxErr} at ${w.at}, max |ref| ${w.scale}`).toBeLessThanOrEqual(GRAD_RTOL * w.scale);
           if (w.maxErr / w.scale >= worstRatio) {
@@ -227,14 +218,14 @@ const sorted = (xs: Iterable<string>): string[] => [...xs].sort();
         expect([...tokens], `input tokens ${stale}`).toEqual([...mine.tokens]);
         const report: string[] = [];
         await withEngine(f.model, undefined, async (engine) => {
-          const w = worst(await engine.forward(tokens, { batch: B, seq: T }), tensor(theirs, 'out.base_logits'));
+          const w = worstOf(await engine.forward(tokens, { batch: B, seq: T }), tensor(theirs, 'out.base_logits'));
           report.push(`base logits: max |err| ${w.maxErr.toExponential(2)}`);
           expect(w.maxErr, `base logits ${stale}`).toBeLessThanOrEqual(LOGITS_ATOL);
         });
         if (f.adapter) {
           expect(theirs.tensors.has('out.logits'), `${path} has no out.logits: transformers did not load our adapter`).toBe(true);
           await withEngine(f.model, f.adapter, async (engine) => {
-            const w = worst(await engine.forward(tokens, { batch: B, seq: T }), tensor(theirs, 'out.logits'));
+            const w = worstOf(await engine.forward(tokens, { batch: B, seq: T }), tensor(theirs, 'out.logits'));
             report.push(`adapter logits: max |err| ${w.maxErr.toExponential(2)}`);
             expect(w.maxErr, `adapter logits ${stale}`).toBeLessThanOrEqual(LOGITS_ATOL);
           });
