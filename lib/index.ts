@@ -21,4 +21,13 @@ export {
 } from './puzzle/benchmark-sets.js';
 export { loadAddon, type LoadedAddon } from './engine/loader.js';
 export type { BuildInfo, CudaDevice, CudaDeviceList } from './engine/native.js';
+export { Engine, type EngineOptions, type EngineInfo, type StepOptions, type GenerateOptions, type TensorInfo } from './engine/engine.js';
+export { kernels } from './engine/kernels.js';
+export { PRESETS, presetConfig, type LlamaConfig, type LoraOptions } from './engine/config.js';
+export { train, type TrainResult } from './train/train.js';
+export type { TrainOptions, StepRecord } from './train/options.js';
+export { evaluate, type EvaluateOptions, type EvaluateReport } from './eval/run.js';
+export type { EvaluateResult, ResponseRecord, SetScore, Score } from './eval/evaluate.js';
+export { loadModel, type LoadedModel } from './eval/load-model.js';
+export { PuzzleTokenizer, type Tokenizer } from './model/tokenizer.js';
 export { runCli } from './cli/main.js';

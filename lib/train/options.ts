@@ -2,6 +2,7 @@
 // the fingerprint that a resumed run must share with the run it continues.
 import { PRESETS, validateConfig, validateLora, type LlamaConfig, type LoraOptions } from '../engine/config.js';
 import { benchmarkSet } from '../puzzle/benchmark-sets.js';
+import { DEFAULT_EVAL_SETS } from '../eval/evaluate.js';
 import { validateDataOptions, type DataOptions } from './data.js';
 
 export interface StepRecord {
@@ -173,7 +174,7 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number, baseConf
     evalEvery: int('evalEvery', o.evalEvery, 0, 0),
     evalAtEnd: Boolean(o.evalAtEnd),
     evalLimit: int('evalLimit', o.evalLimit, 1, 50),
-    evalSets: checkSets(o.evalSets ?? ['id', 'ood-num-100', 'ood-num-1000', 'ood-form']),
+    evalSets: checkSets(o.evalSets ?? [...DEFAULT_EVAL_SETS]),
     evalModes: checkModes(o.evalModes ?? ['free', 'constrained']),
   };
 }
