@@ -13,7 +13,8 @@
 # "NO GPU" with the reason: that is exit 0, unless GPU_CHECK_REQUIRE_GPU=1 (CI on GPU runners sets it),
 # which makes it exit 3.
 #
-# Environment: OUT; GPU_CHECK_BUDGET_S (total seconds, default 470); GPU_CHECK_BENCH=full (full bench
+# Environment: OUT; GPU_CHECK_BUDGET_S (total seconds, default 470); GPU_CHECK_HARNESS=0 skips the C++
+# harness, GPU_CHECK_HF=0 the transformers/PEFT fixtures; GPU_CHECK_BENCH=full (full bench
 # sizes instead of --quick); CUDA_ARCHS (CMAKE_CUDA_ARCHITECTURES; default: this host's GPU only, which
 # builds several times faster than the full list); PUZZLE_LLAMA_CUBLAS is not used (cuBLAS is measured
 # through PyTorch, see bench/suites/gpu.ts).
@@ -65,6 +66,14 @@ if ((build_ok)); then
   export PUZZLE_LLAMA_ADDON=cuda  # test and bench the build just made, or fail saying why
 fi
 
+# ---- 1b. the C++ parity harness ------------------------------------------------------------------------
+# Op by op, outside Node: when a kernel faults, this names it before the test phase's worker dies of it.
+if ((build_ok)) && [[ ${GPU_CHECK_HARNESS:-1} == 1 ]]; then
+  phase harness $(($(left) - 250 < 90 ? $(left) - 250 : 90)) bash -c \
+    'cmake --build build-cuda --target puzzle_llama_cuda_check -j "$CMAKE_BUILD_PARALLEL_LEVEL" > /dev/null && build-cuda/puzzle_llama_cuda_check' \
+    || echo "== harness: FAILED (see above); the check goes on"
+fi
+
 # ---- 2. tests ------------------------------------------------------------------------------------
 test_box=$(($(left) - 110))
 ((test_box > 300)) && test_box=300
@@ -77,7 +86,10 @@ phase test $test_box npx --no-install vitest run --config vitest.gpu.config.ts
 # Never fails the check when python3 lacks torch/transformers/peft.
 hf_box=$(($(left) - 100))
 ((hf_box > 60)) && hf_box=60
-if python3 -c 'import torch, transformers, peft' > /dev/null 2>&1; then
+if [[ ${GPU_CHECK_HF:-1} != 1 ]]; then
+  echo "== hf-fixtures: skipped (GPU_CHECK_HF=${GPU_CHECK_HF})"
+  echo "skipped: GPU_CHECK_HF" > "$work/hf-fixtures.status"
+elif python3 -c 'import torch, transformers, peft' > /dev/null 2>&1; then
   rm -rf "$work/hf" "$work/hf-ours"
   phase hf-fixtures $hf_box bash -c 'npx --no-install tsx scripts/write-ours-for-hf.ts --out "$2" && python3 scripts/make-hf-fixtures.py --out "$1" --ours "$2"' _ "$work/hf" "$work/hf-ours" \
     || echo "== hf-fixtures: FAILED (see above); the check goes on"
@@ -107,7 +119,7 @@ const fmt = (x) => { x = num(x); return !Number.isFinite(x) ? String(x) : Math.a
 const pad = (rows) => { const w = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length))); return rows.map((r) => r.map((c, i) => String(c).padEnd(w[i])).join('  ').trimEnd()).join('\n'); };
 const lines = [];
 lines.push(`== gpu:check summary (${process.env.GPU_CHECK_SECONDS}s)`);
-lines.push(`phases: build ${status('build')}, test ${status('test')}, hf-fixtures ${status('hf-fixtures')}, bench ${status('bench')}`);
+lines.push(`phases: build ${status('build')}, harness ${status('harness')}, test ${status('test')}, hf-fixtures ${status('hf-fixtures')}, bench ${status('bench')}`);
 
 const vt = read('parity/vitest.json');
 const parity = read('parity/parity.json');

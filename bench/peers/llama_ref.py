@@ -344,10 +344,12 @@ def hf_available():
     return transformers, peft
 
 
-def build_hf(cfg, lora=None, params=None, lora_params=None, dtype=torch.float32, device="cpu"):
-    """A Hugging Face LlamaForCausalLM (wrapped by PEFT when lora is set), eager attention, loaded with the
-    given tensors when they are given. Returns (model, {name: trainable tensor}) keyed by our names,
-    or None when transformers (or peft, for LoRA) does not import."""
+def build_hf(cfg, lora=None, params=None, lora_params=None, dtype=torch.float32, device="cpu", attention="eager"):
+    """A Hugging Face LlamaForCausalLM (wrapped by PEFT when lora is set), eager attention unless attention
+    names another (e.g. "sdpa"), loaded with the given tensors when they are given; without params it is
+    built directly on the device in dtype with transformers' own random init (fast for 3B models).
+    Returns (model, {name: trainable tensor}) keyed by our names, or None when transformers (or peft, for
+    LoRA) does not import."""
     found = hf_available()
     if found is None or (lora is not None and found[1] is None):
         return None
@@ -355,8 +357,17 @@ def build_hf(cfg, lora=None, params=None, lora_params=None, dtype=torch.float32,
     # attn_implementation picks eager attention (softmax in float32, as documented above) on versions that
     # have several; older versions keep the unknown keyword as a harmless attribute.
     hf_cfg = transformers.LlamaConfig(**{k: cfg[k] for k in CONFIG_KEYS}, attention_bias=False, mlp_bias=False,
-                                      attn_implementation="eager")
-    model = transformers.LlamaForCausalLM(hf_cfg).to(dtype=dtype, device=device)
+                                      attn_implementation=attention)
+    if params is None:
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(device):
+                model = transformers.LlamaForCausalLM(hf_cfg)
+        finally:
+            torch.set_default_dtype(previous)
+    else:
+        model = transformers.LlamaForCausalLM(hf_cfg).to(dtype=dtype, device=device)
     if params is not None:
         missing, unexpected = model.load_state_dict(params, strict=False)
         missing = [m for m in missing if not (m == "lm_head.weight" and cfg["tie_word_embeddings"])

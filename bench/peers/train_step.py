@@ -5,7 +5,10 @@ On CUDA with dtype bf16/fp16 it trains under autocast with float32 master weight
 
 stdin:  {"config": {LlamaConfig keys}, "lora": {"r", "alpha", "dropout", "targets"} | null, "batch": 8,
          "seq": 128, "threads": 2, "steps": 5, "warmup": 1, "seed": 0, "adamw": {lr, beta1, ...},
-         "device": "cpu" | "cuda", "dtype": "fp32" | "bf16" | "fp16", "impl": "auto" | "llama_ref" | "hf"}
+         "device": "cpu" | "cuda", "dtype": "fp32" | "bf16" | "fp16", "impl": "auto" | "llama_ref" | "hf",
+         "baseWeights": "fp32" (default: float32 master weights) | "bf16" (LoRA only: the frozen base model
+         stored in bf16 with transformers' random init, adapters float32, as one LoRA-tunes a 3B model),
+         "attention": "eager" (default) | "sdpa" (Hugging Face models only)}
 stdout: {"tokensPerSecond", "msPerStep" (median of the timed steps), "msPerStepMin", "msPerStepMean", "peakRssMb",
          "peakGpuMb" (CUDA only), "impl", "trainableParams", "firstLoss", "lastLoss", "torch", "device", ...}
 """
@@ -46,17 +49,31 @@ def body(cfg):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
 
-    # Master weights stay float32; a lower dtype means autocast, not bf16 parameters.
-    params = ref.init_params(config, gen, device=device)
+    base_weights = cfg.get("baseWeights", "fp32")
+    if base_weights not in ("fp32", "bf16"):
+        raise ConfigError(f"config.baseWeights must be 'fp32' or 'bf16', got {base_weights!r}")
+    if base_weights == "bf16" and (lora is None or want == "llama_ref"):
+        raise ConfigError("config.baseWeights 'bf16' needs config.lora and the Hugging Face model (impl 'auto' or 'hf')")
+    attention = cfg.get("attention", "eager")
+    if attention not in ("eager", "sdpa"):
+        raise ConfigError(f"config.attention must be 'eager' or 'sdpa', got {attention!r}")
+
+    # Master weights stay float32; a lower dtype means autocast, not bf16 parameters (unless baseWeights
+    # is bf16: then the frozen base is bf16 and only the float32 adapters are trained).
+    params = ref.init_params(config, gen, device=device) if base_weights == "fp32" else None
     lora_params = ref.init_lora(config, lora, gen, device=device) if lora else None
-    built = None if want == "llama_ref" else ref.build_hf(config, lora, params, lora_params, device=device)
+    built = None if want == "llama_ref" else ref.build_hf(
+        config, lora, params, lora_params, device=device, attention=attention,
+        dtype=torch.bfloat16 if base_weights == "bf16" else torch.float32)
     if built is None and want == "hf":
         raise ConfigError("config.impl is 'hf' but transformers" + (" or peft" if lora else "") + " does not import")
     if built is not None:
         model, trainable = built
+        params = None  # the model holds its own copies: do not count these in the peak
         model.train()
         transformers, peft = ref.hf_available()
-        impl = f"transformers {transformers.__version__} LlamaForCausalLM" + (f" + peft {peft.__version__}" if lora else "")
+        impl = (f"transformers {transformers.__version__} LlamaForCausalLM ({attention} attention"
+                + (", bf16 base weights)" if base_weights == "bf16" else ")") + (f" + peft {peft.__version__}" if lora else ""))
 
         def logits_of(tokens):
             return model(input_ids=tokens).logits

@@ -53,6 +53,12 @@ function checkAttention(): void {
   }
 }
 
+/** A row saying a section did not run to the end, and why (the rows it finished are kept). */
+function failed(name: string, unit: string, higherIsBetter: boolean, err: unknown): BenchRow {
+  const why = err instanceof Error ? err.message : String(err);
+  return { name: `${name} (stopped)`, unit, value: Number.NaN, higherIsBetter, peerSkipped: `failed: ${why.split('\n')[0].slice(0, 300)}` };
+}
+
 interface Work {
   label: string;
   m: number;
@@ -87,72 +93,140 @@ export const gpuSuite: BenchSuite = {
         ...matmuls.map((w) => row(`matmul ${w.label}`, 'TFLOP/s', true)),
         ...attentions.map((a) => row(`attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`, 'ms', false)),
         ...presets.map((p) => row(`train step ${p} (full)`, 'tokens/s', true)),
+        row('LoRA step open-llama-3b r=8 a=32 all projections', 'tokens/s', true),
       ];
     }
-    const rows: BenchRow[] = [];
+    // Each row is printed to stderr as soon as it is measured, so a run cut short by its time box still
+    // leaves the rows it finished in the log.
+    const rows = {
+      list: [] as BenchRow[],
+      push(row: BenchRow): void {
+        this.list.push(row);
+        const peer = row.peer !== undefined ? `${row.peer.toPrecision(4)} ${row.unit} (${row.peerName})` : row.peerSkipped;
+        process.stderr.write(`[gpu] ${row.name}: ${row.value.toPrecision(4)} ${row.unit}; peer ${peer}${row.note ? `; ${row.note}` : ''}\n`);
+      },
+    };
     const note = `ours on ${avail.device}`;
 
-    checkMatmul(false, false);
-    checkMatmul(false, true);
-    checkMatmul(true, false);
-    const repeats = quick ? 5 : 20;
-    for (const w of matmuls) {
-      const ours = await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, transA: w.transA, transB: w.transB, repeats, device: 'cuda' });
-      const peer = await runPeer('matmul', { m: w.m, n: w.n, k: w.k, repeats, warmup: 3, device: 'cuda', dtype: 'bf16', threads: options.threads });
-      rows.push({
-        name: `matmul ${w.label}`,
-        unit: 'TFLOP/s',
-        value: ours.medianGflops / 1000,
-        higherIsBetter: true,
-        ...peerOf(peer, 'gflops', 1 / 1000, 'cuBLAS via torch.mm (A@B, no transposes)'),
-        note: `${note}: fp32 in memory, bf16 tensor cores; median of ${repeats} (best ${(ours.gflops / 1000).toFixed(1)})`,
-      });
-    }
-
-    checkAttention();
-    for (const a of attentions) {
-      const r = quick ? 3 : 10;
-      const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' });
-      const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
-      // Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
-      const flops = 3.5 * 2 * a.b * a.h * a.t * a.t * a.d;
-      rows.push({
-        name: `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`,
-        unit: 'ms',
-        value: ours.medianMsFwdBwd,
-        higherIsBetter: false,
-        ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
-        note: `${note}: fp32; forward alone ${ours.medianMsFwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
-      });
-    }
-
-    for (const preset of presets) {
-      const config = presetConfig(preset);
-      const batch = preset === 'base' ? 16 : 32;
-      const seq = Math.min(256, config.max_position_embeddings);
-      const steps = quick ? 5 : 15;
-      const engine = await Engine.create({ config, device: 'cuda', seed: 1 });
-      let rate: number;
-      try {
-        rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
-      } finally {
-        engine.dispose();
+    try {
+      checkMatmul(false, false);
+      checkMatmul(false, true);
+      checkMatmul(true, false);
+      const repeats = quick ? 5 : 20;
+      for (const w of matmuls) {
+        const ours = await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, transA: w.transA, transB: w.transB, repeats, device: 'cuda' });
+        const peer = await runPeer('matmul', { m: w.m, n: w.n, k: w.k, repeats, warmup: 3, device: 'cuda', dtype: 'bf16', threads: options.threads });
+        rows.push({
+          name: `matmul ${w.label}`,
+          unit: 'TFLOP/s',
+          value: ours.medianGflops / 1000,
+          higherIsBetter: true,
+          ...peerOf(peer, 'gflops', 1 / 1000, 'cuBLAS via torch.mm (A@B, no transposes)'),
+          note: `${note}: fp32 in memory, bf16 tensor cores; median of ${repeats} (best ${(ours.gflops / 1000).toFixed(1)})`,
+        });
       }
-      const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
-      const peer = await runPeer('train_step', { config, lora: null, batch, seq, steps, warmup: 2, adamw, device: 'cuda', dtype: 'bf16', threads: options.threads });
-      const impl = peer.ok ? String(peer.result.impl) : 'PyTorch';
-      rows.push({
-        name: `train step ${preset} (full) b=${batch} t=${seq}`,
-        unit: 'tokens/s',
-        value: rate,
-        higherIsBetter: true,
-        ...peerOf(peer, 'tokensPerSecond', 1, impl),
-        note: `${note}: forwardBackward + AdamW step (clip 1), ${steps} steps after 3 warm-up`,
-      });
+    } catch (err) {
+      rows.push(failed('matmul', 'TFLOP/s', true, err));
     }
-    return rows;
+
+    try {
+      checkAttention();
+      for (const a of attentions) {
+        const r = quick ? 3 : 10;
+        const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' });
+        const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
+        // Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
+        const flops = 3.5 * 2 * a.b * a.h * a.t * a.t * a.d;
+        rows.push({
+          name: `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`,
+          unit: 'ms',
+          value: ours.medianMsFwdBwd,
+          higherIsBetter: false,
+          ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
+          note: `${note}: fp32; forward alone ${ours.medianMsFwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
+        });
+      }
+    } catch (err) {
+      rows.push(failed('attention fwd+bwd', 'ms', false, err));
+    }
+
+    try {
+      for (const preset of presets) {
+        const config = presetConfig(preset);
+        const batch = preset === 'base' ? 16 : 32;
+        const seq = Math.min(256, config.max_position_embeddings);
+        const steps = quick ? 5 : 15;
+        const engine = await Engine.create({ config, device: 'cuda', seed: 1 });
+        let rate: number;
+        try {
+          rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
+        } finally {
+          engine.dispose();
+        }
+        const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
+        const peer = await runPeer('train_step', { config, lora: null, batch, seq, steps, warmup: 2, adamw, device: 'cuda', dtype: 'bf16', threads: options.threads });
+        const impl = peer.ok ? String(peer.result.impl) : 'PyTorch';
+        rows.push({
+          name: `train step ${preset} (full) b=${batch} t=${seq}`,
+          unit: 'tokens/s',
+          value: rate,
+          higherIsBetter: true,
+          ...peerOf(peer, 'tokensPerSecond', 1, impl),
+          note: `${note}: forwardBackward + AdamW step (clip 1), ${steps} steps after 3 warm-up`,
+        });
+      }
+    } catch (err) {
+      rows.push(failed('train step', 'tokens/s', true, err));
+    }
+    try {
+      rows.push(await loraStep3b(options, note));
+    } catch (err) {
+      rows.push(failed('LoRA step open-llama-3b', 'tokens/s', true, err));
+    }
+    return rows.list;
   },
 };
+
+/** The LoRA step issue 7 names: the open-llama-3b preset, random weights, rank 8, alpha 32, all seven
+ * projections, beside transformers + PEFT with its frozen base in bf16 and SDPA attention (what one would
+ * run to LoRA-tune a 3B model in PyTorch). Tokens/s and memory: ours is the engine's own arrays
+ * (weights, adapter state, activations; its CUDA scratch is not counted), the peer's torch's peak. */
+async function loraStep3b(options: BenchOptions, note: string): Promise<BenchRow> {
+  const config = presetConfig('open-llama-3b');
+  const lora = { r: 8, alpha: 32, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+  const batch = 8, seq = 256;
+  const steps = options.quick ? 5 : 15;
+  // Random base weights without drawing 3.4B normals on the host: one uniform buffer (std 0.02), sliced.
+  const engine = await Engine.create({ config, lora, device: 'cuda', seed: 1, initializeBase: false });
+  let rate: number, memory: number;
+  try {
+    const infos = engine.parameters().filter((t) => !t.trainable);
+    const largest = Math.max(...infos.map((t) => t.shape.reduce((a, b) => a * b, 1)));
+    const noise = pseudoRandom(largest, 7).map((x) => x * 0.02 * Math.sqrt(12));
+    for (const t of infos) {
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      engine.setParameter(t.name, t.shape.length === 1 ? new Float32Array(n).fill(1) : noise.subarray(0, n));
+    }
+    rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
+    memory = engine.info().memoryBytes;
+  } finally {
+    engine.dispose();
+  }
+  const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
+  const peer = await runPeer('train_step', {
+    config, lora, batch, seq, steps, warmup: 2, adamw, device: 'cuda', dtype: 'bf16', threads: options.threads,
+    baseWeights: 'bf16', attention: 'sdpa', impl: 'hf',
+  });
+  const peerMemory = peer.ok && typeof peer.result.peakGpuMb === 'number' ? `${(peer.result.peakGpuMb / 1024).toFixed(1)} GiB peak` : 'peak unknown';
+  return {
+    name: `LoRA step open-llama-3b r=8 a=32 all projections b=${batch} t=${seq}`,
+    unit: 'tokens/s',
+    value: rate,
+    higherIsBetter: true,
+    ...peerOf(peer, 'tokensPerSecond', 1, peer.ok ? String(peer.result.impl) : 'transformers + PEFT'),
+    note: `${note}: memory ours ${(memory / 2 ** 30).toFixed(1)} GiB (fp32 weights, scratch not counted), peer ${peerMemory}`,
+  };
+}
 
 async function trainRate(engine: Engine, batch: number, seq: number, steps: number, vocab: number): Promise<number> {
   const tokens = Int32Array.from({ length: batch * seq }, (_, i) => (i * 7919 + 13) % vocab);
