@@ -181,6 +181,8 @@ export interface CudaAvailability {
   reason: string | null;
   /** 'CUDA device 0 (NVIDIA H100 80GB HBM3)' when ok. */
   device?: string;
+  /** Which GEMM kernels large products use there (the Hopper wgmma/TMA kernel or mma.sync), when ok. */
+  gemm?: string;
 }
 
 export interface LoraKernelOptions {
@@ -284,7 +286,12 @@ export interface NativeKernels {
    * Times C = op(A) op(B) off the JS thread, each call to completion (the GPU synchronized), `repeats`
    * calls after one warm-up; gflops is from the best call.
    */
-  timeMatmul(options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; repeats?: number }): Promise<{
+  /**
+   * operands 'bf16' (device 'cuda' on a Hopper GPU only) times the bf16 GEMM alone on operands already
+   * converted to bf16, A row-major and B transposed (the inputs torch.mm gets in bf16); the default 'fp32'
+   * times the backend's gemm() as the model calls it, conversions included.
+   */
+  timeMatmul(options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; repeats?: number; operands?: 'fp32' | 'bf16' }): Promise<{
     bestSeconds: number;
     meanSeconds: number;
     medianSeconds: number;

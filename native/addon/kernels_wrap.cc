@@ -636,6 +636,12 @@ Napi::Value CudaAvailable(const Napi::CallbackInfo& info) {
   r.Set("ok", be != nullptr);
   r.Set("reason", be ? env.Null() : Napi::Value(Napi::String::New(env, why)));
   if (be) r.Set("device", label);
+#ifdef PUZZLE_LLAMA_CUDA
+  if (be) {
+    const bool hopper = static_cast<cuda::CudaBackend*>(be)->hopperGemm();
+    r.Set("gemm", hopper ? "wgmma + TMA (sm_90a) from 4M multiply-adds, mma.sync below" : "mma.sync (bf16 tensor cores)");
+  }
+#endif
   return r;
 }
 
@@ -721,15 +727,20 @@ class JobBackend {
 
 class TimeMatmulJob : public PromiseWorker {
  public:
-  TimeMatmulJob(Napi::Env env, int M, int N, int K, bool tA, bool tB, int repeats, int threads, Device device)
+  TimeMatmulJob(Napi::Env env, int M, int N, int K, bool tA, bool tB, int repeats, int threads, Device device,
+                bool bf16)
       : PromiseWorker(env, "puzzle-llama:timeMatmul"), M_(M), N_(N), K_(K), tA_(tA), tB_(tB), repeats_(repeats),
-        threads_(threads), device_(device) {}
+        threads_(threads), device_(device), bf16_(bf16) {}
 
  protected:
   void Run(const ExecutionProgress&) override {
     JobBackend jb(device_, threads_);
     Backend& be = *jb;
     Scratch mem(be);
+    if (bf16_) {
+      runBf16(be, mem);
+      return;
+    }
     float* a = mem.floats(static_cast<size_t>(M_) * K_);
     float* b = mem.floats(static_cast<size_t>(K_) * N_);
     float* c = mem.floats(static_cast<size_t>(M_) * N_);
@@ -756,10 +767,37 @@ class TimeMatmulJob : public PromiseWorker {
   }
 
  private:
+  // bf16 operands already in device memory, K-major (A row-major, B transposed: what torch.mm gets in
+  // bf16): the Hopper kernel alone, without the fp32 interface's conversion passes.
+  void runBf16(Backend& be, Scratch& mem) {
+#ifdef PUZZLE_LLAMA_CUDA
+    auto* cuda = device_ == Device::Cuda ? static_cast<cuda::CudaBackend*>(&be) : nullptr;
+    if (!cuda || !cuda->hopperGemm())
+      throw Error("kernels.timeMatmul(): options.operands 'bf16' needs device 'cuda' on a GPU that runs the sm_90a "
+                  "(Hopper) GEMM");
+    const int ldk = (K_ + 7) / 8 * 8;
+    float* a32 = mem.floats(static_cast<size_t>(M_) * K_);
+    float* b32 = mem.floats(static_cast<size_t>(N_) * K_);
+    fillPattern(be, a32, static_cast<size_t>(M_) * K_, 7919);
+    fillPattern(be, b32, static_cast<size_t>(N_) * K_, 104729);
+    float* a = mem.floats((static_cast<size_t>(M_) * ldk + 1) / 2);  // bf16: two a float
+    float* b = mem.floats((static_cast<size_t>(N_) * ldk + 1) / 2);
+    float* c = mem.floats(static_cast<size_t>(M_) * N_);
+    cuda->toBf16KMajor(a, a32, M_, K_, true, ldk);
+    cuda->toBf16KMajor(b, b32, N_, K_, true, ldk);
+    times_ = timeRepeats(be, repeats_, abortFlag(), [&] { cuda->gemmBf16(c, a, b, M_, N_, K_, ldk, ldk, 1.0f, 0.0f); });
+#else
+    (void)be;
+    (void)mem;
+    throw Error("kernels.timeMatmul(): options.operands 'bf16' needs the CUDA build");
+#endif
+  }
+
   int M_, N_, K_;
   bool tA_, tB_;
   int repeats_, threads_;
   Device device_;
+  bool bf16_;
   std::vector<double> times_;
 };
 
@@ -767,10 +805,18 @@ Napi::Value TimeMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string w = "kernels.timeMatmul(): options.";
   Napi::Object o = objectArg(info, 0, "kernels.timeMatmul(): options", false);
+  bool bf16 = false;
+  const Napi::Value operands = o.Get("operands");
+  if (!operands.IsUndefined()) {
+    const std::string v = operands.IsString() ? operands.As<Napi::String>().Utf8Value() : "";
+    if (v != "fp32" && v != "bf16")
+      throwType(env, w + "operands must be 'fp32' or 'bf16', got " + (operands.IsString() ? "'" + v + "'" : "a non-string"));
+    bf16 = v == "bf16";
+  }
   auto* job = new TimeMatmulJob(env, dim(o, "m", w), dim(o, "n", w), dim(o, "k", w), boolField(o, "transA", w, false),
                                 boolField(o, "transB", w, false), static_cast<int>(intField(o, "repeats", w, 1, 100000, 10)),
                                 static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)),
-                                deviceArg(o, w));
+                                deviceArg(o, w), bf16);
   job->Queue();
   return job->Promise();
 }

@@ -23,6 +23,7 @@ GemmPath gemmPathFromEnv() {
   if (!s) return GemmPath::Auto;
   if (std::strcmp(s, "simt") == 0) return GemmPath::Simt;
   if (std::strcmp(s, "mma") == 0) return GemmPath::Mma;
+  if (std::strcmp(s, "wgmma") == 0) return GemmPath::Wgmma;
   return GemmPath::Auto;
 }
 
@@ -41,6 +42,13 @@ CudaBackend::CudaBackend(int device, const std::string& deviceName, int multipro
     cudaGetLastError();
     cudaStreamDestroy(stream_);
     fail(err, "cudaMalloc (backend scratch)");
+  }
+  hopperGemm_ = hopperGemmSupported(stream_);
+  if (static_cast<GemmPath>(gemmPath_) == GemmPath::Wgmma && !hopperGemm_) {
+    cudaFree(result_);
+    cudaStreamDestroy(stream_);
+    throw Error("PUZZLE_LLAMA_CUDA_GEMM=wgmma, but " + deviceLabel() +
+                " does not run this build's sm_90a (Hopper) image");
   }
 }
 
@@ -172,8 +180,31 @@ void CudaBackend::synchronize() {
 void CudaBackend::gemm(float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB,
                        float alpha, float beta) {
   use();
-  cuda::gemm(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, static_cast<GemmPath>(gemmPath_),
+  const auto path = static_cast<GemmPath>(gemmPath_);
+  // The Hopper kernel from about 4M multiply-adds up (below that its operand conversion dominates).
+  const bool hopper = hopperGemm_ && M > 0 && N > 0 && K > 0 &&
+                      (path == GemmPath::Wgmma ||
+                       (path == GemmPath::Auto && double(M) * N * K >= double(1 << 22) && M >= 64 && N >= 64));
+  if (hopper) {
+    void* scratch = scratchFor(gemmHopperScratchBytes(M, N, K));
+    cuda::gemmHopper(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, scratch, multiprocessors_);
+    return;
+  }
+  cuda::gemm(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, path == GemmPath::Wgmma ? GemmPath::Auto : path,
              multiprocessors_);
+}
+
+void CudaBackend::toBf16KMajor(void* out, const float* X, int rows, int K, bool kContiguous, int ldk) {
+  use();
+  cuda::toBf16KMajor(stream_, static_cast<__nv_bfloat16*>(out), X, rows, K, kContiguous, ldk);
+}
+
+void CudaBackend::gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
+                           float beta) {
+  use();
+  if (!hopperGemm_) throw Error("gemmBf16: " + deviceLabel() + " does not run this build's sm_90a (Hopper) GEMM");
+  cuda::gemmBf16(stream_, C, static_cast<const __nv_bfloat16*>(A), static_cast<const __nv_bfloat16*>(B), M, N, K, lda,
+                 ldb, alpha, beta, multiprocessors_);
 }
 
 void CudaBackend::add(float* out, const float* a, const float* b, size_t n) {

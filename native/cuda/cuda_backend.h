@@ -67,6 +67,16 @@ class CudaBackend final : public Backend {
   void dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed) override;
   void adamw(float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp) override;
 
+  // ---- beyond the Backend interface: bf16 operands for the Hopper GEMM ----
+  // Whether large gemm() calls run the sm_90a wgmma/TMA kernel on this device.
+  bool hopperGemm() const { return hopperGemm_; }
+  // out (bf16, rows x ldk) = element (r, k) of an fp32 operand stored K-contiguous (X[r*K+k]) or not
+  // (X[k*rows+r]), zero-padded to ldk (a multiple of 8).
+  void toBf16KMajor(void* out, const float* X, int rows, int K, bool kContiguous, int ldk);
+  // C[M,N] = alpha * A[M,K] B[N,K]^T + beta * C on bf16 rows lda / ldb apart. Needs hopperGemm().
+  void gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
+                float beta);
+
  private:
   void use() const;                       // makes the device current on the calling thread
   void* scratchFor(size_t bytes);         // grows the scratch buffer on demand
@@ -76,6 +86,7 @@ class CudaBackend final : public Backend {
   std::string deviceName_;
   int multiprocessors_;
   int gemmPath_;  // a GemmPath
+  bool hopperGemm_ = false;  // the sm_90a wgmma/TMA GEMM runs here
   CUstream_st* stream_ = nullptr;
   void* result_ = nullptr;  // one double: sumSquares' result
   void* scratch_ = nullptr;
@@ -84,8 +95,9 @@ class CudaBackend final : public Backend {
 
 // Makes a backend on device `deviceIndex`. Throws pl::Error naming the device (index and name) when it
 // does not exist, is older than compute capability 8.0 (bf16 tensor cores), has no kernel image in this
-// build, or its stream cannot be created. PUZZLE_LLAMA_CUDA_GEMM=simt|mma (read here) forces one GEMM
-// kernel for parity tests and benchmarks; unset, the backend picks by shape.
+// build, or its stream cannot be created. PUZZLE_LLAMA_CUDA_GEMM=simt|mma|wgmma (read here) forces one
+// GEMM kernel for parity tests and benchmarks (wgmma: the Hopper one, refused where it cannot run); unset,
+// the backend picks by device and shape.
 std::unique_ptr<Backend> createBackend(int deviceIndex);
 
 }  // namespace pl::cuda

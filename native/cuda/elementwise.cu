@@ -82,7 +82,8 @@ __global__ void dropout_forward_kernel(float* out, const float* inp, size_t n, f
 __global__ void dropout_backward_kernel(float* dinp, const float* dout, size_t n, float p, float keepScale,
                                         uint64_t seed) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-    if (uniform01(seed, i) >= p) dinp[i] += dout[i] * keepScale;
+    // Rounded product, then rounded sum (no fused multiply-add): the CPU's result, bit for bit.
+    if (uniform01(seed, i) >= p) dinp[i] = __fadd_rn(dinp[i], __fmul_rn(dout[i], keepScale));
 }
 
 // out[N,C] = wte[tokens[n]]: one thread an element, grid-stride over N*C.

@@ -2,6 +2,7 @@
 // the launch and throws pl::Error naming the kernel; none synchronizes. Shapes and contracts are those of
 // model/backend.h. Launchers that need scratch memory say how much (a *ScratchBytes function) and take it.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -12,11 +13,27 @@
 namespace pl::cuda {
 
 // ---- gemm.cu ---------------------------------------------------------------------------------------
-enum class GemmPath { Auto, Mma, Simt };
+enum class GemmPath { Auto, Mma, Simt, Wgmma };
 // C[M,N] = alpha * op(A) @ op(B) + beta * C. Auto picks the SIMT fp32 kernel for tiny products and
 // the bf16 tensor-core kernel otherwise; `multiprocessors` picks the tile size (never the result).
 void gemm(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
           bool transB, float alpha, float beta, GemmPath path, int multiprocessors);
+
+// ---- gemm_hopper.cu (sm_90a: wgmma + TMA) -------------------------------------------------------------
+// Whether this device runs the sm_90a image and the driver can encode tensor maps; launches a probe.
+bool hopperGemmSupported(cudaStream_t stream);
+// C[M,N] = alpha * A[M,K] B[N,K]^T + beta * C: bf16 rows `lda` / `ldb` elements apart (multiples of 8,
+// bases 16-byte aligned), fp32 accumulation and output.
+void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
+              int lda, int ldb, float alpha, float beta, int multiprocessors);
+// out[r * ldk + k] = bf16(element (r, k)) of an fp32 rows x K operand, stored with K contiguous
+// (X[r * K + k]) or not (X[k * rows + r]); columns K..ldk-1 are zero. ldk is a multiple of 8.
+void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk);
+// The fp32 gemm() contract on the Hopper kernel: converts op(A) and op(B) into `scratch`
+// (gemmHopperScratchBytes) and multiplies them.
+size_t gemmHopperScratchBytes(int M, int N, int K);
+void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
+                bool transB, float alpha, float beta, void* scratch, int multiprocessors);
 
 // ---- elementwise.cu --------------------------------------------------------------------------------
 void add(cudaStream_t stream, float* out, const float* a, const float* b, size_t n);

@@ -199,3 +199,14 @@ describe('kernel arguments', () => {
     expect(() => kernels.setSimd('sse9' as SimdLevel)).toThrow(/level must be/);
   });
 });
+
+describe('kernel timing', () => {
+  it('timeMatmul times the CPU GEMM and refuses bf16 operands where the Hopper kernel is not', async () => {
+    const r = await kernels.timeMatmul({ m: 64, n: 48, k: 32, repeats: 3, device: 'cpu' });
+    expect(r.bestSeconds).toBeGreaterThan(0);
+    expect(r.medianSeconds).toBeGreaterThanOrEqual(r.bestSeconds);
+    expect(r.gflops).toBeCloseTo((2 * 64 * 48 * 32) / r.bestSeconds / 1e9, 6);
+    expect(() => kernels.timeMatmul({ m: 8, n: 8, k: 8, operands: 'fp16' as 'bf16' })).toThrow(/options\.operands must be 'fp32' or 'bf16', got 'fp16'/);
+    await expect(kernels.timeMatmul({ m: 8, n: 8, k: 8, device: 'cpu', operands: 'bf16' })).rejects.toThrow(/operands 'bf16' needs/);
+  });
+});

@@ -1,0 +1,441 @@
+// The Hopper (sm_90a) GEMM: C[M,N] (fp32) = alpha * A[M,K] * B[N,K]^T + beta * C, with A and B in bf16,
+// both K-major. One producer warp group streams 128x64 / BNx64 tiles with the tensor memory accelerator
+// (TMA) into a ring of shared-memory stages guarded by mbarriers; two consumer warp groups multiply them
+// with wgmma (64 rows each) into fp32 registers; the grid is persistent (one CTA per multiprocessor
+// walking the output tiles). The fp32 interface of the backend reaches it through toBf16KMajor(), which
+// converts (and where needed transposes) an operand into bf16 rows padded to a multiple of 8.
+// Built for every arch; the kernel body exists only in the sm_90a image (hopperGemmSupported() asks the
+// device which image it runs), elsewhere the launcher is never called.
+#include <cuda.h>  // CUtensorMap and the driver enums (the entry point is fetched through the runtime)
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "common.cuh"
+#include "kernels.h"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define PL_HOPPER_DEVICE 1
+#endif
+
+namespace pl::cuda {
+
+namespace {
+
+constexpr int kHBM = 128;        // tile rows (two consumer warp groups of 64)
+constexpr int kHBK = 64;         // K per stage: 64 bf16 = 128 bytes, one swizzle span
+constexpr int kHThreads = 384;   // producer warp group + two consumers
+
+template <int BN>
+struct HopperTile {
+  static constexpr int kStages = BN == 256 ? 4 : 6;
+  static constexpr int kStageBytes = (kHBM + BN) * kHBK * 2;
+  static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers, alignment
+};
+
+#ifdef PL_HOPPER_DEVICE
+constexpr int kGroupM = 16;  // tiles are walked in groups of 16 tile-rows (L2 reuse)
+
+__device__ __forceinline__ uint32_t smemAddr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void mbarInit(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smemAddr(bar)), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mbarExpectTx(uint64_t* bar, int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smemAddr(bar)), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mbarArrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smemAddr(bar)) : "memory");
+}
+
+// Waits until the barrier's phase with the given parity has completed.
+__device__ __forceinline__ void mbarWait(uint64_t* bar, int parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "wait_loop:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_loop;\n"
+      "}\n" ::"r"(smemAddr(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+// One 2-D box of a tensor map into shared memory; completion is counted in bytes on `bar`.
+__device__ __forceinline__ void tmaLoad(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::
+          "r"(smemAddr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smemAddr(bar))
+      : "memory");
+}
+
+// Shared-memory matrix descriptor: K-major tile whose rows are 128 bytes, 128-byte swizzle, 8-row groups
+// 1024 bytes apart. Stepping K by 16 elements adds 32 bytes (2 in the encoded start address).
+__device__ __forceinline__ uint64_t smemDesc(const void* p) {
+  const uint64_t addr = smemAddr(p);
+  return ((addr & 0x3FFFF) >> 4) | (uint64_t(16 >> 4) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+__device__ __forceinline__ void wgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// D[64 x 128] += A[64 x 16] * B[128 x 16]^T, both operands in shared memory (K-major, 128-byte swizzle).
+__device__ __forceinline__ void wgmma128(float (&d)[64], uint64_t descA, uint64_t descB) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, %64, %65, 1, 1, 1, 0, 0;\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(descA), "l"(descB));
+}
+
+// D[64 x 256] += A[64 x 16] * B[256 x 16]^T, both operands in shared memory (K-major, 128-byte swizzle).
+__device__ __forceinline__ void wgmma256(float (&d)[128], uint64_t descA, uint64_t descB) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+      "{"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+      "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
+      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+      "}, %128, %129, 1, 1, 1, 0, 0;\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(descA), "l"(descB));
+}
+
+template <int BN>
+__device__ __forceinline__ void wgmmaTile(float (&d)[BN / 2], uint64_t descA, uint64_t descB) {
+  if constexpr (BN == 256)
+    wgmma256(d, descA, descB);
+  else
+    wgmma128(d, descA, descB);
+}
+
+// Tile t of the walk: groups of kGroupM tile-rows, column-major inside a group, so that CTAs running at
+// the same time share B tiles (and A tiles within the group) in L2.
+__device__ __forceinline__ void tileCoords(int t, int tilesM, int tilesN, int& tm, int& tn) {
+  const int perGroup = kGroupM * tilesN;
+  const int group = t / perGroup, first = group * kGroupM;
+  const int rows = min(kGroupM, tilesM - first);
+  const int inGroup = t % perGroup;
+  tm = first + inGroup % rows;
+  tn = inGroup / rows;
+}
+#endif  // PL_HOPPER_DEVICE
+
+template <int BN>
+__global__ void __launch_bounds__(kHThreads, 1)
+    gemm_wgmma_kernel(const __grid_constant__ CUtensorMap mapA, const __grid_constant__ CUtensorMap mapB, float* C,
+                      int M, int N, int K, float alpha, float beta) {
+#ifdef PL_HOPPER_DEVICE
+  using Tile = HopperTile<BN>;
+  constexpr int S = Tile::kStages;
+  extern __shared__ uint8_t smemRaw[];
+  // 128-byte swizzled tiles must start on 1024-byte boundaries.
+  uint8_t* smem = smemRaw + ((1024 - (smemAddr(smemRaw) & 1023)) & 1023);
+  __nv_bfloat16* sA = reinterpret_cast<__nv_bfloat16*>(smem);
+  __nv_bfloat16* sB = reinterpret_cast<__nv_bfloat16*>(smem + S * kHBM * kHBK * 2);
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * Tile::kStageBytes);
+  uint64_t* empty = full + S;
+
+  const int tilesM = (M + kHBM - 1) / kHBM, tilesN = (N + BN - 1) / BN, tiles = tilesM * tilesN;
+  const int kTiles = (K + kHBK - 1) / kHBK;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S; ++s) {
+      mbarInit(&full[s], 1);      // the producer's arrive (with the expected bytes)
+      mbarInit(&empty[s], 2);     // one arrive per consumer warp group
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  const int wg = threadIdx.x / 128;
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if (threadIdx.x == 0) {
+      int it = 0;
+      for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+        int tm, tn;
+        tileCoords(t, tilesM, tilesN, tm, tn);
+        for (int kt = 0; kt < kTiles; ++kt, ++it) {
+          const int s = it % S;
+          mbarWait(&empty[s], ((it / S) & 1) ^ 1);  // the first pass finds every stage free
+          mbarExpectTx(&full[s], Tile::kStageBytes);
+          tmaLoad(sA + s * kHBM * kHBK, &mapA, kt * kHBK, tm * kHBM, &full[s]);
+          tmaLoad(sB + s * BN * kHBK, &mapB, kt * kHBK, tn * BN, &full[s]);
+        }
+      }
+    }
+  } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    const int c = wg - 1;  // rows 64c .. 64c+63 of each tile
+    const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
+    float d[BN / 2];
+    int it = 0;
+    for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+      int tm, tn;
+      tileCoords(t, tilesM, tilesN, tm, tn);
+#pragma unroll
+      for (int i = 0; i < BN / 2; ++i) d[i] = 0.0f;
+      int prev = -1;
+      for (int kt = 0; kt < kTiles; ++kt, ++it) {
+        const int s = it % S;
+        mbarWait(&full[s], (it / S) & 1);
+        wgmmaFence();
+        const uint64_t descA = smemDesc(sA + s * kHBM * kHBK + c * 64 * kHBK);
+        const uint64_t descB = smemDesc(sB + s * BN * kHBK);
+#pragma unroll
+        for (int kk = 0; kk < kHBK / 16; ++kk) wgmmaTile<BN>(d, descA + 2 * kk, descB + 2 * kk);
+        wgmmaCommit();
+        wgmmaWait<1>();  // the previous stage's products are done: hand its buffers back
+        if (prev >= 0 && threadIdx.x % 128 == 0) mbarArrive(&empty[prev]);
+        prev = s;
+      }
+      wgmmaWait<0>();
+      if (prev >= 0 && threadIdx.x % 128 == 0) mbarArrive(&empty[prev]);
+
+      // Accumulator 4j+e: row 16*warp + lane/4 (+8 for e >= 2), column 8j + 2*(lane%4) + (e%2).
+      const int row = tm * kHBM + c * 64 + warp * 16 + lane / 4;
+      const int col0 = tn * BN + 2 * (lane % 4);
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int col = col0 + 8 * j;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = row + 8 * h;
+          if (r >= M) continue;
+          float* out = C + size_t(r) * N + col;
+          const float v0 = alpha * d[4 * j + 2 * h], v1 = alpha * d[4 * j + 2 * h + 1];
+          if (col < N) out[0] = beta == 0.0f ? v0 : v0 + beta * out[0];
+          if (col + 1 < N) out[1] = beta == 0.0f ? v1 : v1 + beta * out[1];
+        }
+      }
+    }
+  }
+#else
+  (void)mapA;
+  (void)mapB;
+  (void)C;
+  (void)M;
+  (void)N;
+  (void)K;
+  (void)alpha;
+  (void)beta;
+  __trap();
+#endif
+}
+
+// Writes 1 when the image the device runs has the sm_90a body (a plain sm_90 PTX build does not).
+__global__ void hopper_probe_kernel(int* out) {
+#ifdef PL_HOPPER_DEVICE
+  *out = 1;
+#else
+  *out = 0;
+#endif
+}
+
+// ---- conversion to bf16 K-major rows ---------------------------------------------------------------
+
+// out[r * ldk + k] = bf16(X[r * K + k]) for k < K, 0 up to ldk: eight elements (16 bytes out) a thread.
+__global__ void to_bf16_rows_kernel(__nv_bfloat16* out, const float* X, int rows, int K, int ldk) {
+  const int groups = ldk / 8;
+  const size_t total = size_t(rows) * groups;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const size_t r = i / groups;
+    const int k0 = int(i % groups) * 8;
+    const float* src = X + r * K;
+    __align__(16) __nv_bfloat16 v[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(k0 + e < K ? src[k0 + e] : 0.0f);
+    *reinterpret_cast<uint4*>(out + r * ldk + k0) = *reinterpret_cast<const uint4*>(v);
+  }
+}
+
+// out[r * ldk + k] = bf16(X[k * rows + r]) (X stored K-major the other way): 32x32 tiles through shared memory.
+__global__ void to_bf16_transposed_kernel(__nv_bfloat16* out, const float* X, int rows, int K, int ldk) {
+  __shared__ float tile[32][33];
+  const int r0 = blockIdx.x * 32, k0 = blockIdx.y * 32;
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int k = k0 + i, r = r0 + threadIdx.x;
+    tile[i][threadIdx.x] = (k < K && r < rows) ? X[size_t(k) * rows + r] : 0.0f;
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int r = r0 + i, k = k0 + threadIdx.x;
+    if (r < rows && k < ldk) out[size_t(r) * ldk + k] = __float2bfloat16_rn(tile[threadIdx.x][i]);
+  }
+}
+
+// ---- host side -------------------------------------------------------------------------------------
+
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+EncodeTiled encodeTiled() {
+  static EncodeTiled fn = nullptr;
+  static std::string why;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    const cudaError_t err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &status);
+    if (err != cudaSuccess || status != cudaDriverEntryPointSuccess || !p) {
+      cudaGetLastError();
+      why = std::string("the driver has no cuTensorMapEncodeTiled: ") + cudaGetErrorString(err);
+      return;
+    }
+    fn = reinterpret_cast<EncodeTiled>(p);
+  });
+  if (!fn) throw Error("gemm (Hopper): " + why);
+  return fn;
+}
+
+// A 2-D map over bf16 rows: `rows` rows of `K` elements, `ld` elements apart; boxes of boxRows x 64.
+CUtensorMap tensorMap(const __nv_bfloat16* base, int rows, int K, int ld, int boxRows) {
+  CUtensorMap map{};
+  const cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(ld) * 2};
+  const cuuint32_t box[2] = {cuuint32_t(kHBK), cuuint32_t(boxRows)};
+  const cuuint32_t elementStrides[2] = {1, 1};
+  const CUresult r = encodeTiled()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<__nv_bfloat16*>(base), dims,
+                                   strides, box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                   CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    throw Error("gemm (Hopper): cuTensorMapEncodeTiled failed with error " + std::to_string(int(r)) + " for " +
+                std::to_string(rows) + " rows of " + std::to_string(K) + " (ld " + std::to_string(ld) + ")");
+  return map;
+}
+
+template <int BN>
+void launchWgmma(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
+                 int lda, int ldb, float alpha, float beta, int multiprocessors) {
+  using Tile = HopperTile<BN>;
+  static std::once_flag once;
+  std::call_once(once, [] { allowSharedMemory(gemm_wgmma_kernel<BN>, Tile::kSmemBytes, "gemm_wgmma_kernel"); });
+  const CUtensorMap mapA = tensorMap(A, M, K, lda, kHBM);
+  const CUtensorMap mapB = tensorMap(B, N, K, ldb, BN);
+  const int tiles = int(ceilDiv(M, kHBM)) * int(ceilDiv(N, BN));
+  const int grid = tiles < multiprocessors ? tiles : multiprocessors;
+  gemm_wgmma_kernel<BN><<<grid, kHThreads, Tile::kSmemBytes, stream>>>(mapA, mapB, C, M, N, K, alpha, beta);
+  checkLaunch("gemm_wgmma_kernel");
+}
+
+int roundUp8(int k) { return (k + 7) / 8 * 8; }
+
+}  // namespace
+
+bool hopperGemmSupported(cudaStream_t stream) {
+  int* flag = nullptr;
+  if (cudaMalloc(&flag, sizeof(int)) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  int host = 0;
+  hopper_probe_kernel<<<1, 1, 0, stream>>>(flag);
+  bool ok = cudaGetLastError() == cudaSuccess &&
+            cudaMemcpyAsync(&host, flag, sizeof(int), cudaMemcpyDeviceToHost, stream) == cudaSuccess &&
+            cudaStreamSynchronize(stream) == cudaSuccess;
+  cudaGetLastError();
+  cudaFree(flag);
+  if (!ok || host != 1) return false;
+  try {
+    encodeTiled();
+  } catch (const Error&) {
+    return false;
+  }
+  return true;
+}
+
+void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk) {
+  if (rows <= 0 || ldk <= 0) return;
+  if (ldk % 8 != 0 || ldk < K) throw Error("toBf16KMajor: ldk " + std::to_string(ldk) + " must be a multiple of 8 and >= K " + std::to_string(K));
+  if (kContiguous) {
+    const size_t work = size_t(rows) * (ldk / 8);
+    to_bf16_rows_kernel<<<elementwiseBlocks(work, 256), 256, 0, stream>>>(out, X, rows, K, ldk);
+    checkLaunch("to_bf16_rows_kernel");
+  } else {
+    const dim3 grid(ceilDiv(rows, 32), ceilDiv(ldk, 32));
+    if (grid.y > 65535) throw Error("toBf16KMajor: K = " + std::to_string(K) + " is too large for one launch");
+    to_bf16_transposed_kernel<<<grid, dim3(32, 8), 0, stream>>>(out, X, rows, K, ldk);
+    checkLaunch("to_bf16_transposed_kernel");
+  }
+}
+
+void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
+              int lda, int ldb, float alpha, float beta, int multiprocessors) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || lda < K || ldb < K || lda % 8 || ldb % 8)
+    throw Error("gemm (Hopper): K " + std::to_string(K) + ", lda " + std::to_string(lda) + ", ldb " +
+                std::to_string(ldb) + ": K must be > 0 and the leading dimensions multiples of 8 and >= K");
+  if ((reinterpret_cast<uintptr_t>(A) | reinterpret_cast<uintptr_t>(B)) % 16)
+    throw Error("gemm (Hopper): A and B must be 16-byte aligned");
+  // 256-wide tiles unless they leave most multiprocessors idle.
+  const double wide = double(ceilDiv(M, kHBM)) * ceilDiv(N, 256);
+  if (wide >= multiprocessors || N > 4096)
+    launchWgmma<256>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
+  else
+    launchWgmma<128>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
+}
+
+size_t gemmHopperScratchBytes(int M, int N, int K) {
+  const size_t ldk = size_t(roundUp8(K < 1 ? 1 : K));
+  // Two operands, each start rounded to 256 bytes.
+  return ((size_t(M) * ldk * 2 + 255) / 256 + (size_t(N) * ldk * 2 + 255) / 256) * 256;
+}
+
+void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
+                bool transB, float alpha, float beta, void* scratch, int multiprocessors) {
+  if (M <= 0 || N <= 0) return;
+  const int ldk = roundUp8(K);
+  auto* a = static_cast<__nv_bfloat16*>(scratch);
+  auto* b = reinterpret_cast<__nv_bfloat16*>(static_cast<uint8_t*>(scratch) + (size_t(M) * ldk * 2 + 255) / 256 * 256);
+  // op(A) is M x K: K-contiguous unless transposed. op(B) is K x N: its rows (index n) are K-contiguous
+  // only when B is transposed.
+  toBf16KMajor(stream, a, A, M, K, !transA, ldk);
+  toBf16KMajor(stream, b, B, N, K, transB, ldk);
+  gemmBf16(stream, C, a, b, M, N, K, ldk, ldk, alpha, beta, multiprocessors);
+}
+
+}  // namespace pl::cuda
