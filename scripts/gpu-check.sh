@@ -69,7 +69,9 @@ fi
 # ---- 1b. the C++ parity harness ------------------------------------------------------------------------
 # Op by op, outside Node: when a kernel faults, this names it before the test phase's worker dies of it.
 if ((build_ok)) && [[ ${GPU_CHECK_HARNESS:-1} == 1 ]]; then
-  phase harness $(($(left) - 250 < 90 ? $(left) - 250 : 90)) bash -c \
+  harness_box=$(($(left) - 150))
+  ((harness_box > 120)) && harness_box=120
+  phase harness $harness_box bash -c \
     'cmake --build build-cuda --target puzzle_llama_cuda_check -j "$CMAKE_BUILD_PARALLEL_LEVEL" > /dev/null && build-cuda/puzzle_llama_cuda_check' \
     || echo "== harness: FAILED (see above); the check goes on"
 fi

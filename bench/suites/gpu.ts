@@ -46,8 +46,10 @@ function checkAttention(): void {
   const v = pseudoRandom(70 * 2 * 128, 5);
   const want = kernels.attentionForward(q, k, v, { ...dims, device: 'cpu' }).out;
   const got = kernels.attentionForward(q, k, v, { ...dims, device: 'cuda' }).out;
+  // bf16 tensor cores (d 128): errors of ~1e-2 of the output's scale.
+  const scale = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
   for (let i = 0; i < want.length; i++) {
-    if (!(Math.abs(got[i] - want[i]) <= 1e-3 + 1e-2 * Math.abs(want[i]))) {
+    if (!(Math.abs(got[i] - want[i]) <= 2e-2 * scale + 2e-2 * Math.abs(want[i]))) {
       throw new Error(`CUDA attention check failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
     }
   }
@@ -154,7 +156,7 @@ export const gpuSuite: BenchSuite = {
           value: ours.medianMsFwdBwd,
           higherIsBetter: false,
           ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
-          note: `${note}: fp32; forward alone ${ours.medianMsFwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
+          note: `${note}: bf16 tensor cores (mma.sync), fp32 in memory; forward alone ${ours.medianMsFwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
         });
       }
     } catch (err) {

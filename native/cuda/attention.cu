@@ -1,4 +1,5 @@
-// Causal grouped-query attention, flash style, fp32 on CUDA cores (the tensor-core version is part 2).
+// Causal grouped-query attention, flash style, fp32 on CUDA cores; the entry points hand head dims 33..128
+// (query blocks of 8 rows or more) to the bf16 tensor-core kernels of attention_mma.cu when asked to.
 // Layouts: q, out, dq, dout [B,Tq,H,D]; k, v [B,Tcap,Hkv,D]; lse, delta [B,H,Tq]. Query t sits at position
 // pos0 + t and sees keys [0, pos0 + t]; head h reads kv head h / (H / Hkv); scale 1/sqrt(D), folded into q
 // as the CPU does (s = sum_d (q_d * scale) k_d). Kernels are templated on kMaxD in {32, 64, 128, 256}
@@ -534,13 +535,15 @@ void backwardD(cudaStream_t stream, float* dq, float* dk, float* dv, const float
 }  // namespace
 
 void attentionForward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
-                      int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0) {
+                      int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, bool tensorCores) {
   if (B <= 0 || Tq <= 0 || H <= 0) return;
   checkGrid(B, H, Hkv, D, "attentionForward");
   if (pos0 < 0 || pos0 + Tq > Tcap)
     throw Error("attentionForward: pos0 + Tq = " + std::to_string(pos0 + Tq) + " exceeds the cache length " +
                 std::to_string(Tcap));
-  if (D <= 32) forwardD<32>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
+  if (tensorCores && attentionMmaSupports(D, Tq))
+    attentionForwardMma(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
+  else if (D <= 32) forwardD<32>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else if (D <= 64) forwardD<64>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else if (D <= 128) forwardD<128>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else forwardD<256>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
@@ -550,14 +553,16 @@ size_t attentionBackwardScratchBytes(int B, int T, int H) { return sizeof(float)
 
 void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
                        const float* k, const float* v, const float* out, const float* lse, int B, int T, int H,
-                       int Hkv, int D, void* scratch) {
+                       int Hkv, int D, void* scratch, bool tensorCores) {
   if (B <= 0 || T <= 0 || H <= 0) return;
   checkGrid(B, H, Hkv, D, "attentionBackward");
   float* delta = static_cast<float*>(scratch);
   const size_t rows = size_t(B) * T * H;
   attention_delta_kernel<<<ceilDiv(rows, kWarps), kThreads, 0, stream>>>(delta, dout, out, B, T, H, D);
   checkLaunch("attention_delta_kernel");
-  if (D <= 32) backwardD<32>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
+  if (tensorCores && attentionMmaSupports(D, T))
+    attentionBackwardMma(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
+  else if (D <= 32) backwardD<32>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else if (D <= 64) backwardD<64>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else if (D <= 128) backwardD<128>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else backwardD<256>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);

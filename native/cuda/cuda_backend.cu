@@ -27,11 +27,18 @@ GemmPath gemmPathFromEnv() {
   return GemmPath::Auto;
 }
 
+// PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels; unset (or mma), tensor cores.
+bool attentionTensorCoresFromEnv() {
+  const char* s = std::getenv("PUZZLE_LLAMA_CUDA_ATTENTION");
+  return !(s && std::strcmp(s, "simt") == 0);
+}
+
 }  // namespace
 
 CudaBackend::CudaBackend(int device, const std::string& deviceName, int multiprocessors)
     : device_(device), deviceName_(deviceName), multiprocessors_(multiprocessors),
-      gemmPath_(static_cast<int>(gemmPathFromEnv())) {
+      gemmPath_(static_cast<int>(gemmPathFromEnv())),
+      attentionTensorCores_(attentionTensorCoresFromEnv()) {
   use();
   cudaStream_t stream = nullptr;
   cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -272,7 +279,7 @@ void CudaBackend::ropeBackward(float* dx, const float* cosTable, const float* si
 void CudaBackend::attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, int B,
                                    int Tq, int Tcap, int H, int Hkv, int D, int pos0) {
   use();
-  cuda::attentionForward(stream_, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
+  cuda::attentionForward(stream_, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, attentionTensorCores_);
 }
 
 void CudaBackend::attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q,
@@ -280,7 +287,8 @@ void CudaBackend::attentionBackward(float* dq, float* dk, float* dv, const float
                                     int T, int H, int Hkv, int D) {
   use();
   void* scratch = scratchFor(attentionBackwardScratchBytes(B, T, H));
-  cuda::attentionBackward(stream_, dq, dk, dv, dout, q, k, v, out, lse, B, T, H, Hkv, D, scratch);
+  cuda::attentionBackward(stream_, dq, dk, dv, dout, q, k, v, out, lse, B, T, H, Hkv, D, scratch,
+                          attentionTensorCores_);
 }
 
 void CudaBackend::swigluForward(float* out, const float* gate, const float* up, size_t n) {

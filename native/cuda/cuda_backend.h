@@ -86,7 +86,8 @@ class CudaBackend final : public Backend {
   std::string deviceName_;
   int multiprocessors_;
   int gemmPath_;  // a GemmPath
-  bool hopperGemm_ = false;  // the sm_90a wgmma/TMA GEMM runs here
+  bool attentionTensorCores_;  // bf16 mma.sync attention where it applies
+  bool hopperGemm_ = false;    // the sm_90a wgmma/TMA GEMM runs here
   CUstream_st* stream_ = nullptr;
   void* result_ = nullptr;  // one double: sumSquares' result
   void* scratch_ = nullptr;
@@ -97,7 +98,7 @@ class CudaBackend final : public Backend {
 // does not exist, is older than compute capability 8.0 (bf16 tensor cores), has no kernel image in this
 // build, or its stream cannot be created. PUZZLE_LLAMA_CUDA_GEMM=simt|mma|wgmma (read here) forces one
 // GEMM kernel for parity tests and benchmarks (wgmma: the Hopper one, refused where it cannot run); unset,
-// the backend picks by device and shape.
+// the backend picks by device and shape. PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention in fp32.
 std::unique_ptr<Backend> createBackend(int deviceIndex);
 
 }  // namespace pl::cuda

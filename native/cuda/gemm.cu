@@ -21,6 +21,7 @@
 
 #include "common.cuh"
 #include "kernels.h"
+#include "mma.cuh"
 
 namespace pl::cuda {
 
@@ -85,25 +86,6 @@ __global__ void __launch_bounds__(256)
 
 constexpr int kBK = 32;        // K per step
 constexpr int kLds = kBK + 8;  // shared row length in bf16: 20 words, conflict-free fragment reads
-
-// D += A(16x16, row) * B(16x8, col), bf16 in, fp32 accumulate.
-// Built only for sm_80+ (createBackend refuses older GPUs); a build that lists an older arch traps instead.
-__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-  (void)d;
-  (void)a;
-  (void)b;
-  __trap();
-#else
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-}
-
-__device__ __forceinline__ uint32_t lds32(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 // Moves a [kRows x kBK] tile of an operand X (element (r, k) at X[r*ld + k] when kKContig, else at
 // X[k*ld + r]) from global fp32 into registers as (k, k+1) pairs, then into shared bf16 S[r][k].

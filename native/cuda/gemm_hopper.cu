@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -31,7 +32,7 @@ constexpr int kHThreads = 384;   // producer warp group + two consumers
 
 template <int BN>
 struct HopperTile {
-  static constexpr int kStages = BN == 256 ? 4 : 6;
+  static constexpr int kStages = BN == 256 ? 4 : BN == 192 ? 5 : 6;  // about 200 KB of the 227 KB
   static constexpr int kStageBytes = (kHBM + BN) * kHBK * 2;
   static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers, alignment
 };
@@ -110,6 +111,33 @@ __device__ __forceinline__ void wgmma128(float (&d)[64], uint64_t descA, uint64_
       : "l"(descA), "l"(descB));
 }
 
+// D[64 x 192] += A[64 x 16] * B[192 x 16]^T, both operands in shared memory (K-major, 128-byte swizzle).
+__device__ __forceinline__ void wgmma192(float (&d)[96], uint64_t descA, uint64_t descB) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16 "
+      "{"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
+      "}, %96, %97, 1, 1, 1, 0, 0;\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+      : "l"(descA), "l"(descB));
+}
+
 // D[64 x 256] += A[64 x 16] * B[256 x 16]^T, both operands in shared memory (K-major, 128-byte swizzle).
 __device__ __forceinline__ void wgmma256(float (&d)[128], uint64_t descA, uint64_t descB) {
   asm volatile(
@@ -147,6 +175,8 @@ template <int BN>
 __device__ __forceinline__ void wgmmaTile(float (&d)[BN / 2], uint64_t descA, uint64_t descB) {
   if constexpr (BN == 256)
     wgmma256(d, descA, descB);
+  else if constexpr (BN == 192)
+    wgmma192(d, descA, descB);
   else
     wgmma128(d, descA, descB);
 }
@@ -352,8 +382,7 @@ template <int BN>
 void launchWgmma(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
                  int lda, int ldb, float alpha, float beta, int multiprocessors) {
   using Tile = HopperTile<BN>;
-  static std::once_flag once;
-  std::call_once(once, [] { allowSharedMemory(gemm_wgmma_kernel<BN>, Tile::kSmemBytes, "gemm_wgmma_kernel"); });
+  allowSharedMemory(gemm_wgmma_kernel<BN>, Tile::kSmemBytes, "gemm_wgmma_kernel");  // per device: cheap, so every call
   const CUtensorMap mapA = tensorMap(A, M, K, lda, kHBM);
   const CUtensorMap mapB = tensorMap(B, N, K, ldb, BN);
   const int tiles = int(ceilDiv(M, kHBM)) * int(ceilDiv(N, BN));
@@ -411,10 +440,24 @@ void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_
                 std::to_string(ldb) + ": K must be > 0 and the leading dimensions multiples of 8 and >= K");
   if ((reinterpret_cast<uintptr_t>(A) | reinterpret_cast<uintptr_t>(B)) % 16)
     throw Error("gemm (Hopper): A and B must be 16-byte aligned");
-  // 256-wide tiles unless they leave most multiprocessors idle.
-  const double wide = double(ceilDiv(M, kHBM)) * ceilDiv(N, 256);
-  if (wide >= multiprocessors || N > 4096)
+  // The tile width with the least estimated time: waves of tiles (the last wave counts whole) times the
+  // tile's width, narrower tiles paying a little for their lower reuse of A.
+  const int widths[3] = {256, 192, 128};
+  const double penalty[3] = {1.0, 1.03, 1.08};
+  int best = 0;
+  double bestCost = 0.0;
+  for (int i = 0; i < 3; ++i) {
+    const double tiles = double(ceilDiv(M, kHBM)) * ceilDiv(N, widths[i]);
+    const double cost = std::ceil(tiles / multiprocessors) * widths[i] * penalty[i];
+    if (i == 0 || cost < bestCost) {
+      best = i;
+      bestCost = cost;
+    }
+  }
+  if (best == 0)
     launchWgmma<256>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
+  else if (best == 1)
+    launchWgmma<192>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
   else
     launchWgmma<128>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
 }

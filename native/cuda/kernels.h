@@ -62,12 +62,23 @@ void rope(cudaStream_t stream, float* x, const float* cosTable, const float* sin
 
 // ---- attention.cu ----------------------------------------------------------------------------------
 constexpr int kAttentionMaxD = 256;
+// tensorCores: the bf16 mma.sync kernels of attention_mma.cu where they apply (attentionMmaSupports),
+// else the fp32 ones.
 void attentionForward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
-                      int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0);
+                      int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, bool tensorCores);
 size_t attentionBackwardScratchBytes(int B, int T, int H);
 void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
                        const float* k, const float* v, const float* out, const float* lse, int B, int T, int H,
-                       int Hkv, int D, void* scratch);
+                       int Hkv, int D, void* scratch, bool tensorCores);
+
+// ---- attention_mma.cu (bf16 tensor cores) ----------------------------------------------------------------
+bool attentionMmaSupports(int D, int Tq);  // 32 < D <= 128 and Tq >= 8
+void attentionForwardMma(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
+                         int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0);
+// delta[B,H,T] = rowsum(dout * out), computed by the caller.
+void attentionBackwardMma(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                          const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
+                          int Hkv, int D);
 
 // ---- cross_entropy.cu ------------------------------------------------------------------------------
 void crossEntropy(cudaStream_t stream, float* losses, float* logits, const int32_t* targets, int N, int V,

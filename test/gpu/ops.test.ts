@@ -30,6 +30,20 @@ const FP32 = { atol: 3e-6, rtol: 3e-5 };
 const ATTN_OUT = { atol: 5e-5, rtol: 5e-4 };
 const ATTN_GRAD = { atol: 5e-4, rtol: 5e-3 };
 
+function maxAbs(a: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
+
+/**
+ * Attention's tolerance: head dims 33..128 with 8+ query rows run on bf16 tensor cores (q, k, v, P, dO and
+ * dS rounded to bf16: errors of ~1e-2 of each tensor's scale); the rest is fp32.
+ */
+function attnTol(D: number, Tq: number, want: Float32Array, fp32: { atol: number; rtol: number }): { atol: number; rtol: number } {
+  return D > 32 && D <= 128 && Tq >= 8 ? { atol: 2e-2 * maxAbs(want) + 1e-6, rtol: 2e-2 } : fp32;
+}
+
 function check(cs: Comparison[]): void {
   const bad = cs.filter((c) => !c.ok);
   expect(bad.map((c) => `${c.op} ${c.tensor}: ${c.worstRatio} of tol`)).toEqual([]);
@@ -150,7 +164,7 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
     check(cs);
   });
 
-  it('attention forward and backward: GQA, D 64 and 128, T not a multiple of the tile', () => {
+  it('attention forward and backward: GQA, D 64, 100 and 128, T not a multiple of the tile', () => {
     const cs: Comparison[] = [];
     for (const [B, T, H, Hkv, D] of [
       [1, 1, 1, 1, 64],
@@ -158,6 +172,7 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       [1, 100, 8, 2, 128],
       [2, 129, 4, 1, 128],
       [1, 300, 4, 4, 64],
+      [1, 257, 4, 1, 100],
     ]) {
       const dims = { b: B, t: T, h: H, hkv: Hkv, d: D };
       const tag = `B${B} T${T} H${H} Hkv${Hkv} D${D}`;
@@ -167,11 +182,16 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       const dout = randn(B * T * H * D, 14 + T);
       const fc = kernels.attentionForward(q, k, v, { ...dims, ...cpu });
       const fg = kernels.attentionForward(q, k, v, { ...dims, ...gpu });
-      cs.push(compareTensor('attentionForward', `out ${tag}`, fg.out, fc.out, ATTN_OUT.atol, ATTN_OUT.rtol));
-      cs.push(compareTensor('attentionForward', `lse ${tag}`, fg.lse, fc.lse, ATTN_OUT.atol, ATTN_OUT.rtol));
+      for (const key of ['out', 'lse'] as const) {
+        const tol = attnTol(D, T, fc[key], ATTN_OUT);
+        cs.push(compareTensor('attentionForward', `${key} ${tag}`, fg[key], fc[key], tol.atol, tol.rtol));
+      }
       const bc = kernels.attentionBackward(dout, q, k, v, fc.out, fc.lse, { ...dims, ...cpu });
       const bg = kernels.attentionBackward(dout, q, k, v, fc.out, fc.lse, { ...dims, ...gpu });
-      for (const key of ['dq', 'dk', 'dv'] as const) cs.push(compareTensor('attentionBackward', `${key} ${tag}`, bg[key], bc[key], ATTN_GRAD.atol, ATTN_GRAD.rtol));
+      for (const key of ['dq', 'dk', 'dv'] as const) {
+        const tol = attnTol(D, T, bc[key], ATTN_GRAD);
+        cs.push(compareTensor('attentionBackward', `${key} ${tag}`, bg[key], bc[key], tol.atol, tol.rtol));
+      }
       // Deterministic: no atomics in the backward, so a rerun gives the same bits.
       const again = kernels.attentionBackward(dout, q, k, v, fc.out, fc.lse, { ...dims, ...gpu });
       cs.push(compareExact('attentionBackward', `dq rerun ${tag}`, again.dq, bg.dq));
@@ -187,6 +207,7 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       [1, 3, 100, 4, 4, 64, 50],
       [2, 9, 200, 4, 2, 64, 100],
       [1, 20, 64, 2, 1, 128, 30],
+      [1, 70, 300, 4, 1, 100, 200],
     ]) {
       const dims = { b: B, t: Tq, h: H, hkv: Hkv, d: D, pos0, tcap: Tcap };
       const tag = `B${B} Tq${Tq} Tcap${Tcap} H${H} Hkv${Hkv} D${D} pos0 ${pos0}`;
@@ -195,8 +216,10 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       const v = randn(B * Tcap * Hkv * D, 23 + pos0);
       const fc = kernels.attentionForward(q, k, v, { ...dims, ...cpu });
       const fg = kernels.attentionForward(q, k, v, { ...dims, ...gpu });
-      cs.push(compareTensor('attentionDecode', `out ${tag}`, fg.out, fc.out, ATTN_OUT.atol, ATTN_OUT.rtol));
-      cs.push(compareTensor('attentionDecode', `lse ${tag}`, fg.lse, fc.lse, ATTN_OUT.atol, ATTN_OUT.rtol));
+      for (const key of ['out', 'lse'] as const) {
+        const tol = attnTol(D, Tq, fc[key], ATTN_OUT);
+        cs.push(compareTensor('attentionDecode', `${key} ${tag}`, fg[key], fc[key], tol.atol, tol.rtol));
+      }
     }
     check(cs);
   });
