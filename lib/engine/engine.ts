@@ -162,6 +162,15 @@ export class Engine {
     return this.#alive('info()').info();
   }
 
+  /**
+   * Per-op device time, for performance work: profile(true) clears and starts it (a few microseconds of
+   * host time per op while on); profile(false) waits for the device, stops, and returns one line per op
+   * (total ms, calls, us/call, share), largest first. The CPU backend does not profile: ''.
+   */
+  profile(on: boolean): string {
+    return this.#alive('profile()').profile(on);
+  }
+
   /** Every tensor: Hugging Face names, PEFT names for LoRA tensors (lm_head.weight is absent when tied). */
   parameters(): TensorInfo[] {
     return this.#alive('parameters()').parameters();

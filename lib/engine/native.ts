@@ -120,6 +120,7 @@ export interface NativeGenerateOptions {
 
 /** The native engine object (native/addon/engine_wrap.cc). Calls must not overlap; Engine serializes them. */
 export interface NativeEngine {
+  profile(on: boolean): string;
   info(): NativeEngineInfo;
   parameters(): NativeTensorInfo[];
   getParameter(name: string): Float32Array;

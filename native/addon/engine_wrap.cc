@@ -215,6 +215,7 @@ Napi::Function EngineWrap::Define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::DecodeEnd>("decodeEnd"),
                          InstanceMethod<&EngineWrap::Dispose>("dispose"),
                          InstanceMethod<&EngineWrap::Disposed>("disposed"),
+                         InstanceMethod<&EngineWrap::Profile>("profile"),
                      });
 }
 
@@ -325,6 +326,27 @@ Napi::Value EngineWrap::Parameters(const Napi::CallbackInfo& info) {
     a.Set(i++, o);
   }
   return a;
+}
+
+// profile(true) clears and starts per-op timing; profile(false) stops it and returns the report ('' where
+// the backend does not profile: the CPU).
+Napi::Value EngineWrap::Profile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  usable(env, "profile()");
+  Napi::Value v = info.Length() > 0 ? info[0] : env.Undefined();
+  if (!v.IsBoolean()) throwType(env, "profile(): on must be a boolean, got " + describe(v));
+  Backend& be = *state_->backend;
+  try {
+    if (v.As<Napi::Boolean>().Value()) {
+      be.setProfiling(true);
+      return Napi::String::New(env, "");
+    }
+    const std::string report = be.profileReport();
+    be.setProfiling(false);
+    return Napi::String::New(env, report);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("profile(): ") + e.what());
+  }
 }
 
 Napi::Value EngineWrap::GetParameter(const Napi::CallbackInfo& info) {

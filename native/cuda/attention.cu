@@ -1,5 +1,6 @@
 // Causal grouped-query attention, flash style, fp32 on CUDA cores; the entry points hand head dims 33..128
-// (query blocks of 8 rows or more) to the bf16 tensor-core kernels of attention_mma.cu when asked to.
+// (query blocks of 8 rows or more) to the bf16 tensor-core kernels of attention_flash.cu (or the first
+// tensor-core version, attention_mma.cu) when the path asks for them.
 // Layouts: q, out, dq, dout [B,Tq,H,D]; k, v [B,Tcap,Hkv,D]; lse, delta [B,H,Tq]. Query t sits at position
 // pos0 + t and sees keys [0, pos0 + t]; head h reads kv head h / (H / Hkv); scale 1/sqrt(D), folded into q
 // as the CPU does (s = sum_d (q_d * scale) k_d). Kernels are templated on kMaxD in {32, 64, 128, 256}
@@ -535,13 +536,15 @@ void backwardD(cudaStream_t stream, float* dq, float* dk, float* dv, const float
 }  // namespace
 
 void attentionForward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
-                      int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, bool tensorCores) {
+                      int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, AttentionPath path, void* scratch) {
   if (B <= 0 || Tq <= 0 || H <= 0) return;
   checkGrid(B, H, Hkv, D, "attentionForward");
   if (pos0 < 0 || pos0 + Tq > Tcap)
     throw Error("attentionForward: pos0 + Tq = " + std::to_string(pos0 + Tq) + " exceeds the cache length " +
                 std::to_string(Tcap));
-  if (tensorCores && attentionMmaSupports(D, Tq))
+  if (path == AttentionPath::Flash && attentionFlashSupports(D, Tq))
+    attentionForwardFlash(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
+  else if (path == AttentionPath::Mma && attentionMmaSupports(D, Tq))
     attentionForwardMma(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else if (D <= 32) forwardD<32>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else if (D <= 64) forwardD<64>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
@@ -549,18 +552,35 @@ void attentionForward(cudaStream_t stream, float* out, float* lse, const float* 
   else forwardD<256>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
 }
 
-size_t attentionBackwardScratchBytes(int B, int T, int H) { return sizeof(float) * size_t(B) * T * H; }
+size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path) {
+  return path == AttentionPath::Flash && attentionFlashSupports(D, Tq)
+             ? attentionFlashForwardScratchBytes(B, Tq, Tcap, H, Hkv, D)
+             : 0;
+}
+
+namespace {
+size_t deltaBytes(int B, int T, int H) { return (sizeof(float) * size_t(B) * T * H + 255) / 256 * 256; }
+}  // namespace
+
+size_t attentionBackwardScratchBytes(int B, int T, int H, int Hkv, int D, AttentionPath path) {
+  return deltaBytes(B, T, H) + (path == AttentionPath::Flash && attentionFlashSupports(D, T)
+                                    ? attentionFlashBackwardScratchBytes(B, T, H, Hkv, D)
+                                    : 0);
+}
 
 void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
                        const float* k, const float* v, const float* out, const float* lse, int B, int T, int H,
-                       int Hkv, int D, void* scratch, bool tensorCores) {
+                       int Hkv, int D, void* scratch, AttentionPath path) {
   if (B <= 0 || T <= 0 || H <= 0) return;
   checkGrid(B, H, Hkv, D, "attentionBackward");
   float* delta = static_cast<float*>(scratch);
   const size_t rows = size_t(B) * T * H;
   attention_delta_kernel<<<ceilDiv(rows, kWarps), kThreads, 0, stream>>>(delta, dout, out, B, T, H, D);
   checkLaunch("attention_delta_kernel");
-  if (tensorCores && attentionMmaSupports(D, T))
+  if (path == AttentionPath::Flash && attentionFlashSupports(D, T))
+    attentionBackwardFlash(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D,
+                           static_cast<uint8_t*>(scratch) + deltaBytes(B, T, H));
+  else if (path == AttentionPath::Mma && attentionMmaSupports(D, T))
     attentionBackwardMma(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else if (D <= 32) backwardD<32>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else if (D <= 64) backwardD<64>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);

@@ -11,6 +11,7 @@
 
 #include "common.cuh"
 #include "kernels.h"
+#include "op_profile.h"
 
 namespace pl::cuda {
 
@@ -27,10 +28,13 @@ GemmPath gemmPathFromEnv() {
   return GemmPath::Auto;
 }
 
-// PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels; unset (or mma), tensor cores.
-bool attentionTensorCoresFromEnv() {
+// PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels, =mma picks the first tensor-core
+// kernels; unset (or flash), attention_flash.cu.
+AttentionPath attentionPathFromEnv() {
   const char* s = std::getenv("PUZZLE_LLAMA_CUDA_ATTENTION");
-  return !(s && std::strcmp(s, "simt") == 0);
+  if (s && std::strcmp(s, "simt") == 0) return AttentionPath::Simt;
+  if (s && std::strcmp(s, "mma") == 0) return AttentionPath::Mma;
+  return AttentionPath::Flash;
 }
 
 }  // namespace
@@ -38,7 +42,7 @@ bool attentionTensorCoresFromEnv() {
 CudaBackend::CudaBackend(int device, const std::string& deviceName, int multiprocessors)
     : device_(device), deviceName_(deviceName), multiprocessors_(multiprocessors),
       gemmPath_(static_cast<int>(gemmPathFromEnv())),
-      attentionTensorCores_(attentionTensorCoresFromEnv()) {
+      attentionPath_(static_cast<int>(attentionPathFromEnv())) {
   use();
   cudaStream_t stream = nullptr;
   cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -63,6 +67,7 @@ CudaBackend::~CudaBackend() {
   // Destructors must not throw: errors here are dropped (the process may be tearing down).
   cudaSetDevice(device_);
   cudaStreamSynchronize(stream_);
+  profile_.reset();
   if (scratch_) cudaFree(scratch_);
   if (result_) cudaFree(result_);
   cudaStreamDestroy(stream_);
@@ -165,6 +170,7 @@ void CudaBackend::download(void* hostDst, const void* src, size_t bytes) {
 void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
   if (bytes == 0 || dst == src) return;
   use();
+  ProfileScope span(profile_.get(), "copy");
   const cudaError_t err = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_);
   if (err != cudaSuccess) fail(err, "cudaMemcpyAsync (copy)");
 }
@@ -172,8 +178,25 @@ void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
 void CudaBackend::zero(void* dst, size_t bytes) {
   if (bytes == 0) return;
   use();
+  ProfileScope span(profile_.get(), "zero");
   const cudaError_t err = cudaMemsetAsync(dst, 0, bytes, stream_);
   if (err != cudaSuccess) fail(err, "cudaMemsetAsync");
+}
+
+void CudaBackend::setProfiling(bool on) {
+  use();
+  if (profile_) {
+    synchronize();
+    profile_.reset();
+  }
+  if (on) profile_ = std::make_unique<OpProfile>(stream_);
+}
+
+std::string CudaBackend::profileReport() {
+  if (!profile_) return {};
+  synchronize();
+  profile_->harvest();
+  return profile_->report();
 }
 
 void CudaBackend::synchronize() {
@@ -193,12 +216,16 @@ void CudaBackend::gemm(float* C, const float* A, const float* B, int M, int N, i
                       (path == GemmPath::Wgmma ||
                        (path == GemmPath::Auto && double(M) * N * K >= double(1 << 22) && M >= 64 && N >= 64));
   if (hopper) {
+    ProfileScope span(profile_.get(), "gemm: wgmma (with fp32->bf16 conversions)");
     void* scratch = scratchFor(gemmHopperScratchBytes(M, N, K));
     cuda::gemmHopper(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, scratch, multiprocessors_);
     return;
   }
-  cuda::gemm(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, path == GemmPath::Wgmma ? GemmPath::Auto : path,
-             multiprocessors_);
+  const GemmPath sm80 = path == GemmPath::Wgmma ? GemmPath::Auto : path;
+  const size_t partialBytes = gemmScratchBytes(M, N, K, sm80, multiprocessors_);
+  float* partial = partialBytes ? static_cast<float*>(scratchFor(partialBytes)) : nullptr;
+  ProfileScope span(profile_.get(), partial ? "gemm: mma.sync split-K (skinny)" : "gemm: mma.sync / simt");
+  cuda::gemm(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, sm80, multiprocessors_, partial);
 }
 
 void CudaBackend::toBf16KMajor(void* out, const float* X, int rows, int K, bool kContiguous, int ldk) {
@@ -216,21 +243,25 @@ void CudaBackend::gemmBf16(float* C, const void* A, const void* B, int M, int N,
 
 void CudaBackend::add(float* out, const float* a, const float* b, size_t n) {
   use();
+  ProfileScope span(profile_.get(), "add");
   cuda::add(stream_, out, a, b, n);
 }
 
 void CudaBackend::axpy(float* y, const float* x, float a, size_t n) {
   use();
+  ProfileScope span(profile_.get(), "axpy");
   cuda::axpy(stream_, y, x, a, n);
 }
 
 void CudaBackend::scale(float* x, float a, size_t n) {
   use();
+  ProfileScope span(profile_.get(), "scale");
   cuda::scale(stream_, x, a, n);
 }
 
 double CudaBackend::sumSquares(const float* x, size_t n) {
   use();
+  ProfileScope span(profile_.get(), "sumSquares");
   void* scratch = scratchFor(sumSquaresScratchBytes(n));
   cuda::sumSquares(stream_, static_cast<double*>(result_), scratch, x, n);
   double host = 0.0;
@@ -243,23 +274,27 @@ double CudaBackend::sumSquares(const float* x, size_t n) {
 
 void CudaBackend::embeddingForward(float* out, const int32_t* tokens, const float* wte, int N, int C) {
   use();
+  ProfileScope span(profile_.get(), "embeddingForward");
   cuda::embeddingForward(stream_, out, tokens, wte, N, C);
 }
 
 void CudaBackend::embeddingBackward(float* dwte, const float* dout, const int32_t* tokens, int N, int C, int V) {
   use();
+  ProfileScope span(profile_.get(), "embeddingBackward");
   cuda::embeddingBackward(stream_, dwte, dout, tokens, N, C, V);
 }
 
 void CudaBackend::rmsnormForward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
                                  float eps) {
   use();
+  ProfileScope span(profile_.get(), "rmsnormForward");
   cuda::rmsnormForward(stream_, out, rstd, inp, weight, N, C, eps);
 }
 
 void CudaBackend::rmsnormBackward(float* dinp, float* dweight, const float* dout, const float* inp,
                                   const float* weight, const float* rstd, int N, int C) {
   use();
+  ProfileScope span(profile_.get(), "rmsnormBackward");
   void* scratch = dweight ? scratchFor(rmsnormBackwardScratchBytes(N, C)) : nullptr;
   cuda::rmsnormBackward(stream_, dinp, dweight, dout, inp, weight, rstd, N, C, scratch);
 }
@@ -267,59 +302,72 @@ void CudaBackend::rmsnormBackward(float* dinp, float* dweight, const float* dout
 void CudaBackend::ropeForward(float* x, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
                               int pos0) {
   use();
+  ProfileScope span(profile_.get(), "ropeForward");
   cuda::rope(stream_, x, cosTable, sinTable, B, T, H, D, pos0, false);
 }
 
 void CudaBackend::ropeBackward(float* dx, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
                                int pos0) {
   use();
+  ProfileScope span(profile_.get(), "ropeBackward");
   cuda::rope(stream_, dx, cosTable, sinTable, B, T, H, D, pos0, true);
 }
 
 void CudaBackend::attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, int B,
                                    int Tq, int Tcap, int H, int Hkv, int D, int pos0) {
   use();
-  cuda::attentionForward(stream_, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, attentionTensorCores_);
+  ProfileScope span(profile_.get(), "attentionForward");
+  const auto path = static_cast<AttentionPath>(attentionPath_);
+  const size_t bytes = attentionForwardScratchBytes(B, Tq, Tcap, H, Hkv, D, path);
+  cuda::attentionForward(stream_, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, path,
+                         bytes ? scratchFor(bytes) : nullptr);
 }
 
 void CudaBackend::attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                     const float* k, const float* v, const float* out, const float* lse, int B,
                                     int T, int H, int Hkv, int D) {
   use();
-  void* scratch = scratchFor(attentionBackwardScratchBytes(B, T, H));
-  cuda::attentionBackward(stream_, dq, dk, dv, dout, q, k, v, out, lse, B, T, H, Hkv, D, scratch,
-                          attentionTensorCores_);
+  ProfileScope span(profile_.get(), "attentionBackward");
+  const auto path = static_cast<AttentionPath>(attentionPath_);
+  void* scratch = scratchFor(attentionBackwardScratchBytes(B, T, H, Hkv, D, path));
+  cuda::attentionBackward(stream_, dq, dk, dv, dout, q, k, v, out, lse, B, T, H, Hkv, D, scratch, path);
 }
 
 void CudaBackend::swigluForward(float* out, const float* gate, const float* up, size_t n) {
   use();
+  ProfileScope span(profile_.get(), "swigluForward");
   cuda::swigluForward(stream_, out, gate, up, n);
 }
 
 void CudaBackend::swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                                  size_t n) {
   use();
+  ProfileScope span(profile_.get(), "swigluBackward");
   cuda::swigluBackward(stream_, dgate, dup, dout, gate, up, n);
 }
 
 void CudaBackend::crossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, float dscale,
                                bool grad) {
   use();
+  ProfileScope span(profile_.get(), "crossEntropy");
   cuda::crossEntropy(stream_, losses, logits, targets, N, V, dscale, grad);
 }
 
 void CudaBackend::dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed) {
   use();
+  ProfileScope span(profile_.get(), "dropoutForward");
   cuda::dropoutForward(stream_, out, inp, n, p, seed);
 }
 
 void CudaBackend::dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed) {
   use();
+  ProfileScope span(profile_.get(), "dropoutBackward");
   cuda::dropoutBackward(stream_, dinp, dout, n, p, seed);
 }
 
 void CudaBackend::adamw(float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp) {
   use();
+  ProfileScope span(profile_.get(), "adamw");
   cuda::adamw(stream_, param, grad, m, v, n, hp);
 }
 

@@ -14,6 +14,8 @@ struct CUstream_st;  // cudaStream_t is CUstream_st*
 
 namespace pl::cuda {
 
+class OpProfile;
+
 class CudaBackend final : public Backend {
  public:
   // Use createBackend(): it checks the device first.
@@ -36,6 +38,8 @@ class CudaBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override;
   void zero(void* dst, size_t bytes) override;
   void synchronize() override;
+  void setProfiling(bool on) override;
+  std::string profileReport() override;
 
   void gemm(float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB, float alpha,
             float beta) override;
@@ -86,8 +90,9 @@ class CudaBackend final : public Backend {
   std::string deviceName_;
   int multiprocessors_;
   int gemmPath_;  // a GemmPath
-  bool attentionTensorCores_;  // bf16 mma.sync attention where it applies
+  int attentionPath_;          // an AttentionPath
   bool hopperGemm_ = false;    // the sm_90a wgmma/TMA GEMM runs here
+  std::unique_ptr<OpProfile> profile_;  // while profiling
   CUstream_st* stream_ = nullptr;
   void* result_ = nullptr;  // one double: sumSquares' result
   void* scratch_ = nullptr;
@@ -98,7 +103,8 @@ class CudaBackend final : public Backend {
 // does not exist, is older than compute capability 8.0 (bf16 tensor cores), has no kernel image in this
 // build, or its stream cannot be created. PUZZLE_LLAMA_CUDA_GEMM=simt|mma|wgmma (read here) forces one
 // GEMM kernel for parity tests and benchmarks (wgmma: the Hopper one, refused where it cannot run); unset,
-// the backend picks by device and shape. PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention in fp32.
+// the backend picks by device and shape. PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention in fp32, =mma
+// picks the first tensor-core attention kernels (unset: attention_flash.cu's).
 std::unique_ptr<Backend> createBackend(int deviceIndex);
 
 }  // namespace pl::cuda

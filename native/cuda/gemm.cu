@@ -16,6 +16,7 @@
 //    rms(a) * rms(b) per element; expect ~1e-2 relative on random data.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -139,7 +140,8 @@ struct TileLoader {
 
 template <int kBM, int kBN, int kWM, int kWN, bool kTransA, bool kTransB>
 __global__ void __launch_bounds__((kBM / kWM) * (kBN / kWN) * 32)
-    gemm_mma_kernel(float* C, const float* A, const float* B, int M, int N, int K, float alpha, float beta) {
+    gemm_mma_kernel(float* C, const float* A, const float* B, int M, int N, int K, float alpha, float beta,
+                    int kChunk) {
   constexpr int kWarpsN = kBN / kWN;
   constexpr int kThreads = (kBM / kWM) * kWarpsN * 32;
   constexpr int kMT = kWM / 16, kNT = kWN / 8;  // mma tiles a warp
@@ -149,6 +151,9 @@ __global__ void __launch_bounds__((kBM / kWM) * (kBN / kWN) * 32)
   __shared__ __align__(16) __nv_bfloat16 Bs[2][kBN * kLds];
 
   const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;
+  // Split K: block z sums k in [kBegin, kEnd) into its own M x N slice of C (a partial sum buffer).
+  const int kBegin = blockIdx.z * kChunk, kEnd = min(K, kBegin + kChunk);
+  C += size_t(blockIdx.z) * M * N;
   const int ldA = kTransA ? M : K, ldB = kTransB ? K : N;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;  // mma fragment coordinates
@@ -162,11 +167,11 @@ __global__ void __launch_bounds__((kBM / kWM) * (kBN / kWN) * 32)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
-  const int steps = (K + kBK - 1) / kBK;
+  const int steps = kEnd > kBegin ? (kEnd - kBegin + kBK - 1) / kBK : 0;
   float2 ra[LoadA::kPairs], rb[LoadB::kPairs];
   if (steps > 0) {
-    LoadA::load(ra, A, ldA, m0, M, 0, K);
-    LoadB::load(rb, B, ldB, n0, N, 0, K);
+    LoadA::load(ra, A, ldA, m0, M, kBegin, kEnd);
+    LoadB::load(rb, B, ldB, n0, N, kBegin, kEnd);
     LoadA::store(As[0], ra);
     LoadB::store(Bs[0], rb);
   }
@@ -176,8 +181,8 @@ __global__ void __launch_bounds__((kBM / kWM) * (kBN / kWN) * 32)
     const int cur = s & 1;
     const bool more = s + 1 < steps;
     if (more) {  // next tile's global loads overlap this tile's math
-      LoadA::load(ra, A, ldA, m0, M, (s + 1) * kBK, K);
-      LoadB::load(rb, B, ldB, n0, N, (s + 1) * kBK, K);
+      LoadA::load(ra, A, ldA, m0, M, kBegin + (s + 1) * kBK, kEnd);
+      LoadB::load(rb, B, ldB, n0, N, kBegin + (s + 1) * kBK, kEnd);
     }
     const __nv_bfloat16* as = As[cur];
     const __nv_bfloat16* bs = Bs[cur];
@@ -227,27 +232,62 @@ __global__ void __launch_bounds__((kBM / kWM) * (kBN / kWN) * 32)
       }
 }
 
+// C = alpha * sum_z P[z] + beta * C over `splits` partial products, in a fixed order (deterministic).
+__global__ void splitk_reduce_kernel(float* C, const float* P, size_t n, int splits, float alpha, float beta) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    float sum = 0.0f;
+    for (int z = 0; z < splits; ++z) sum += P[size_t(z) * n + i];
+    C[i] = beta == 0.0f ? alpha * sum : alpha * sum + beta * C[i];
+  }
+}
+
+// kChunk < K with splits > 1: grid.z = splits blocks along K, each writing its slice of C (the caller's
+// partial buffer, alpha 1, beta 0).
 template <int kBM, int kBN, int kWM, int kWN>
 void launchMma(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
-               bool transB, float alpha, float beta) {
+               bool transB, float alpha, float beta, int splits = 1, int kChunk = 0) {
   constexpr int kThreads = (kBM / kWM) * (kBN / kWN) * 32;
-  const dim3 grid(ceilDiv(N, kBN), ceilDiv(M, kBM));
+  if (splits <= 1) kChunk = K;
+  const dim3 grid(ceilDiv(N, kBN), ceilDiv(M, kBM), splits);
   if (grid.y > 65535) throw Error("gemm: M = " + std::to_string(M) + " is too large for one launch");
   if (!transA && !transB)
-    gemm_mma_kernel<kBM, kBN, kWM, kWN, false, false><<<grid, kThreads, 0, stream>>>(C, A, B, M, N, K, alpha, beta);
+    gemm_mma_kernel<kBM, kBN, kWM, kWN, false, false><<<grid, kThreads, 0, stream>>>(C, A, B, M, N, K, alpha, beta,
+                                                                                     kChunk);
   else if (!transA && transB)
-    gemm_mma_kernel<kBM, kBN, kWM, kWN, false, true><<<grid, kThreads, 0, stream>>>(C, A, B, M, N, K, alpha, beta);
+    gemm_mma_kernel<kBM, kBN, kWM, kWN, false, true><<<grid, kThreads, 0, stream>>>(C, A, B, M, N, K, alpha, beta,
+                                                                                     kChunk);
   else if (transA && !transB)
-    gemm_mma_kernel<kBM, kBN, kWM, kWN, true, false><<<grid, kThreads, 0, stream>>>(C, A, B, M, N, K, alpha, beta);
+    gemm_mma_kernel<kBM, kBN, kWM, kWN, true, false><<<grid, kThreads, 0, stream>>>(C, A, B, M, N, K, alpha, beta,
+                                                                                     kChunk);
   else
-    gemm_mma_kernel<kBM, kBN, kWM, kWN, true, true><<<grid, kThreads, 0, stream>>>(C, A, B, M, N, K, alpha, beta);
+    gemm_mma_kernel<kBM, kBN, kWM, kWN, true, true><<<grid, kThreads, 0, stream>>>(C, A, B, M, N, K, alpha, beta,
+                                                                                     kChunk);
   checkLaunch("gemm_mma_kernel");
 }
 
 }  // namespace
 
+int gemmSplits(int M, int N, int K, GemmPath path, int multiprocessors) {
+  const double work = double(M) * N * K;
+  if (path == GemmPath::Simt || (path == GemmPath::Auto && work < double(1 << 18))) return 1;
+  if (double(ceilDiv(M, 128)) * ceilDiv(N, 128) >= multiprocessors) return 1;  // big tiles fill the GPU
+  // Skinny products (a LoRA rank on one side) give a few 64x64 tiles over a long K: split K until the
+  // tiles fill the multiprocessors twice over, each split at least 256 deep.
+  const int tiles = int(ceilDiv(M, 64) * ceilDiv(N, 64));
+  if (tiles * 2 >= multiprocessors || K < 512) return 1;
+  int splits = int(ceilDiv(2 * multiprocessors, tiles));
+  splits = std::min(splits, std::min(32, K / 256));
+  return std::max(splits, 1);
+}
+
+size_t gemmScratchBytes(int M, int N, int K, GemmPath path, int multiprocessors) {
+  if (M <= 0 || N <= 0 || K <= 0) return 0;
+  const int splits = gemmSplits(M, N, K, path, multiprocessors);
+  return splits > 1 ? sizeof(float) * size_t(splits) * M * N : 0;
+}
+
 void gemm(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
-          bool transB, float alpha, float beta, GemmPath path, int multiprocessors) {
+          bool transB, float alpha, float beta, GemmPath path, int multiprocessors, float* partial) {
   if (M <= 0 || N <= 0) return;
   if (K < 0) throw Error("gemm: K must be >= 0, got " + std::to_string(K));
   const double work = double(M) * N * K;
@@ -260,10 +300,19 @@ void gemm(cudaStream_t stream, float* C, const float* A, const float* B, int M, 
     return;
   }
   const double bigTiles = double(ceilDiv(M, 128)) * ceilDiv(N, 128);
-  if (bigTiles >= multiprocessors)
+  const int splits = K > 0 ? gemmSplits(M, N, K, path, multiprocessors) : 1;
+  if (bigTiles >= multiprocessors) {
     launchMma<128, 128, 64, 32>(stream, C, A, B, M, N, K, transA, transB, alpha, beta);
-  else
+  } else if (splits > 1 && partial) {
+    const int kChunk = int(ceilDiv(ceilDiv(K, splits), kBK)) * kBK;
+    const int used = int(ceilDiv(K, kChunk));  // every split non-empty
+    launchMma<64, 64, 32, 32>(stream, partial, A, B, M, N, K, transA, transB, 1.0f, 0.0f, used, kChunk);
+    const size_t n = size_t(M) * N;
+    splitk_reduce_kernel<<<elementwiseBlocks(n, 256), 256, 0, stream>>>(C, partial, n, used, alpha, beta);
+    checkLaunch("splitk_reduce_kernel");
+  } else {
     launchMma<64, 64, 32, 32>(stream, C, A, B, M, N, K, transA, transB, alpha, beta);
+  }
 }
 
 }  // namespace pl::cuda

@@ -16,8 +16,11 @@ namespace pl::cuda {
 enum class GemmPath { Auto, Mma, Simt, Wgmma };
 // C[M,N] = alpha * op(A) @ op(B) + beta * C. Auto picks the SIMT fp32 kernel for tiny products and
 // the bf16 tensor-core kernel otherwise; `multiprocessors` picks the tile size (never the result).
+// Skinny products whose tiles would leave the GPU idle split K over a `partial` buffer of
+// gemmScratchBytes() (0: no split; a null partial also means no split), reduced in a fixed order.
 void gemm(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
-          bool transB, float alpha, float beta, GemmPath path, int multiprocessors);
+          bool transB, float alpha, float beta, GemmPath path, int multiprocessors, float* partial);
+size_t gemmScratchBytes(int M, int N, int K, GemmPath path, int multiprocessors);
 
 // ---- gemm_hopper.cu (sm_90a: wgmma + TMA) -------------------------------------------------------------
 // Whether this device runs the sm_90a image and the driver can encode tensor maps; launches a probe.
@@ -62,14 +65,26 @@ void rope(cudaStream_t stream, float* x, const float* cosTable, const float* sin
 
 // ---- attention.cu ----------------------------------------------------------------------------------
 constexpr int kAttentionMaxD = 256;
-// tensorCores: the bf16 mma.sync kernels of attention_mma.cu where they apply (attentionMmaSupports),
-// else the fp32 ones.
+// Flash: attention_flash.cu's bf16 tensor-core kernels where they apply (attentionFlashSupports); Mma: the
+// first tensor-core version (attention_mma.cu); Simt, and shapes neither applies to: the fp32 kernels.
+enum class AttentionPath { Flash, Mma, Simt };
+size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path);
 void attentionForward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
-                      int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, bool tensorCores);
-size_t attentionBackwardScratchBytes(int B, int T, int H);
+                      int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, AttentionPath path, void* scratch);
+size_t attentionBackwardScratchBytes(int B, int T, int H, int Hkv, int D, AttentionPath path);
 void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
                        const float* k, const float* v, const float* out, const float* lse, int B, int T, int H,
-                       int Hkv, int D, void* scratch, bool tensorCores);
+                       int Hkv, int D, void* scratch, AttentionPath path);
+
+// ---- attention_flash.cu (bf16 tensor cores, cp.async + ldmatrix) ------------------------------------------
+bool attentionFlashSupports(int D, int Tq);  // 32 < D <= 128 and Tq >= 8
+size_t attentionFlashForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D);
+size_t attentionFlashBackwardScratchBytes(int B, int T, int H, int Hkv, int D);
+void attentionForwardFlash(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
+                           int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch);
+void attentionBackwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                            const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
+                            int Hkv, int D, void* scratch);
 
 // ---- attention_mma.cu (bf16 tensor cores) ----------------------------------------------------------------
 bool attentionMmaSupports(int D, int Tq);  // 32 < D <= 128 and Tq >= 8

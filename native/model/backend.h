@@ -37,6 +37,10 @@ class Backend {
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void zero(void* dst, size_t bytes) = 0;
   virtual void synchronize() {}
+  // Per-op timing for performance work: on clears and starts it, off stops it; profileReport() waits for
+  // the device and returns one line per op (empty where the backend does not profile).
+  virtual void setProfiling(bool on) { (void)on; }
+  virtual std::string profileReport() { return {}; }
 
   // ---- dense algebra -----------------------------------------------------------------------
   // C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C[M,N]

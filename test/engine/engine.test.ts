@@ -148,6 +148,19 @@ describe('Engine training', () => {
   });
 });
 
+describe('Engine profile', () => {
+  it('is empty on the CPU (only the CUDA backend times ops) and checks its argument', async () => {
+    const engine = await Engine.create({ config: small, seed: 1, threads: 1, device: 'cpu' });
+    expect(engine.profile(true)).toBe('');
+    const { tokens, targets } = batch(2, 8, 32, 3);
+    await engine.forwardBackward(tokens, targets, { batch: 2, seq: 8 });
+    expect(engine.profile(false)).toBe('');
+    expect(() => engine.profile('yes' as unknown as boolean)).toThrow(/profile\(\): on must be a boolean, got/);
+    engine.dispose();
+    expect(() => engine.profile(true)).toThrow(/disposed/);
+  });
+});
+
 describe('Engine generation', () => {
   it('greedy generation with the KV cache equals argmax of full forwards, for prompts of different lengths', async () => {
     const engine = await Engine.create({ config: small, seed: 4 });

@@ -183,3 +183,24 @@ describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'}
     expect(wg[wg.length - 1]).toBeLessThan(0.6 * wg[0]);
   });
 });
+
+describe.skipIf(!cuda.ok)(`CUDA op profile (${cuda.device ?? 'no GPU'})`, () => {
+  it('engine.profile() times every op of a training step on the device', async () => {
+    const engine = await Engine.create({ config: small, device: target, seed: 1 });
+    try {
+      const B = 2, T = 64;
+      const { tokens, targets } = randomBatch(B, T, small.vocab_size, 9);
+      expect(engine.profile(true)).toBe('');
+      await engine.forwardBackward(tokens, targets, { batch: B, seq: T });
+      await engine.step({ lr: 1e-3 });
+      const report = engine.profile(false);
+      console.log(report);
+      for (const op of ['gemm', 'attentionForward', 'attentionBackward', 'rmsnormForward', 'crossEntropy', 'adamw']) {
+        expect(report).toMatch(new RegExp(`^${op}.*\\s[0-9.]+ ms\\s+[1-9][0-9]* calls`, 'm'));
+      }
+      expect(report).toMatch(/^total \(op time on the stream\)\s+[0-9.]*[1-9][0-9.]* ms$/m);
+    } finally {
+      engine.dispose();
+    }
+  });
+});

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../../core/error.h"
@@ -145,8 +146,8 @@ double maxAbs(const Vec& v) {
 
 // bf16: the tensor-core kernels (head dims 33..128, 8+ query rows), whose error is bf16's relative to each
 // tensor's scale; else the fp32 kernels, held to fp32 summation-order error.
-void checkAttention(pl::Backend& cpu, pl::Backend& gpu, bool bf16) {
-  const char* kind = bf16 ? "[tensor cores where they apply]" : "[fp32]";
+void checkAttention(pl::Backend& cpu, pl::Backend& gpu, bool bf16, const char* path) {
+  const std::string kind = std::string("[") + path + (bf16 ? ", bf16 where it applies]" : ", fp32]");
   auto near = [&](const std::string& what, const Vec& got, const Vec& want, double atol, double rtol) {
     if (bf16)
       compare(what + " " + kind, got, want, 2e-2 * maxAbs(want) + 1e-6, 2e-2);
@@ -387,16 +388,22 @@ void checkMemory(pl::Backend& gpu) {
 int main(int argc, char** argv) {
   const int device = argc > 1 ? std::atoi(argv[1]) : 0;
   try {
-    pl::cpu::CpuBackend cpu(4);
+    const unsigned cores = std::thread::hardware_concurrency();
+    pl::cpu::CpuBackend cpu(cores > 0 ? int(cores) : 4);
     auto gpu = pl::cuda::createBackend(device);
     std::printf("checking %s against %s\n", gpu->name().c_str(), cpu.name().c_str());
     checkMemory(*gpu);
     checkOps(cpu, *gpu);
-    checkAttention(cpu, *gpu, true);
+    checkAttention(cpu, *gpu, true, "flash");
+    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "mma", 1);
+    {
+      auto firstTensorCore = pl::cuda::createBackend(device);
+      checkAttention(cpu, *firstTensorCore, true, "mma");
+    }
     setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "simt", 1);
     {
       auto fp32Attention = pl::cuda::createBackend(device);
-      checkAttention(cpu, *fp32Attention, false);
+      checkAttention(cpu, *fp32Attention, false, "simt");
     }
     unsetenv("PUZZLE_LLAMA_CUDA_ATTENTION");
     checkGemm(cpu, *gpu, "auto", 3e-2);

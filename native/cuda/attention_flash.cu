@@ -1,0 +1,613 @@
+// Causal grouped-query attention on bf16 tensor cores, FlashAttention-2 style, for head dims 33..128 and
+// query blocks of 8 rows or more (attentionFlashSupports). Conventions are attention.cu's: q, out, dq, dout
+// [B,Tq,H,D]; k, v [B,Tcap,Hkv,D]; lse, delta [B,H,Tq]; query t at position pos0 + t sees keys
+// [0, pos0 + t]; scale 1/sqrt(D) folded into q before it is rounded.
+//
+// Each call first packs its fp32 operands into bf16 copies in scratch (to_heads_kernel): [B, heads, T, kD],
+// kD = 64 or 128 (zero-padded), q times scale, so that every tile is one contiguous block that cp.async
+// copies 16 bytes a thread into shared memory, double-buffered behind the math. Fragments come from
+// shared memory through ldmatrix (.trans where the product wants the tile's columns), so no operand is
+// ever stored transposed. Softmax statistics, P's exponent and every accumulation stay fp32.
+//
+// Forward: a block = 4 warps = 64 queries of one (b, h), latest query blocks first; key tiles of 64.
+//   A warp's 16 rows: S = Q K^T, online softmax on S's fragments, P re-packed as A fragments, O += P V.
+// Backward (delta = rowsum(dout * out) from attention.cu), one writer per output (no atomics):
+//   dK, dV: a block per (b, kv head, 64 keys), 16 keys a warp, over the group's query heads and the query
+//     tiles of 32 at or after its keys: S^T = K Q^T, P^T = exp(S^T - lse), dP^T = V dO^T,
+//     dS^T = P^T (dP^T - delta); dV += P^T dO, dK += dS^T (q * scale).
+//   dQ: a block per (b, h, 64 queries) over key tiles of 32: S, P, dP = dO V^T, dS, dQ += dS K; times scale.
+// Expected error vs the fp32 CPU: bf16 rounding of q, k, v, P, dO and dS (~1e-2 of each tensor's scale).
+#include <cmath>
+#include <string>
+
+#include "common.cuh"
+#include "kernels.h"
+#include "mma.cuh"
+
+namespace pl::cuda {
+
+namespace {
+
+constexpr int kWarpsF = 4;
+constexpr int kThreadsF = 32 * kWarpsF;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// ---- shared-memory plumbing ----------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t sharedAddr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+// 16 bytes global -> shared, asynchronously; zero-filled when !valid.
+__device__ __forceinline__ void cpAsync16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sharedAddr(dst)), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrixX4(uint32_t (&r)[4], const __nv_bfloat16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(sharedAddr(p)));
+}
+__device__ __forceinline__ void ldmatrixX4Trans(uint32_t (&r)[4], const __nv_bfloat16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(sharedAddr(p)));
+}
+
+// Tiles in shared memory are row-major bf16 with rows of kD + 8 elements (16 bytes of padding: ldmatrix's
+// eight row addresses fall in distinct banks).
+template <int kD>
+constexpr int rowLd() {
+  return kD + 8;
+}
+
+// Starts copying rows [r0, r0 + kRows) of a packed [rows, kD] head (rows >= rows: zeros) into S.
+template <int kRows, int kD>
+__device__ __forceinline__ void loadTile(__nv_bfloat16* S, const __nv_bfloat16* head, int r0, int rows) {
+  constexpr int kChunks = kD / 8;  // 16-byte pieces a row
+  for (int i = threadIdx.x; i < kRows * kChunks; i += kThreadsF) {
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    const bool valid = r0 + r < rows;
+    cpAsync16(S + r * rowLd<kD>() + c, head + size_t(valid ? r0 + r : 0) * kD + c, valid);
+  }
+}
+
+// A fragment: rows row0..row0+15, k 16ks..16ks+15 of a row-major tile.
+template <int kD>
+__device__ __forceinline__ void fragA(uint32_t (&a)[4], const __nv_bfloat16* S, int row0, int ks) {
+  const int lane = threadIdx.x % 32;
+  ldmatrixX4(a, S + (row0 + lane % 16) * rowLd<kD>() + 16 * ks + (lane / 16) * 8);
+}
+
+// B fragments of two n-tiles (n0..n0+7 and n0+8..n0+15), k 16ks..16ks+15, from a tile stored [n][k]:
+// b[0..1] for the first, b[2..3] for the second.
+template <int kD>
+__device__ __forceinline__ void fragB2(uint32_t (&b)[4], const __nv_bfloat16* S, int n0, int ks) {
+  const int lane = threadIdx.x % 32;
+  ldmatrixX4(b, S + (n0 + lane % 8 + (lane / 16) * 8) * rowLd<kD>() + 16 * ks + ((lane / 8) % 2) * 8);
+}
+
+// B fragments of two n-tiles (columns n0..n0+15) for k rows 16j..16j+15 of a tile stored [k][n] (the
+// product contracts over the tile's rows): b[0..1] for columns n0.., b[2..3] for n0+8...
+template <int kD>
+__device__ __forceinline__ void fragB2Trans(uint32_t (&b)[4], const __nv_bfloat16* S, int n0, int j) {
+  const int lane = threadIdx.x % 32;
+  ldmatrixX4Trans(b, S + (16 * j + lane % 8 + ((lane / 8) % 2) * 8) * rowLd<kD>() + n0 + (lane / 16) * 8);
+}
+
+__device__ __forceinline__ void mmaPair(float (&c0)[4], float (&c1)[4], const uint32_t (&a)[4], const uint32_t (&b)[4]) {
+  const uint32_t first[2] = {b[0], b[1]}, second[2] = {b[2], b[3]};
+  mma16816(c0, a, first);
+  mma16816(c1, a, second);
+}
+
+// C fragments of a 16 x 16 column block (tiles 2j, 2j+1) re-packed as the A fragment of the next product.
+__device__ __forceinline__ void cToA(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
+  a[0] = packBf16(c0[0], c0[1]);
+  a[1] = packBf16(c0[2], c0[3]);
+  a[2] = packBf16(c1[0], c1[1]);
+  a[3] = packBf16(c1[2], c1[3]);
+}
+
+__device__ __forceinline__ float quadMax(float v) {
+  v = fmaxf(v, __shfl_xor_sync(kFullMask, v, 1));
+  return fmaxf(v, __shfl_xor_sync(kFullMask, v, 2));
+}
+__device__ __forceinline__ float quadSum(float v) {
+  v += __shfl_xor_sync(kFullMask, v, 1);
+  return v + __shfl_xor_sync(kFullMask, v, 2);
+}
+
+// ---- packing: [B,T,heads,D] fp32 -> [B,heads,T,kD] bf16 (times mul, zero-padded) ------------------------
+
+template <int kD>
+__global__ void to_heads_kernel(__nv_bfloat16* out, const float* x, int B, int T, int heads, int D, float mul) {
+  const size_t total = size_t(B) * heads * T * (kD / 8);
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int c = int(i % (kD / 8)) * 8;
+    const size_t row = i / (kD / 8);  // (b * heads + h) * T + t
+    const int t = int(row % T);
+    const size_t bh = row / T;
+    const int h = int(bh % heads), b = int(bh / heads);
+    const float* src = x + ((size_t(b) * T + t) * heads + h) * D;
+    __align__(16) __nv_bfloat16 v[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(c + e < D ? src[c + e] * mul : 0.0f);
+    *reinterpret_cast<uint4*>(out + row * kD + c) = *reinterpret_cast<const uint4*>(v);
+  }
+}
+
+template <int kD>
+void toHeads(cudaStream_t stream, __nv_bfloat16* out, const float* x, int B, int T, int heads, int D, float mul) {
+  const size_t work = size_t(B) * heads * T * (kD / 8);
+  to_heads_kernel<kD><<<elementwiseBlocks(work, 256), 256, 0, stream>>>(out, x, B, T, heads, D, mul);
+  checkLaunch("to_heads_kernel");
+}
+
+size_t packedBytes(int B, int T, int heads, int kD) { return (size_t(B) * heads * T * kD * 2 + 255) / 256 * 256; }
+
+// ---- forward ---------------------------------------------------------------------------------------------
+
+constexpr int kFq = 64, kFk = 64;
+
+template <int kD>
+constexpr size_t forwardSmem() {
+  return 2 * size_t(rowLd<kD>()) * (kFq + 4 * kFk);  // Q, two K and two V tiles
+}
+
+template <int kD>
+__global__ void __launch_bounds__(kThreadsF)
+    attention_flash_forward_kernel(float* out, float* lse, const __nv_bfloat16* qh, const __nv_bfloat16* kh,
+                                   const __nv_bfloat16* vh, int Tq, int Tcap, int H, int Hkv, int D, int pos0) {
+  constexpr int kLd = rowLd<kD>(), kNd = kD / 8, kKs = kD / 16;
+  extern __shared__ __align__(16) uint8_t smemBytes[];
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smemBytes);
+  __nv_bfloat16* Ks = Qs + kFq * kLd;      // [2][kFk][kLd]
+  __nv_bfloat16* Vs = Ks + 2 * kFk * kLd;  // [2][kFk][kLd]
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * kFq, h = blockIdx.y, b = blockIdx.z;
+  const int hk = h / (H / Hkv);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const __nv_bfloat16* qHead = qh + (size_t(b) * H + h) * Tq * kD;
+  const __nv_bfloat16* kHead = kh + (size_t(b) * Hkv + hk) * Tcap * kD;
+  const __nv_bfloat16* vHead = vh + (size_t(b) * Hkv + hk) * Tcap * kD;
+  const int lastKey = min(Tcap - 1, pos0 + min(q0 + kFq, Tq) - 1);
+  const int tiles = lastKey / kFk + 1;
+
+  loadTile<kFq, kD>(Qs, qHead, q0, Tq);
+  loadTile<kFk, kD>(Ks, kHead, 0, Tcap);
+  loadTile<kFk, kD>(Vs, vHead, 0, Tcap);
+  cpAsyncCommit();
+
+  float o[kNd][4];
+#pragma unroll
+  for (int i = 0; i < kNd; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const int rowPos[2] = {pos0 + q0 + 16 * warp + g, pos0 + q0 + 16 * warp + g + 8};
+  uint32_t qf[kKs][4];
+
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int cur = kt & 1;
+    if (kt + 1 < tiles) {  // the next tile streams in while this one is used
+      loadTile<kFk, kD>(Ks + (cur ^ 1) * kFk * kLd, kHead, (kt + 1) * kFk, Tcap);
+      loadTile<kFk, kD>(Vs + (cur ^ 1) * kFk * kLd, vHead, (kt + 1) * kFk, Tcap);
+      cpAsyncCommit();
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    if (kt == 0) {
+#pragma unroll
+      for (int ks = 0; ks < kKs; ++ks) fragA<kD>(qf[ks], Qs, 16 * warp, ks);
+    }
+    const __nv_bfloat16* K = Ks + cur * kFk * kLd;
+    const __nv_bfloat16* V = Vs + cur * kFk * kLd;
+    const int k0 = kt * kFk;
+
+    float s[kFk / 8][4];
+#pragma unroll
+    for (int n = 0; n < kFk / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < kKs; ++ks)
+#pragma unroll
+      for (int n = 0; n < kFk / 8; n += 2) {
+        uint32_t bf[4];
+        fragB2<kD>(bf, K, 8 * n, ks);
+        mmaPair(s[n], s[n + 1], qf[ks], bf);
+      }
+    if (k0 + kFk - 1 > rowPos[0]) {  // the tile reaches past some row's position: causal mask
+#pragma unroll
+      for (int n = 0; n < kFk / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (k0 + 8 * n + 2 * t + (e & 1) > rowPos[e >> 1]) s[n][e] = -INFINITY;
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kFk / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+      const float mNew = fmaxf(m[r], quadMax(mx));
+      const float mUse = mNew == -INFINITY ? 0.0f : mNew;  // a row with no key yet: p = 0, no NaN
+      const float corr = exp2f((m[r] - mUse) * kLog2e);
+      const float mScaled = mUse * kLog2e;
+      float sum = 0.0f;
+#pragma unroll
+      for (int n = 0; n < kFk / 8; ++n) {
+        s[n][2 * r] = exp2f(fmaf(s[n][2 * r], kLog2e, -mScaled));
+        s[n][2 * r + 1] = exp2f(fmaf(s[n][2 * r + 1], kLog2e, -mScaled));
+        sum += s[n][2 * r] + s[n][2 * r + 1];
+      }
+      l[r] = l[r] * corr + sum;
+      m[r] = mNew;
+#pragma unroll
+      for (int i = 0; i < kNd; ++i) {
+        o[i][2 * r] *= corr;
+        o[i][2 * r + 1] *= corr;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kFk / 16; ++j) {
+      uint32_t pa[4];
+      cToA(pa, s[2 * j], s[2 * j + 1]);
+#pragma unroll
+      for (int i = 0; i < kNd; i += 2) {
+        uint32_t bf[4];
+        fragB2Trans<kD>(bf, V, 8 * i, j);
+        mmaPair(o[i], o[i + 1], pa, bf);
+      }
+    }
+    __syncthreads();  // this tile's buffers are refilled next
+  }
+
+  const size_t qStride = size_t(H) * D;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = q0 + 16 * warp + g + 8 * r;
+    const float total = quadSum(l[r]);
+    if (row >= Tq) continue;
+    const float inv = 1.0f / total;
+    float* dst = out + (size_t(b) * Tq + row) * qStride + size_t(h) * D;
+#pragma unroll
+    for (int i = 0; i < kNd; ++i) {
+      const int d = 8 * i + 2 * t;
+      if (d < D) dst[d] = o[i][2 * r] * inv;
+      if (d + 1 < D) dst[d + 1] = o[i][2 * r + 1] * inv;
+    }
+    if (lse && t == 0) lse[(size_t(b) * H + h) * Tq + row] = m[r] + logf(total);
+  }
+}
+
+// ---- backward: dK and dV ------------------------------------------------------------------------------------
+
+constexpr int kBk = 64, kBq = 32;
+
+template <int kD>
+constexpr size_t dkdvSmem() {
+  return 2 * size_t(rowLd<kD>()) * (2 * kBk + 4 * kBq) + 4 * size_t(4 * kBq);  // K, V, 2x(Q, dO), 2x(lse, delta)
+}
+
+template <int kD>
+__global__ void __launch_bounds__(kThreadsF)
+    attention_flash_dkdv_kernel(float* dk, float* dv, const __nv_bfloat16* qh, const __nv_bfloat16* kh,
+                                const __nv_bfloat16* vh, const __nv_bfloat16* doh, const float* lse,
+                                const float* delta, int T, int H, int Hkv, int D) {
+  constexpr int kLd = rowLd<kD>(), kNd = kD / 8, kKs = kD / 16;
+  extern __shared__ __align__(16) uint8_t smemBytes[];
+  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(smemBytes);
+  __nv_bfloat16* Vs = Ks + kBk * kLd;
+  __nv_bfloat16* Qs = Vs + kBk * kLd;       // [2][kBq][kLd]
+  __nv_bfloat16* dOs = Qs + 2 * kBq * kLd;  // [2][kBq][kLd]
+  float* stats = reinterpret_cast<float*>(dOs + 2 * kBq * kLd);  // [2][lse kBq, delta kBq]
+  const int k0 = blockIdx.x * kBk, hk = blockIdx.y, b = blockIdx.z;
+  const int group = H / Hkv;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int keyOf[2] = {k0 + 16 * warp + g, k0 + 16 * warp + g + 8};
+  const int qTiles = (T - k0 + kBq - 1) / kBq;  // query tiles at or after the block's first key
+  const int steps = group * qTiles;
+
+  // Step s: head hk*group + s / qTiles, queries k0 + (s % qTiles) * kBq.
+  auto issue = [&](int s, int buf) {
+    const int h = hk * group + s / qTiles, q0 = k0 + (s % qTiles) * kBq;
+    loadTile<kBq, kD>(Qs + buf * kBq * kLd, qh + (size_t(b) * H + h) * T * kD, q0, T);
+    loadTile<kBq, kD>(dOs + buf * kBq * kLd, doh + (size_t(b) * H + h) * T * kD, q0, T);
+    float* st = stats + buf * 2 * kBq;
+    for (int i = threadIdx.x; i < kBq; i += kThreadsF) {
+      const bool in = q0 + i < T;
+      st[i] = in ? lse[(size_t(b) * H + h) * T + q0 + i] : 0.0f;
+      st[kBq + i] = in ? delta[(size_t(b) * H + h) * T + q0 + i] : 0.0f;
+    }
+  };
+  loadTile<kBk, kD>(Ks, kh + (size_t(b) * Hkv + hk) * T * kD, k0, T);
+  loadTile<kBk, kD>(Vs, vh + (size_t(b) * Hkv + hk) * T * kD, k0, T);
+  if (steps > 0) issue(0, 0);
+  cpAsyncCommit();
+
+  float dkAcc[kNd][4], dvAcc[kNd][4];
+#pragma unroll
+  for (int i = 0; i < kNd; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dkAcc[i][e] = dvAcc[i][e] = 0.0f;
+
+  for (int s = 0; s < steps; ++s) {
+    const int cur = s & 1;
+    if (s + 1 < steps) {
+      issue(s + 1, cur ^ 1);
+      cpAsyncCommit();
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const __nv_bfloat16* Q = Qs + cur * kBq * kLd;
+    const __nv_bfloat16* dO = dOs + cur * kBq * kLd;
+    const float* lseS = stats + cur * 2 * kBq;
+    const float* deltaS = lseS + kBq;
+    const int q0 = k0 + (s % qTiles) * kBq;
+
+    float st[kBq / 8][4], dpt[kBq / 8][4];
+#pragma unroll
+    for (int n = 0; n < kBq / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st[n][e] = dpt[n][e] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < kKs; ++ks) {
+      uint32_t ka[4], va[4];
+      fragA<kD>(ka, Ks, 16 * warp, ks);
+      fragA<kD>(va, Vs, 16 * warp, ks);
+#pragma unroll
+      for (int n = 0; n < kBq / 8; n += 2) {
+        uint32_t qb[4], ob[4];
+        fragB2<kD>(qb, Q, 8 * n, ks);
+        fragB2<kD>(ob, dO, 8 * n, ks);
+        mmaPair(st[n], st[n + 1], ka, qb);
+        mmaPair(dpt[n], dpt[n + 1], va, ob);
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < kBq / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int qi = 8 * n + 2 * t + (e & 1), query = q0 + qi;
+        const bool live = query < T && query >= keyOf[e >> 1];
+        const float p = live ? exp2f((st[n][e] - lseS[qi]) * kLog2e) : 0.0f;
+        st[n][e] = p;
+        dpt[n][e] = p * (dpt[n][e] - deltaS[qi]);
+      }
+#pragma unroll
+    for (int j = 0; j < kBq / 16; ++j) {
+      uint32_t pa[4], sa[4];
+      cToA(pa, st[2 * j], st[2 * j + 1]);
+      cToA(sa, dpt[2 * j], dpt[2 * j + 1]);
+#pragma unroll
+      for (int i = 0; i < kNd; i += 2) {
+        uint32_t ob[4], qb[4];
+        fragB2Trans<kD>(ob, dO, 8 * i, j);
+        fragB2Trans<kD>(qb, Q, 8 * i, j);
+        mmaPair(dvAcc[i], dvAcc[i + 1], pa, ob);
+        mmaPair(dkAcc[i], dkAcc[i + 1], sa, qb);
+      }
+    }
+    __syncthreads();  // this step's buffers are refilled next
+  }
+
+  const size_t kStride = size_t(Hkv) * D;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int key = keyOf[r];
+    if (key >= T) continue;
+    const size_t off = (size_t(b) * T + key) * kStride + size_t(hk) * D;
+#pragma unroll
+    for (int i = 0; i < kNd; ++i) {
+      const int d = 8 * i + 2 * t;
+      if (d < D) {
+        dk[off + d] = dkAcc[i][2 * r];
+        dv[off + d] = dvAcc[i][2 * r];
+      }
+      if (d + 1 < D) {
+        dk[off + d + 1] = dkAcc[i][2 * r + 1];
+        dv[off + d + 1] = dvAcc[i][2 * r + 1];
+      }
+    }
+  }
+}
+
+// ---- backward: dQ ---------------------------------------------------------------------------------------------
+
+constexpr int kQq = 64, kQk = 32;
+
+template <int kD>
+constexpr size_t dqSmem() {
+  return 2 * size_t(rowLd<kD>()) * (2 * kQq + 4 * kQk);  // Q, dO, 2x(K, V)
+}
+
+template <int kD>
+__global__ void __launch_bounds__(kThreadsF)
+    attention_flash_dq_kernel(float* dq, const __nv_bfloat16* qh, const __nv_bfloat16* kh, const __nv_bfloat16* vh,
+                              const __nv_bfloat16* doh, const float* lse, const float* delta, int T, int H, int Hkv,
+                              int D, float scale) {
+  constexpr int kLd = rowLd<kD>(), kNd = kD / 8, kKs = kD / 16;
+  extern __shared__ __align__(16) uint8_t smemBytes[];
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smemBytes);
+  __nv_bfloat16* dOs = Qs + kQq * kLd;
+  __nv_bfloat16* Ks = dOs + kQq * kLd;      // [2][kQk][kLd]
+  __nv_bfloat16* Vs = Ks + 2 * kQk * kLd;  // [2][kQk][kLd]
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * kQq, h = blockIdx.y, b = blockIdx.z;
+  const int hk = h / (H / Hkv);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const __nv_bfloat16* kHead = kh + (size_t(b) * Hkv + hk) * T * kD;
+  const __nv_bfloat16* vHead = vh + (size_t(b) * Hkv + hk) * T * kD;
+  const int lastKey = min(T, q0 + kQq) - 1;
+  const int tiles = lastKey / kQk + 1;
+
+  loadTile<kQq, kD>(Qs, qh + (size_t(b) * H + h) * T * kD, q0, T);
+  loadTile<kQq, kD>(dOs, doh + (size_t(b) * H + h) * T * kD, q0, T);
+  loadTile<kQk, kD>(Ks, kHead, 0, T);
+  loadTile<kQk, kD>(Vs, vHead, 0, T);
+  cpAsyncCommit();
+
+  const int rowOf[2] = {q0 + 16 * warp + g, q0 + 16 * warp + g + 8};
+  float lseR[2], deltaR[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const bool in = rowOf[r] < T;
+    lseR[r] = in ? lse[(size_t(b) * H + h) * T + rowOf[r]] : 0.0f;
+    deltaR[r] = in ? delta[(size_t(b) * H + h) * T + rowOf[r]] : 0.0f;
+  }
+  float acc[kNd][4];
+#pragma unroll
+  for (int i = 0; i < kNd; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+  uint32_t qf[kKs][4], of[kKs][4];
+
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int cur = kt & 1;
+    if (kt + 1 < tiles) {
+      loadTile<kQk, kD>(Ks + (cur ^ 1) * kQk * kLd, kHead, (kt + 1) * kQk, T);
+      loadTile<kQk, kD>(Vs + (cur ^ 1) * kQk * kLd, vHead, (kt + 1) * kQk, T);
+      cpAsyncCommit();
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    if (kt == 0) {
+#pragma unroll
+      for (int ks = 0; ks < kKs; ++ks) {
+        fragA<kD>(qf[ks], Qs, 16 * warp, ks);
+        fragA<kD>(of[ks], dOs, 16 * warp, ks);
+      }
+    }
+    const __nv_bfloat16* K = Ks + cur * kQk * kLd;
+    const __nv_bfloat16* V = Vs + cur * kQk * kLd;
+    const int k0 = kt * kQk;
+
+    float s[kQk / 8][4], dp[kQk / 8][4];
+#pragma unroll
+    for (int n = 0; n < kQk / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < kKs; ++ks)
+#pragma unroll
+      for (int n = 0; n < kQk / 8; n += 2) {
+        uint32_t kb[4], vb[4];
+        fragB2<kD>(kb, K, 8 * n, ks);
+        fragB2<kD>(vb, V, 8 * n, ks);
+        mmaPair(s[n], s[n + 1], qf[ks], kb);
+        mmaPair(dp[n], dp[n + 1], of[ks], vb);
+      }
+#pragma unroll
+    for (int n = 0; n < kQk / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e >> 1, key = k0 + 8 * n + 2 * t + (e & 1);
+        const bool live = key <= rowOf[r] && rowOf[r] < T;
+        const float p = live ? exp2f((s[n][e] - lseR[r]) * kLog2e) : 0.0f;
+        s[n][e] = p * (dp[n][e] - deltaR[r]);  // dS
+      }
+#pragma unroll
+    for (int j = 0; j < kQk / 16; ++j) {
+      uint32_t sa[4];
+      cToA(sa, s[2 * j], s[2 * j + 1]);
+#pragma unroll
+      for (int i = 0; i < kNd; i += 2) {
+        uint32_t kb[4];
+        fragB2Trans<kD>(kb, K, 8 * i, j);
+        mmaPair(acc[i], acc[i + 1], sa, kb);
+      }
+    }
+    __syncthreads();
+  }
+
+  const size_t qStride = size_t(H) * D;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (rowOf[r] >= T) continue;
+    float* dst = dq + (size_t(b) * T + rowOf[r]) * qStride + size_t(h) * D;
+#pragma unroll
+    for (int i = 0; i < kNd; ++i) {
+      const int d = 8 * i + 2 * t;
+      if (d < D) dst[d] = acc[i][2 * r] * scale;
+      if (d + 1 < D) dst[d + 1] = acc[i][2 * r + 1] * scale;
+    }
+  }
+}
+
+// ---- launchers ---------------------------------------------------------------------------------------------
+
+template <int kD>
+void forwardFlash(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v, int B,
+                  int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch) {
+  auto* qh = static_cast<__nv_bfloat16*>(scratch);
+  auto* kh = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<uint8_t*>(qh) + packedBytes(B, Tq, H, kD));
+  auto* vh = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<uint8_t*>(kh) + packedBytes(B, Tcap, Hkv, kD));
+  toHeads<kD>(stream, qh, q, B, Tq, H, D, 1.0f / std::sqrt(float(D)));
+  toHeads<kD>(stream, kh, k, B, Tcap, Hkv, D, 1.0f);
+  toHeads<kD>(stream, vh, v, B, Tcap, Hkv, D, 1.0f);
+  constexpr size_t smem = forwardSmem<kD>();
+  allowSharedMemory(attention_flash_forward_kernel<kD>, smem, "attention_flash_forward_kernel");
+  attention_flash_forward_kernel<kD><<<dim3(ceilDiv(Tq, kFq), H, B), kThreadsF, smem, stream>>>(
+      out, lse, qh, kh, vh, Tq, Tcap, H, Hkv, D, pos0);
+  checkLaunch("attention_flash_forward_kernel");
+}
+
+template <int kD>
+void backwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                   const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H, int Hkv,
+                   int D, void* scratch) {
+  const float scale = 1.0f / std::sqrt(float(D));
+  auto* qh = static_cast<__nv_bfloat16*>(scratch);
+  auto* doh = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<uint8_t*>(qh) + packedBytes(B, T, H, kD));
+  auto* kh = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<uint8_t*>(doh) + packedBytes(B, T, H, kD));
+  auto* vh = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<uint8_t*>(kh) + packedBytes(B, T, Hkv, kD));
+  toHeads<kD>(stream, qh, q, B, T, H, D, scale);
+  toHeads<kD>(stream, doh, dout, B, T, H, D, 1.0f);
+  toHeads<kD>(stream, kh, k, B, T, Hkv, D, 1.0f);
+  toHeads<kD>(stream, vh, v, B, T, Hkv, D, 1.0f);
+  constexpr size_t smemKv = dkdvSmem<kD>();
+  allowSharedMemory(attention_flash_dkdv_kernel<kD>, smemKv, "attention_flash_dkdv_kernel");
+  attention_flash_dkdv_kernel<kD><<<dim3(ceilDiv(T, kBk), Hkv, B), kThreadsF, smemKv, stream>>>(
+      dk, dv, qh, kh, vh, doh, lse, delta, T, H, Hkv, D);
+  checkLaunch("attention_flash_dkdv_kernel");
+  constexpr size_t smemQ = dqSmem<kD>();
+  allowSharedMemory(attention_flash_dq_kernel<kD>, smemQ, "attention_flash_dq_kernel");
+  attention_flash_dq_kernel<kD><<<dim3(ceilDiv(T, kQq), H, B), kThreadsF, smemQ, stream>>>(
+      dq, qh, kh, vh, doh, lse, delta, T, H, Hkv, D, scale);
+  checkLaunch("attention_flash_dq_kernel");
+}
+
+int paddedDim(int D) { return D <= 64 ? 64 : 128; }
+
+}  // namespace
+
+bool attentionFlashSupports(int D, int Tq) { return D > 32 && D <= 128 && Tq >= 8; }
+
+size_t attentionFlashForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D) {
+  const int kD = paddedDim(D);
+  return packedBytes(B, Tq, H, kD) + 2 * packedBytes(B, Tcap, Hkv, kD);
+}
+
+size_t attentionFlashBackwardScratchBytes(int B, int T, int H, int Hkv, int D) {
+  const int kD = paddedDim(D);
+  return 2 * packedBytes(B, T, H, kD) + 2 * packedBytes(B, T, Hkv, kD);
+}
+
+void attentionForwardFlash(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
+                           int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch) {
+  if (paddedDim(D) == 64) forwardFlash<64>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
+  else forwardFlash<128>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
+}
+
+void attentionBackwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                            const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
+                            int Hkv, int D, void* scratch) {
+  if (paddedDim(D) == 64) backwardFlash<64>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch);
+  else backwardFlash<128>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch);
+}
+
+}  // namespace pl::cuda
