@@ -84,6 +84,10 @@ export interface NativeEngineInfo {
   parameterCount: number;
   trainableCount: number;
   memoryBytes: number;
+  /** Bytes the engine's backend holds now (every allocation, scratch included: on CUDA, device memory). */
+  allocatedBytes: number;
+  /** The most it has held since the engine was made: the number to set beside another framework's peak. */
+  peakAllocatedBytes: number;
   step: number;
 }
 

@@ -306,6 +306,8 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("parameterCount", static_cast<double>(m.parameterBytes() / sizeof(float)));
   o.Set("trainableCount", static_cast<double>(m.trainableCount()));
   o.Set("memoryBytes", static_cast<double>(m.memoryBytes()));
+  o.Set("allocatedBytes", static_cast<double>(state_->backend->allocatedBytes()));
+  o.Set("peakAllocatedBytes", static_cast<double>(state_->backend->peakAllocatedBytes()));
   o.Set("step", m.stepCount());
   return o;
 }

@@ -18,9 +18,13 @@ void* CpuBackend::allocate(size_t bytes) {
   void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
   if (!p) throw Error("cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
   std::memset(p, 0, rounded == 0 ? 64 : rounded);
+  meter_.add(p, rounded == 0 ? 64 : rounded);
   return p;
 }
-void CpuBackend::release(void* ptr) { std::free(ptr); }
+void CpuBackend::release(void* ptr) {
+  meter_.remove(ptr);
+  std::free(ptr);
+}
 void CpuBackend::upload(void* dst, const void* hostSrc, size_t bytes) { std::memcpy(dst, hostSrc, bytes); }
 void CpuBackend::download(void* hostDst, const void* src, size_t bytes) { std::memcpy(hostDst, src, bytes); }
 void CpuBackend::copy(void* dst, const void* src, size_t bytes) { std::memmove(dst, src, bytes); }

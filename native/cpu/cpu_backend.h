@@ -3,6 +3,7 @@
 #pragma once
 #include <memory>
 
+#include "../core/memory_meter.h"
 #include "../core/thread_pool.h"
 #include "../model/backend.h"
 
@@ -17,6 +18,8 @@ class CpuBackend final : public Backend {
 
   void* allocate(size_t bytes) override;
   void release(void* ptr) override;
+  size_t allocatedBytes() const override { return meter_.current(); }
+  size_t peakAllocatedBytes() const override { return meter_.peak(); }
   void upload(void* dst, const void* hostSrc, size_t bytes) override;
   void download(void* hostDst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
@@ -54,6 +57,7 @@ class CpuBackend final : public Backend {
 
  private:
   std::unique_ptr<ThreadPool> pool_;
+  MemoryMeter meter_;
 };
 
 }  // namespace pl::cpu

@@ -1,6 +1,6 @@
 // Causal grouped-query attention, flash style, fp32 on CUDA cores; the entry points hand head dims 33..128
-// (query blocks of 8 rows or more) to the bf16 tensor-core kernels of attention_flash.cu (or the first
-// tensor-core version, attention_mma.cu) when the path asks for them.
+// (query blocks of 8 rows or more) to the bf16 tensor-core kernels of attention_flash.cu unless the path
+// asks for fp32.
 // Layouts: q, out, dq, dout [B,Tq,H,D]; k, v [B,Tcap,Hkv,D]; lse, delta [B,H,Tq]. Query t sits at position
 // pos0 + t and sees keys [0, pos0 + t]; head h reads kv head h / (H / Hkv); scale 1/sqrt(D), folded into q
 // as the CPU does (s = sum_d (q_d * scale) k_d). Kernels are templated on kMaxD in {32, 64, 128, 256}
@@ -544,8 +544,6 @@ void attentionForward(cudaStream_t stream, float* out, float* lse, const float* 
                 std::to_string(Tcap));
   if (path == AttentionPath::Flash && attentionFlashSupports(D, Tq))
     attentionForwardFlash(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
-  else if (path == AttentionPath::Mma && attentionMmaSupports(D, Tq))
-    attentionForwardMma(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else if (D <= 32) forwardD<32>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else if (D <= 64) forwardD<64>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else if (D <= 128) forwardD<128>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
@@ -580,8 +578,6 @@ void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, con
   if (path == AttentionPath::Flash && attentionFlashSupports(D, T))
     attentionBackwardFlash(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D,
                            static_cast<uint8_t*>(scratch) + deltaBytes(B, T, H));
-  else if (path == AttentionPath::Mma && attentionMmaSupports(D, T))
-    attentionBackwardMma(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else if (D <= 32) backwardD<32>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else if (D <= 64) backwardD<64>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else if (D <= 128) backwardD<128>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);

@@ -28,13 +28,10 @@ GemmPath gemmPathFromEnv() {
   return GemmPath::Auto;
 }
 
-// PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels, =mma picks the first tensor-core
-// kernels; unset (or flash), attention_flash.cu.
+// PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels; unset (or flash), attention_flash.cu.
 AttentionPath attentionPathFromEnv() {
   const char* s = std::getenv("PUZZLE_LLAMA_CUDA_ATTENTION");
-  if (s && std::strcmp(s, "simt") == 0) return AttentionPath::Simt;
-  if (s && std::strcmp(s, "mma") == 0) return AttentionPath::Mma;
-  return AttentionPath::Flash;
+  return s && std::strcmp(s, "simt") == 0 ? AttentionPath::Simt : AttentionPath::Flash;
 }
 
 }  // namespace
@@ -100,6 +97,7 @@ void* CudaBackend::scratchFor(size_t bytes) {
     cudaError_t err = cudaStreamSynchronize(stream_);
     if (err != cudaSuccess) fail(err, "cudaStreamSynchronize");
     err = cudaFree(scratch_);
+    meter_.resize(scratchBytes_, 0);
     scratch_ = nullptr;
     scratchBytes_ = 0;
     if (err != cudaSuccess) fail(err, "cudaFree");
@@ -110,6 +108,7 @@ void* CudaBackend::scratchFor(size_t bytes) {
     scratch_ = nullptr;
     throw Error("out of memory: requested " + std::to_string(want) + " bytes of scratch on " + deviceLabel());
   }
+  meter_.resize(0, want);
   scratchBytes_ = want;
   return scratch_;
 }
@@ -135,6 +134,7 @@ void* CudaBackend::allocate(size_t bytes) {
     cudaFree(p);
     fail(zeroErr, "cudaMemsetAsync");
   }
+  meter_.add(p, n);
   return p;
 }
 
@@ -144,6 +144,7 @@ void CudaBackend::release(void* ptr) {
   // Work still queued on the stream may use ptr; cudaFree waits for the device, but be explicit.
   cudaError_t err = cudaStreamSynchronize(stream_);
   if (err != cudaSuccess) fail(err, "cudaStreamSynchronize");
+  meter_.remove(ptr);
   err = cudaFree(ptr);
   if (err != cudaSuccess) fail(err, "cudaFree");
 }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "../core/memory_meter.h"
 #include "../model/backend.h"
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*
@@ -33,6 +34,8 @@ class CudaBackend final : public Backend {
 
   void* allocate(size_t bytes) override;
   void release(void* ptr) override;
+  size_t allocatedBytes() const override { return meter_.current(); }
+  size_t peakAllocatedBytes() const override { return meter_.peak(); }
   void upload(void* dst, const void* hostSrc, size_t bytes) override;
   void download(void* hostDst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
@@ -93,6 +96,7 @@ class CudaBackend final : public Backend {
   int attentionPath_;          // an AttentionPath
   bool hopperGemm_ = false;    // the sm_90a wgmma/TMA GEMM runs here
   std::unique_ptr<OpProfile> profile_;  // while profiling
+  MemoryMeter meter_;                   // allocations and the scratch buffer
   CUstream_st* stream_ = nullptr;
   void* result_ = nullptr;  // one double: sumSquares' result
   void* scratch_ = nullptr;
@@ -103,8 +107,8 @@ class CudaBackend final : public Backend {
 // does not exist, is older than compute capability 8.0 (bf16 tensor cores), has no kernel image in this
 // build, or its stream cannot be created. PUZZLE_LLAMA_CUDA_GEMM=simt|mma|wgmma (read here) forces one
 // GEMM kernel for parity tests and benchmarks (wgmma: the Hopper one, refused where it cannot run); unset,
-// the backend picks by device and shape. PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention in fp32, =mma
-// picks the first tensor-core attention kernels (unset: attention_flash.cu's).
+// the backend picks by device and shape. PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention in fp32 (unset:
+// attention_flash.cu's tensor-core kernels where they apply).
 std::unique_ptr<Backend> createBackend(int deviceIndex);
 
 }  // namespace pl::cuda

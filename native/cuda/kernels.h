@@ -65,9 +65,9 @@ void rope(cudaStream_t stream, float* x, const float* cosTable, const float* sin
 
 // ---- attention.cu ----------------------------------------------------------------------------------
 constexpr int kAttentionMaxD = 256;
-// Flash: attention_flash.cu's bf16 tensor-core kernels where they apply (attentionFlashSupports); Mma: the
-// first tensor-core version (attention_mma.cu); Simt, and shapes neither applies to: the fp32 kernels.
-enum class AttentionPath { Flash, Mma, Simt };
+// Flash: attention_flash.cu's bf16 tensor-core kernels where they apply (attentionFlashSupports); Simt,
+// and the shapes they do not cover (head dims <= 32 or > 128, decode steps of < 8 queries): fp32 kernels.
+enum class AttentionPath { Flash, Simt };
 size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path);
 void attentionForward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
                       int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, AttentionPath path, void* scratch);
@@ -86,14 +86,6 @@ void attentionBackwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv
                             const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
                             int Hkv, int D, void* scratch);
 
-// ---- attention_mma.cu (bf16 tensor cores) ----------------------------------------------------------------
-bool attentionMmaSupports(int D, int Tq);  // 32 < D <= 128 and Tq >= 8
-void attentionForwardMma(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
-                         int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0);
-// delta[B,H,T] = rowsum(dout * out), computed by the caller.
-void attentionBackwardMma(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
-                          const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
-                          int Hkv, int D);
 
 // ---- cross_entropy.cu ------------------------------------------------------------------------------
 void crossEntropy(cudaStream_t stream, float* losses, float* logits, const int32_t* targets, int N, int V,

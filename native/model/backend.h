@@ -37,6 +37,9 @@ class Backend {
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void zero(void* dst, size_t bytes) = 0;
   virtual void synchronize() {}
+  // Bytes this backend holds now (every allocation and scratch buffer) and the most it has held.
+  virtual size_t allocatedBytes() const { return 0; }
+  virtual size_t peakAllocatedBytes() const { return 0; }
   // Per-op timing for performance work: on clears and starts it, off stops it; profileReport() waits for
   // the device and returns one line per op (empty where the backend does not profile).
   virtual void setProfiling(bool on) { (void)on; }

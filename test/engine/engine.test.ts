@@ -148,6 +148,24 @@ describe('Engine training', () => {
   });
 });
 
+describe('Engine memory', () => {
+  it('counts every backend allocation: at least the model arrays, and a peak that never falls', async () => {
+    const engine = await Engine.create({ config: small, seed: 1, threads: 1, device: 'cpu' });
+    const before = engine.info();
+    expect(before.allocatedBytes).toBeGreaterThanOrEqual(before.memoryBytes * 0.99);
+    expect(before.peakAllocatedBytes).toBeGreaterThanOrEqual(before.allocatedBytes);
+    // A larger batch grows the activations: the peak follows, and stays after a smaller batch.
+    const big = batch(8, 32, 32, 5);
+    await engine.forwardBackward(big.tokens, big.targets, { batch: 8, seq: 32 });
+    const after = engine.info();
+    expect(after.peakAllocatedBytes).toBeGreaterThan(before.peakAllocatedBytes);
+    const small2 = batch(2, 8, 32, 6);
+    await engine.forwardBackward(small2.tokens, small2.targets, { batch: 2, seq: 8 });
+    expect(engine.info().peakAllocatedBytes).toBeGreaterThanOrEqual(after.peakAllocatedBytes);
+    engine.dispose();
+  });
+});
+
 describe('Engine profile', () => {
   it('is empty on the CPU (only the CUDA backend times ops) and checks its argument', async () => {
     const engine = await Engine.create({ config: small, seed: 1, threads: 1, device: 'cpu' });

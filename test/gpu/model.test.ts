@@ -185,7 +185,7 @@ describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'}
 });
 
 describe.skipIf(!cuda.ok)(`CUDA op profile (${cuda.device ?? 'no GPU'})`, () => {
-  it('engine.profile() times every op of a training step on the device', async () => {
+  it('engine.profile() times every op of a training step on the device; info() counts device memory', async () => {
     const engine = await Engine.create({ config: small, device: target, seed: 1 });
     try {
       const B = 2, T = 64;
@@ -199,6 +199,10 @@ describe.skipIf(!cuda.ok)(`CUDA op profile (${cuda.device ?? 'no GPU'})`, () => 
         expect(report).toMatch(new RegExp(`^${op}.*\\s[0-9.]+ ms\\s+[1-9][0-9]* calls`, 'm'));
       }
       expect(report).toMatch(/^total \(op time on the stream\)\s+[0-9.]*[1-9][0-9.]* ms$/m);
+      // Device memory counted allocation by allocation, scratch included.
+      const info = engine.info();
+      expect(info.allocatedBytes).toBeGreaterThanOrEqual(info.memoryBytes * 0.99);
+      expect(info.peakAllocatedBytes).toBeGreaterThanOrEqual(info.allocatedBytes);
     } finally {
       engine.dispose();
     }

@@ -395,11 +395,6 @@ int main(int argc, char** argv) {
     checkMemory(*gpu);
     checkOps(cpu, *gpu);
     checkAttention(cpu, *gpu, true, "flash");
-    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "mma", 1);
-    {
-      auto firstTensorCore = pl::cuda::createBackend(device);
-      checkAttention(cpu, *firstTensorCore, true, "mma");
-    }
     setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "simt", 1);
     {
       auto fp32Attention = pl::cuda::createBackend(device);
