@@ -11,6 +11,7 @@ import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { kernels } from '../../lib/engine/kernels.js';
 import { Engine } from '../../lib/engine/engine.js';
 import { presetConfig, type PresetName } from '../../lib/engine/config.js';
+import type { CudaAvailability } from '../../lib/engine/native.js';
 import { runPeer, type PeerOutcome } from './peers.js';
 
 
@@ -70,179 +71,200 @@ interface Work {
   transB?: boolean;
 }
 
+const MATMULS: Work[] = [
+  { label: '4096x4096x4096', m: 4096, n: 4096, k: 4096 },
+  // open-llama-3B (hidden 3200, intermediate 8640), 2048 tokens: y = x W^T, and the weight gradient dW = dy^T x.
+  { label: '3B q/o_proj fwd 2048x3200x3200', m: 2048, n: 3200, k: 3200, transB: true },
+  { label: '3B gate/up_proj fwd 2048x8640x3200', m: 2048, n: 8640, k: 3200, transB: true },
+  { label: '3B down_proj fwd 2048x3200x8640', m: 2048, n: 3200, k: 8640, transB: true },
+  { label: '3B down_proj bwd dx 2048x8640x3200', m: 2048, n: 8640, k: 3200 },
+  { label: '3B up_proj bwd dW 8640x3200x2048', m: 8640, n: 3200, k: 2048, transA: true },
+];
+const PRESETS_TIMED: PresetName[] = ['small', 'base'];
+
+function attentionShapes(quick: boolean): Array<{ t: number; b: number; h: number; hkv: number; d: number }> {
+  return (quick ? [512, 2048, 4096] : [512, 1024, 2048, 4096]).map((t) => ({ t, b: Math.max(1, 8192 / t), h: 16, hkv: 4, d: 128 }));
+}
+
+/** What a section gets: the options, the GPU's description, and where to put each row as it is measured. */
+interface Section {
+  options: BenchOptions;
+  avail: CudaAvailability;
+  note: string;
+  push(row: BenchRow): void;
+}
+
+async function matmulSection({ options, avail, note, push }: Section): Promise<void> {
+  checkMatmul(false, false);
+  checkMatmul(false, true);
+  checkMatmul(true, false);
+  const repeats = options.quick ? 5 : 20;
+  // On Hopper the row is the wgmma kernel on bf16 operands (what cuBLAS gets from torch.mm in bf16);
+  // the note gives the fp32 interface the model calls (conversion to bf16 included).
+  const hopper = (avail.gemm ?? '').includes('wgmma');
+  for (const w of MATMULS) {
+    const fp32 = await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, transA: w.transA, transB: w.transB, repeats, device: 'cuda' });
+    const bf16 = hopper ? await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, repeats, device: 'cuda', operands: 'bf16' }) : null;
+    const ours = bf16 ?? fp32;
+    const peer = await runPeer('matmul', { m: w.m, n: w.n, k: w.k, repeats, warmup: 3, device: 'cuda', dtype: 'bf16', threads: options.threads });
+    push({
+      name: `matmul ${w.label}${bf16 ? ' (bf16 operands)' : ''}`,
+      unit: 'TFLOP/s',
+      value: ours.medianGflops / 1000,
+      higherIsBetter: true,
+      ...peerOf(peer, 'gflops', 1 / 1000, 'cuBLAS via torch.mm (A@B, no transposes)'),
+      note: bf16
+        ? `${note}: wgmma + TMA on bf16 A and B^T, median of ${repeats} (best ${(bf16.gflops / 1000).toFixed(1)}); through the fp32 interface (op(A), op(B) converted each call) ${(fp32.medianGflops / 1000).toFixed(1)}`
+        : `${note}: ${avail.gemm ?? 'bf16 tensor cores'}, fp32 in memory; median of ${repeats} (best ${(fp32.gflops / 1000).toFixed(1)})`,
+    });
+  }
+}
+
+async function attentionSection({ options, note, push }: Section): Promise<void> {
+  checkAttention();
+  for (const a of attentionShapes(options.quick)) {
+    const r = options.quick ? 3 : 10;
+    const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' });
+    const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
+    // Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
+    const flops = 3.5 * 2 * a.b * a.h * a.t * a.t * a.d;
+    push({
+      name: `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`,
+      unit: 'ms',
+      value: ours.medianMsFwdBwd,
+      higherIsBetter: false,
+      ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
+      note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
+    });
+  }
+}
+
+async function loraSection({ options, note, push }: Section): Promise<void> {
+  for (const row of await loraStep3b(options, note)) push(row);
+}
+
+async function trainSection({ options, note, push }: Section): Promise<void> {
+  for (const preset of PRESETS_TIMED) {
+    const config = presetConfig(preset);
+    const batch = preset === 'base' ? 16 : 32;
+    const seq = Math.min(256, config.max_position_embeddings);
+    const steps = options.quick ? 5 : 15;
+    const engine = await Engine.create({ config, device: 'cuda', seed: 1 });
+    let rate: number;
+    try {
+      rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
+    } finally {
+      engine.dispose();
+    }
+    const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
+    const peer = await runPeer('train_step', { config, lora: null, batch, seq, steps, warmup: 2, adamw, device: 'cuda', dtype: 'bf16', threads: options.threads });
+    push({
+      name: `train step ${preset} (full) b=${batch} t=${seq}`,
+      unit: 'tokens/s',
+      value: rate,
+      higherIsBetter: true,
+      ...peerOf(peer, 'tokensPerSecond', 1, peer.ok ? String(peer.result.impl) : 'PyTorch'),
+      note: `${note}: forwardBackward + AdamW step (clip 1), ${steps} steps after 3 warm-up`,
+    });
+  }
+}
+
+/** The sections in the order they run (GPU_BENCH_SECTIONS names a subset), with the row a failure leaves. */
+const SECTIONS: Array<{ name: string; run: (s: Section) => Promise<void>; failed: [string, string, boolean] }> = [
+  { name: 'matmul', run: matmulSection, failed: ['matmul', 'TFLOP/s', true] },
+  { name: 'attention', run: attentionSection, failed: ['attention fwd+bwd', 'ms', false] },
+  { name: 'lora', run: loraSection, failed: ['LoRA step open-llama-3b', 'tokens/s', true] },
+  { name: 'train', run: trainSection, failed: ['train step', 'tokens/s', true] },
+];
+
 export const gpuSuite: BenchSuite = {
   name: 'gpu',
-  description: 'CUDA matmul vs cuBLAS (torch.mm bf16), attention fwd+bwd vs PyTorch SDPA, training step vs PyTorch, on one GPU',
+  description: 'CUDA matmul vs cuBLAS (torch.mm bf16), attention fwd+bwd vs PyTorch SDPA, LoRA and training steps vs PyTorch (+PEFT), on one GPU',
   async run(options: BenchOptions): Promise<BenchRow[]> {
-    const quick = options.quick;
-    const matmuls: Work[] = [
-      { label: '4096x4096x4096', m: 4096, n: 4096, k: 4096 },
-      // open-llama-3B (hidden 3200, intermediate 8640), 2048 tokens: y = x W^T, and the weight gradient dW = dy^T x.
-      { label: '3B q/o_proj fwd 2048x3200x3200', m: 2048, n: 3200, k: 3200, transB: true },
-      { label: '3B gate/up_proj fwd 2048x8640x3200', m: 2048, n: 8640, k: 3200, transB: true },
-      { label: '3B down_proj fwd 2048x3200x8640', m: 2048, n: 3200, k: 8640, transB: true },
-      { label: '3B down_proj bwd dx 2048x8640x3200', m: 2048, n: 8640, k: 3200 },
-      { label: '3B up_proj bwd dW 8640x3200x2048', m: 8640, n: 3200, k: 2048, transA: true },
-    ];
-    const attentions = (quick ? [512, 2048, 4096] : [512, 1024, 2048, 4096]).map((t) => ({ t, b: Math.max(1, 8192 / t), h: 16, hkv: 4, d: 128 }));
-    const presets: PresetName[] = ['small', 'base'];
-
     const avail = kernels.cudaAvailable();
     if (!avail.ok) {
       const why = `no GPU: ${avail.reason}`;
       const row = (name: string, unit: string, higherIsBetter: boolean): BenchRow => ({ name, unit, value: Number.NaN, higherIsBetter, peerSkipped: `not run: ${why}` });
       return [
-        ...matmuls.map((w) => row(`matmul ${w.label}`, 'TFLOP/s', true)),
-        ...attentions.map((a) => row(`attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`, 'ms', false)),
-        ...presets.map((p) => row(`train step ${p} (full)`, 'tokens/s', true)),
-        row('LoRA step open-llama-3b r=8 a=32 all projections', 'tokens/s', true),
+        ...MATMULS.map((w) => row(`matmul ${w.label}`, 'TFLOP/s', true)),
+        ...attentionShapes(options.quick).map((a) => row(`attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`, 'ms', false)),
+        row('LoRA step open-llama-3b r=8 a=32 all projections, frozen fp32', 'tokens/s', true),
+        row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16', 'tokens/s', true),
+        ...PRESETS_TIMED.map((p) => row(`train step ${p} (full)`, 'tokens/s', true)),
       ];
     }
     // Each row is printed to stderr as soon as it is measured, so a run cut short by its time box still
-    // leaves the rows it finished in the log.
-    const rows = {
-      list: [] as BenchRow[],
-      push(row: BenchRow): void {
-        this.list.push(row);
-        const peer = row.peer !== undefined ? `${row.peer.toPrecision(4)} ${row.unit} (${row.peerName})` : row.peerSkipped;
-        process.stderr.write(`[gpu] ${row.name}: ${row.value.toPrecision(4)} ${row.unit}; peer ${peer}${row.note ? `; ${row.note}` : ''}\n`);
-      },
+    // leaves the rows it finished in the log; a section that fails leaves a row saying why, and the rest run.
+    const rows: BenchRow[] = [];
+    const push = (row: BenchRow): void => {
+      rows.push(row);
+      const peer = row.peer !== undefined ? `${row.peer.toPrecision(4)} ${row.unit} (${row.peerName})` : row.peerSkipped;
+      process.stderr.write(`[gpu] ${row.name}: ${row.value.toPrecision(4)} ${row.unit}; peer ${peer}${row.note ? `; ${row.note}` : ''}\n`);
     };
-    const note = `ours on ${avail.device}`;
-    // GPU_BENCH_SECTIONS=matmul,attention,train,lora runs a subset (GPU time is scarce); unset, all of them.
-    const only = (process.env.GPU_BENCH_SECTIONS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
-    const wanted = (section: string): boolean => only.length === 0 || only.includes(section);
     process.stderr.write(`[gpu] ${avail.device}: GEMM ${avail.gemm ?? 'unknown'}\n`);
-
-    if (wanted('matmul')) try {
-      checkMatmul(false, false);
-      checkMatmul(false, true);
-      checkMatmul(true, false);
-      const repeats = quick ? 5 : 20;
-      // On Hopper the row is the wgmma kernel on bf16 operands (what cuBLAS gets from torch.mm in bf16);
-      // the note gives the fp32 interface the model calls (conversion to bf16 included).
-      const hopper = (avail.gemm ?? '').includes('wgmma');
-      for (const w of matmuls) {
-        const fp32 = await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, transA: w.transA, transB: w.transB, repeats, device: 'cuda' });
-        const bf16 = hopper ? await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, repeats, device: 'cuda', operands: 'bf16' }) : null;
-        const ours = bf16 ?? fp32;
-        const peer = await runPeer('matmul', { m: w.m, n: w.n, k: w.k, repeats, warmup: 3, device: 'cuda', dtype: 'bf16', threads: options.threads });
-        rows.push({
-          name: `matmul ${w.label}${bf16 ? ' (bf16 operands)' : ''}`,
-          unit: 'TFLOP/s',
-          value: ours.medianGflops / 1000,
-          higherIsBetter: true,
-          ...peerOf(peer, 'gflops', 1 / 1000, 'cuBLAS via torch.mm (A@B, no transposes)'),
-          note: bf16
-            ? `${note}: wgmma + TMA on bf16 A and B^T, median of ${repeats} (best ${(bf16.gflops / 1000).toFixed(1)}); through the fp32 interface (op(A), op(B) converted each call) ${(fp32.medianGflops / 1000).toFixed(1)}`
-            : `${note}: ${avail.gemm ?? 'bf16 tensor cores'}, fp32 in memory; median of ${repeats} (best ${(fp32.gflops / 1000).toFixed(1)})`,
-        });
+    // GPU_BENCH_SECTIONS=matmul,attention,lora,train runs a subset (GPU time is scarce); unset, all of them.
+    const only = (process.env.GPU_BENCH_SECTIONS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+    const section: Section = { options, avail, note: `ours on ${avail.device}`, push };
+    for (const { name, run, failed: [label, unit, higherIsBetter] } of SECTIONS) {
+      if (only.length > 0 && !only.includes(name)) continue;
+      try {
+        await run(section);
+      } catch (err) {
+        push(failed(label, unit, higherIsBetter, err));
       }
-    } catch (err) {
-      rows.push(failed('matmul', 'TFLOP/s', true, err));
     }
-
-    if (wanted('attention')) try {
-      checkAttention();
-      for (const a of attentions) {
-        const r = quick ? 3 : 10;
-        const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' });
-        const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
-        // Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
-        const flops = 3.5 * 2 * a.b * a.h * a.t * a.t * a.d;
-        rows.push({
-          name: `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`,
-          unit: 'ms',
-          value: ours.medianMsFwdBwd,
-          higherIsBetter: false,
-          ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
-          note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
-        });
-      }
-    } catch (err) {
-      rows.push(failed('attention fwd+bwd', 'ms', false, err));
-    }
-
-    if (wanted('lora')) try {
-      rows.push(await loraStep3b(options, note));
-    } catch (err) {
-      rows.push(failed('LoRA step open-llama-3b', 'tokens/s', true, err));
-    }
-    if (wanted('train')) try {
-      for (const preset of presets) {
-        const config = presetConfig(preset);
-        const batch = preset === 'base' ? 16 : 32;
-        const seq = Math.min(256, config.max_position_embeddings);
-        const steps = quick ? 5 : 15;
-        const engine = await Engine.create({ config, device: 'cuda', seed: 1 });
-        let rate: number;
-        try {
-          rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
-        } finally {
-          engine.dispose();
-        }
-        const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
-        const peer = await runPeer('train_step', { config, lora: null, batch, seq, steps, warmup: 2, adamw, device: 'cuda', dtype: 'bf16', threads: options.threads });
-        const impl = peer.ok ? String(peer.result.impl) : 'PyTorch';
-        rows.push({
-          name: `train step ${preset} (full) b=${batch} t=${seq}`,
-          unit: 'tokens/s',
-          value: rate,
-          higherIsBetter: true,
-          ...peerOf(peer, 'tokensPerSecond', 1, impl),
-          note: `${note}: forwardBackward + AdamW step (clip 1), ${steps} steps after 3 warm-up`,
-        });
-      }
-    } catch (err) {
-      rows.push(failed('train step', 'tokens/s', true, err));
-    }
-    return rows.list;
+    return rows;
   },
 };
 
 /** The LoRA step issue 7 names: the open-llama-3b preset, random weights, rank 8, alpha 32, all seven
  * projections, beside transformers + PEFT with its frozen base in bf16 and SDPA attention (what one would
- * run to LoRA-tune a 3B model in PyTorch). Tokens/s and peak memory: ours counts every allocation of the
- * engine's backend (scratch included), the peer's is torch.cuda.max_memory_allocated. */
-async function loraStep3b(options: BenchOptions, note: string): Promise<BenchRow> {
+ * run to LoRA-tune a 3B model in PyTorch), once with our frozen base in fp32 and once in bf16
+ * (frozenWeights). Tokens/s and peak memory: ours counts every allocation of the engine's backend (scratch
+ * included), the peer's is torch.cuda.max_memory_allocated. */
+async function loraStep3b(options: BenchOptions, note: string): Promise<BenchRow[]> {
   const config = presetConfig('open-llama-3b');
   const lora = { r: 8, alpha: 32, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
   const batch = 8, seq = 256;
   const steps = options.quick ? 5 : 15;
-  // Random base weights without drawing 3.4B normals on the host: one uniform buffer (std 0.02), sliced.
-  const engine = await Engine.create({ config, lora, device: 'cuda', seed: 1, initializeBase: false });
-  let rate: number, memory: number;
-  try {
-    const infos = engine.parameters().filter((t) => !t.trainable);
-    const largest = Math.max(...infos.map((t) => t.shape.reduce((a, b) => a * b, 1)));
-    const noise = pseudoRandom(largest, 7).map((x) => x * 0.02 * Math.sqrt(12));
-    for (const t of infos) {
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      engine.setParameter(t.name, t.shape.length === 1 ? new Float32Array(n).fill(1) : noise.subarray(0, n));
-    }
-    rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
-    memory = engine.info().peakAllocatedBytes;
-    // Where the step's time goes (after the timing, which runs unprofiled): two more steps, op by op.
-    engine.profile(true);
-    await trainRate(engine, batch, seq, 2, config.vocab_size, 0);
-    process.stderr.write(`[gpu] LoRA step open-llama-3b, device time per op over 2 steps:\n${engine.profile(false)}`);
-  } finally {
-    engine.dispose();
-  }
   const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
   const peer = await runPeer('train_step', {
     config, lora, batch, seq, steps, warmup: 2, adamw, device: 'cuda', dtype: 'bf16', threads: options.threads,
     baseWeights: 'bf16', attention: 'sdpa', impl: 'hf',
   });
   const peerMemory = peer.ok && typeof peer.result.peakGpuMb === 'number' ? `${(peer.result.peakGpuMb / 1024).toFixed(1)} GiB peak` : 'peak unknown';
-  return {
-    name: `LoRA step open-llama-3b r=8 a=32 all projections b=${batch} t=${seq}`,
-    unit: 'tokens/s',
-    value: rate,
-    higherIsBetter: true,
-    ...peerOf(peer, 'tokensPerSecond', 1, peer.ok ? String(peer.result.impl) : 'transformers + PEFT'),
-    note: `${note}: peak memory ours ${(memory / 2 ** 30).toFixed(1)} GiB (every device allocation, scratch included; fp32 weights), peer ${peerMemory}`,
-  };
+  const rows: BenchRow[] = [];
+  for (const frozenWeights of ['fp32', 'bf16'] as const) {
+    // Random base weights without drawing 3.4B normals on the host: one uniform buffer (std 0.02), sliced.
+    const engine = await Engine.create({ config, lora, device: 'cuda', seed: 1, initializeBase: false, frozenWeights });
+    let rate: number, memory: number;
+    try {
+      const infos = engine.parameters().filter((t) => !t.trainable);
+      const largest = Math.max(...infos.map((t) => t.shape.reduce((a, b) => a * b, 1)));
+      const noise = pseudoRandom(largest, 7).map((x) => x * 0.02 * Math.sqrt(12));
+      for (const t of infos) {
+        const n = t.shape.reduce((a, b) => a * b, 1);
+        engine.setParameter(t.name, t.shape.length === 1 ? new Float32Array(n).fill(1) : noise.subarray(0, n));
+      }
+      rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
+      memory = engine.info().peakAllocatedBytes;
+      // Where the step's time goes (after the timing, which runs unprofiled): two more steps, op by op.
+      engine.profile(true);
+      await trainRate(engine, batch, seq, 2, config.vocab_size, 0);
+      process.stderr.write(`[gpu] LoRA step open-llama-3b (frozen weights ${frozenWeights}), device time per op over 2 steps:\n${engine.profile(false)}`);
+    } finally {
+      engine.dispose();
+    }
+    rows.push({
+      name: `LoRA step open-llama-3b r=8 a=32 all projections b=${batch} t=${seq}, frozen ${frozenWeights}`,
+      unit: 'tokens/s',
+      value: rate,
+      higherIsBetter: true,
+      ...peerOf(peer, 'tokensPerSecond', 1, peer.ok ? String(peer.result.impl) : 'transformers + PEFT'),
+      note: `${note}: peak memory ours ${(memory / 2 ** 30).toFixed(1)} GiB (every device allocation, scratch included; frozen base in ${frozenWeights}), peer ${peerMemory}`,
+    });
+  }
+  return rows;
 }
 
 async function trainRate(engine: Engine, batch: number, seq: number, steps: number, vocab: number, warmup = 3): Promise<number> {

@@ -58,6 +58,7 @@ export interface NativeEngineOptions {
   deviceIndex?: number;
   seed?: number;
   initializeBase?: boolean;
+  frozenWeights?: 'fp32' | 'bf16';
   threads?: number;
 }
 

@@ -18,6 +18,8 @@ export interface LoadModelOptions {
   seed?: number;
   device?: 'auto' | 'cpu' | 'cuda';
   threads?: number;
+  /** With a LoRA (fresh or loaded): 'bf16' keeps the base matrices in bf16 (Engine.create's option). */
+  frozenWeights?: 'fp32' | 'bf16';
 }
 
 export interface LoadedModel {
@@ -57,6 +59,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     threads: options.threads,
     seed: options.seed,
     initializeBase: false, // every base weight comes from the folder
+    frozenWeights: options.frozenWeights,
   });
   try {
     const names = new Set(engine.parameterNames());

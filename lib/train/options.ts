@@ -46,6 +46,8 @@ export interface TrainOptions {
   seed?: number;
   device?: 'auto' | 'cpu' | 'cuda';
   threads?: number;
+  /** LoRA only: 'bf16' keeps the frozen base matrices in bf16, half their memory (Engine.create's option). */
+  frozenWeights?: 'fp32' | 'bf16';
   /** Checkpoint every K steps (and at the end, and when stopped). 0: only at the end. */
   checkpointEvery?: number;
   keepCheckpoints?: number;
@@ -88,6 +90,7 @@ export interface ResolvedTrainOptions {
   maxGradNorm: number;
   seed: number;
   device: 'auto' | 'cpu' | 'cuda';
+  frozenWeights: 'fp32' | 'bf16';
   threads: number | undefined;
   checkpointEvery: number;
   keepCheckpoints: number;
@@ -145,6 +148,9 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number, baseConf
   if (schedule !== 'cosine' && schedule !== 'constant') throw new RangeError(`train(): schedule must be 'cosine' or 'constant', got ${JSON.stringify(schedule)}`);
   const device = o.device ?? 'auto';
   if (!['auto', 'cpu', 'cuda'].includes(device)) throw new RangeError(`train(): device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`);
+  const frozenWeights = o.frozenWeights ?? 'fp32';
+  if (frozenWeights !== 'fp32' && frozenWeights !== 'bf16') throw new RangeError(`train(): frozenWeights must be 'fp32' or 'bf16', got ${JSON.stringify(frozenWeights)}`);
+  if (frozenWeights === 'bf16' && !lora) throw new TypeError("train(): frozenWeights 'bf16' needs lora (full training updates every weight)");
   return {
     out: o.out,
     baseModel: o.baseModel ?? null,
@@ -167,6 +173,7 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number, baseConf
     maxGradNorm: num('maxGradNorm', o.maxGradNorm, 1.0, 0, Infinity),
     seed,
     device: device as ResolvedTrainOptions['device'],
+    frozenWeights,
     threads: o.threads === undefined ? undefined : int('threads', o.threads, 1),
     checkpointEvery: int('checkpointEvery', o.checkpointEvery, 0, 200),
     keepCheckpoints: int('keepCheckpoints', o.keepCheckpoints, 1, 2),
@@ -194,6 +201,7 @@ function checkModes(modes: unknown): Array<'free' | 'constrained'> {
 
 /** What must not change when a run is resumed: everything that shapes the losses. */
 export function fingerprint(r: ResolvedTrainOptions): string {
-  const { out: _o, merge: _g, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalAtEnd: _a, evalLimit: _l, evalSets: _s, evalModes: _m, device: _d, ...rest } = r;
-  return JSON.stringify(rest);
+  const { out: _o, merge: _g, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalAtEnd: _a, evalLimit: _l, evalSets: _s, evalModes: _m, device: _d, frozenWeights, ...rest } = r;
+  // fp32 frozen weights are what runs did before the option existed: they stay resumable.
+  return JSON.stringify(frozenWeights === 'fp32' ? rest : { ...rest, frozenWeights });
 }

@@ -237,6 +237,11 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
 #endif
   seed_ = static_cast<uint64_t>(intField(o, "seed", "Engine.create(): options.", 0, (int64_t(1) << 53), 0));
   const bool initializeBase = boolField(o, "initializeBase", "Engine.create(): options.", true);
+  const std::string frozenWeights = stringField(o, "frozenWeights", "Engine.create(): options.", std::string("fp32"));
+  if (frozenWeights != "fp32" && frozenWeights != "bf16")
+    throwRange(env, "Engine.create(): options.frozenWeights must be 'fp32' or 'bf16', got '" + frozenWeights + "'");
+  if (frozenWeights == "bf16" && !lora.enabled())
+    throwRange(env, "Engine.create(): options.frozenWeights = 'bf16' needs options.lora (full training updates every weight)");
   const int threads = static_cast<int>(intField(o, "threads", "Engine.create(): options.", 1, 1024,
                                                 static_cast<int64_t>(cpuFeatures().hardwareThreads)));
   state_ = std::make_shared<EngineState>();
@@ -253,7 +258,8 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
     }
 #endif
     if (!state_->backend) state_->backend = std::make_unique<cpu::CpuBackend>(threads);
-    state_->model = std::make_unique<LlamaModel>(*state_->backend, config, lora, seed_, initializeBase);
+    state_->model =
+        std::make_unique<LlamaModel>(*state_->backend, config, lora, seed_, initializeBase, frozenWeights == "bf16");
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "Engine.create(): out of memory");
   } catch (const std::exception& e) {
@@ -303,7 +309,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("device", state_->backend->name());
   o.Set("note", state_->note.empty() ? env.Null() : Napi::Value(Napi::String::New(env, state_->note)));
   o.Set("threads", state_->backend->threads());
-  o.Set("parameterCount", static_cast<double>(m.parameterBytes() / sizeof(float)));
+  o.Set("parameterCount", static_cast<double>(m.parameterCount()));
   o.Set("trainableCount", static_cast<double>(m.trainableCount()));
   o.Set("memoryBytes", static_cast<double>(m.memoryBytes()));
   o.Set("allocatedBytes", static_cast<double>(state_->backend->allocatedBytes()));

@@ -34,6 +34,17 @@ void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, in
                       float alpha, float beta) {
   cpu::gemm(*pool_, C, A, B, M, N, K, transA, transB, alpha, beta);
 }
+void CpuBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
+                                float alpha, float beta) {
+  const size_t n = static_cast<size_t>(N) * static_cast<size_t>(K);
+  if (widened_.size() < n) {
+    meter_.resize(widened_.size() * sizeof(float), n * sizeof(float));
+    widened_.resize(n);
+  }
+  cpu::widenBf16(*pool_, widened_.data(), W, n);
+  gemm(C, A, widened_.data(), M, N, K, false, transW, alpha, beta);
+}
+
 void CpuBackend::add(float* out, const float* a, const float* b, size_t n) { cpu::add(*pool_, out, a, b, n); }
 void CpuBackend::axpy(float* y, const float* x, float a, size_t n) { cpu::axpy(*pool_, y, x, a, n); }
 void CpuBackend::scale(float* x, float a, size_t n) { cpu::scale(*pool_, x, a, n); }

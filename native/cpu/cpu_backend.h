@@ -2,6 +2,7 @@
 // all on one persistent thread pool owned by the backend.
 #pragma once
 #include <memory>
+#include <vector>
 
 #include "../core/memory_meter.h"
 #include "../core/thread_pool.h"
@@ -27,6 +28,8 @@ class CpuBackend final : public Backend {
 
   void gemm(float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB, float alpha,
             float beta) override;
+  void gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW, float alpha,
+                      float beta) override;
   void add(float* out, const float* a, const float* b, size_t n) override;
   void axpy(float* y, const float* x, float a, size_t n) override;
   void scale(float* x, float a, size_t n) override;
@@ -58,6 +61,7 @@ class CpuBackend final : public Backend {
  private:
   std::unique_ptr<ThreadPool> pool_;
   MemoryMeter meter_;
+  std::vector<float> widened_;  // gemmWeightBf16's weight in fp32, grown to the largest one
 };
 
 }  // namespace pl::cpu

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../core/bf16.h"
 #include "../core/rng.h"
 #include "vec.h"
 
@@ -185,6 +186,12 @@ void axpy(ThreadPool& pool, float* y, const float* x, float a, size_t n) {
 
 void scale(ThreadPool& pool, float* x, float a, size_t n) {
   forChunks(pool, n, [&](size_t s, size_t e) { scaleK(x + s, a, e - s); });
+}
+
+void widenBf16(ThreadPool& pool, float* out, const uint16_t* in, size_t n) {
+  forChunks(pool, n, [&](size_t s, size_t e) {
+    for (size_t i = s; i < e; ++i) out[i] = fromBf16(in[i]);
+  });
 }
 
 double sumSquares(ThreadPool& pool, const float* x, size_t n) {

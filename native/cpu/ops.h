@@ -12,6 +12,8 @@ void add(ThreadPool& pool, float* out, const float* a, const float* b, size_t n)
 void axpy(ThreadPool& pool, float* y, const float* x, float a, size_t n);
 void scale(ThreadPool& pool, float* x, float a, size_t n);
 double sumSquares(ThreadPool& pool, const float* x, size_t n);
+// out[i] = in[i] widened from bf16 (exact).
+void widenBf16(ThreadPool& pool, float* out, const uint16_t* in, size_t n);
 
 void embeddingForward(ThreadPool& pool, float* out, const int32_t* tokens, const float* wte, int N, int C);
 void embeddingBackward(ThreadPool& pool, float* dwte, const float* dout, const int32_t* tokens, int N, int C, int V);

@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -66,6 +67,7 @@ CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
   profile_.reset();
   if (scratch_) cudaFree(scratch_);
+  if (widened_) cudaFree(widened_);
   if (result_) cudaFree(result_);
   cudaStreamDestroy(stream_);
   cudaGetLastError();
@@ -227,6 +229,68 @@ void CudaBackend::gemm(float* C, const float* A, const float* B, int M, int N, i
   float* partial = partialBytes ? static_cast<float*>(scratchFor(partialBytes)) : nullptr;
   ProfileScope span(profile_.get(), partial ? "gemm: mma.sync split-K (skinny)" : "gemm: mma.sync / simt");
   cuda::gemm(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, sm80, multiprocessors_, partial);
+}
+
+void CudaBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
+                                 float alpha, float beta) {
+  use();
+  if (M <= 0 || N <= 0) return;
+  const auto* w = reinterpret_cast<const __nv_bfloat16*>(W);
+  const auto path = static_cast<GemmPath>(gemmPath_);
+  const bool hopper = hopperGemm_ && K > 0 &&
+                      (path == GemmPath::Wgmma ||
+                       (path == GemmPath::Auto && double(M) * N * K >= double(1 << 22) && M >= 64 && N >= 64));
+  if (hopper) {
+    // The weight goes in as it is when it is already K-major with 16-byte rows (y = x W^T); otherwise it is
+    // transposed or padded, bf16 to bf16, next to the converted activations.
+    ProfileScope span(profile_.get(), "gemm: wgmma, bf16 weight");
+    const int ldk = (K + 7) / 8 * 8;
+    const bool direct = transW && K % 8 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0;
+    const size_t aBytes = (size_t(M) * ldk * 2 + 255) / 256 * 256;
+    const size_t wBytes = direct ? 0 : (size_t(N) * ldk * 2 + 255) / 256 * 256;
+    auto* scratch = static_cast<uint8_t*>(scratchFor(aBytes + wBytes));
+    auto* a = reinterpret_cast<__nv_bfloat16*>(scratch);
+    cuda::toBf16KMajor(stream_, a, A, M, K, true, ldk);
+    const __nv_bfloat16* b = w;
+    if (!direct) {
+      auto* wt = reinterpret_cast<__nv_bfloat16*>(scratch + aBytes);
+      cuda::toBf16KMajor(stream_, wt, w, N, K, transW, ldk);
+      b = wt;
+    }
+    cuda::gemmBf16(stream_, C, a, b, M, N, K, ldk, direct ? K : ldk, alpha, beta, multiprocessors_);
+    return;
+  }
+  const size_t n = size_t(N) * size_t(K);
+  float* w32 = widenedFor(n);
+  {
+    ProfileScope span(profile_.get(), "widen bf16 weight");
+    cuda::widenBf16(stream_, w32, w, n);
+  }
+  gemm(C, A, w32, M, N, K, false, transW, alpha, beta);
+}
+
+float* CudaBackend::widenedFor(size_t floats) {
+  const size_t bytes = floats * sizeof(float);
+  if (bytes <= widenedBytes_) return static_cast<float*>(widened_);
+  if (widened_) {
+    cudaError_t err = cudaStreamSynchronize(stream_);
+    if (err != cudaSuccess) fail(err, "cudaStreamSynchronize");
+    err = cudaFree(widened_);
+    meter_.resize(widenedBytes_, 0);
+    widened_ = nullptr;
+    widenedBytes_ = 0;
+    if (err != cudaSuccess) fail(err, "cudaFree");
+  }
+  const cudaError_t err = cudaMalloc(&widened_, bytes);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    widened_ = nullptr;
+    throw Error("out of memory: requested " + std::to_string(bytes) + " bytes for a widened bf16 weight on " +
+                deviceLabel());
+  }
+  meter_.resize(0, bytes);
+  widenedBytes_ = bytes;
+  return static_cast<float*>(widened_);
 }
 
 void CudaBackend::toBf16KMajor(void* out, const float* X, int rows, int K, bool kContiguous, int ldk) {

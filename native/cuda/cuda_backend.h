@@ -46,6 +46,8 @@ class CudaBackend final : public Backend {
 
   void gemm(float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB, float alpha,
             float beta) override;
+  void gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW, float alpha,
+                      float beta) override;
   void add(float* out, const float* a, const float* b, size_t n) override;
   void axpy(float* y, const float* x, float a, size_t n) override;
   void scale(float* x, float a, size_t n) override;
@@ -87,6 +89,7 @@ class CudaBackend final : public Backend {
  private:
   void use() const;                       // makes the device current on the calling thread
   void* scratchFor(size_t bytes);         // grows the scratch buffer on demand
+  float* widenedFor(size_t floats);       // grows the buffer of a bf16 weight widened to fp32
   [[noreturn]] void fail(int err, const char* what) const;
 
   int device_;
@@ -101,6 +104,8 @@ class CudaBackend final : public Backend {
   void* result_ = nullptr;  // one double: sumSquares' result
   void* scratch_ = nullptr;
   size_t scratchBytes_ = 0;
+  void* widened_ = nullptr;  // gemmWeightBf16 off the Hopper path: the weight in fp32 (gemm() may use scratch_)
+  size_t widenedBytes_ = 0;
 };
 
 // Makes a backend on device `deviceIndex`. Throws pl::Error naming the device (index and name) when it

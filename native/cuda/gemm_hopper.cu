@@ -306,28 +306,34 @@ __global__ void hopper_probe_kernel(int* out) {
 
 // ---- conversion to bf16 K-major rows ---------------------------------------------------------------
 
+__device__ __forceinline__ float asFloat(float x) { return x; }
+__device__ __forceinline__ float asFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+
 // out[r * ldk + k] = bf16(X[r * K + k]) for k < K, 0 up to ldk: eight elements (16 bytes out) a thread.
-__global__ void to_bf16_rows_kernel(__nv_bfloat16* out, const float* X, int rows, int K, int ldk) {
+// X is fp32 (activations, master weights) or bf16 (frozen weights: an exact copy).
+template <typename T>
+__global__ void to_bf16_rows_kernel(__nv_bfloat16* out, const T* X, int rows, int K, int ldk) {
   const int groups = ldk / 8;
   const size_t total = size_t(rows) * groups;
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
     const size_t r = i / groups;
     const int k0 = int(i % groups) * 8;
-    const float* src = X + r * K;
+    const T* src = X + r * K;
     __align__(16) __nv_bfloat16 v[8];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(k0 + e < K ? src[k0 + e] : 0.0f);
+    for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(k0 + e < K ? asFloat(src[k0 + e]) : 0.0f);
     *reinterpret_cast<uint4*>(out + r * ldk + k0) = *reinterpret_cast<const uint4*>(v);
   }
 }
 
 // out[r * ldk + k] = bf16(X[k * rows + r]) (X stored K-major the other way): 32x32 tiles through shared memory.
-__global__ void to_bf16_transposed_kernel(__nv_bfloat16* out, const float* X, int rows, int K, int ldk) {
+template <typename T>
+__global__ void to_bf16_transposed_kernel(__nv_bfloat16* out, const T* X, int rows, int K, int ldk) {
   __shared__ float tile[32][33];
   const int r0 = blockIdx.x * 32, k0 = blockIdx.y * 32;
   for (int i = threadIdx.y; i < 32; i += blockDim.y) {
     const int k = k0 + i, r = r0 + threadIdx.x;
-    tile[i][threadIdx.x] = (k < K && r < rows) ? X[size_t(k) * rows + r] : 0.0f;
+    tile[i][threadIdx.x] = (k < K && r < rows) ? asFloat(X[size_t(k) * rows + r]) : 0.0f;
   }
   __syncthreads();
   for (int i = threadIdx.y; i < 32; i += blockDim.y) {
@@ -417,7 +423,16 @@ bool hopperGemmSupported(cudaStream_t stream) {
   return true;
 }
 
-void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk) {
+namespace {
+
+// out[i] = float(in[i]), for frozen bf16 weights where no bf16 GEMM runs.
+__global__ void widen_bf16_kernel(float* out, const __nv_bfloat16* in, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    out[i] = __bfloat162float(in[i]);
+}
+
+template <typename T>
+void toBf16KMajorOf(cudaStream_t stream, __nv_bfloat16* out, const T* X, int rows, int K, bool kContiguous, int ldk) {
   if (rows <= 0 || ldk <= 0) return;
   if (ldk % 8 != 0 || ldk < K) throw Error("toBf16KMajor: ldk " + std::to_string(ldk) + " must be a multiple of 8 and >= K " + std::to_string(K));
   if (kContiguous) {
@@ -430,6 +445,23 @@ void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int r
     to_bf16_transposed_kernel<<<grid, dim3(32, 8), 0, stream>>>(out, X, rows, K, ldk);
     checkLaunch("to_bf16_transposed_kernel");
   }
+}
+
+}  // namespace
+
+void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk) {
+  toBf16KMajorOf(stream, out, X, rows, K, kContiguous, ldk);
+}
+
+void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const __nv_bfloat16* X, int rows, int K, bool kContiguous,
+                  int ldk) {
+  toBf16KMajorOf(stream, out, X, rows, K, kContiguous, ldk);
+}
+
+void widenBf16(cudaStream_t stream, float* out, const __nv_bfloat16* in, size_t n) {
+  if (n == 0) return;
+  widen_bf16_kernel<<<elementwiseBlocks(n, 256), 256, 0, stream>>>(out, in, n);
+  checkLaunch("widen_bf16_kernel");
 }
 
 void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,

@@ -32,6 +32,10 @@ void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_
 // out[r * ldk + k] = bf16(element (r, k)) of an fp32 rows x K operand, stored with K contiguous
 // (X[r * K + k]) or not (X[k * rows + r]); columns K..ldk-1 are zero. ldk is a multiple of 8.
 void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk);
+// The same from a bf16 operand (a frozen weight: copied, transposed or padded exactly).
+void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const __nv_bfloat16* X, int rows, int K, bool kContiguous,
+                  int ldk);
+void widenBf16(cudaStream_t stream, float* out, const __nv_bfloat16* in, size_t n);
 // The fp32 gemm() contract on the Hopper kernel: converts op(A) and op(B) into `scratch`
 // (gemmHopperScratchBytes) and multiplies them.
 size_t gemmHopperScratchBytes(int M, int N, int K);

@@ -52,6 +52,11 @@ class Backend {
                     float alpha, float beta) = 0;
 
   // ---- elementwise ---------------------------------------------------------------------------
+  // C[M,N] = alpha * A[M,K] op(W) + beta * C for a weight stored as bf16 (a frozen base weight of a LoRA
+  // model kept in half the memory): op(W) = W^T for W [N,K] when transW (y = x W^T), else W for W [K,N]
+  // (dx = dy W). The product is the one gemm() computes on W widened to fp32.
+  virtual void gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
+                              float alpha, float beta) = 0;
   virtual void add(float* out, const float* a, const float* b, size_t n) = 0;  // out = a + b
   virtual void axpy(float* y, const float* x, float a, size_t n) = 0;         // y += a * x
   virtual void scale(float* x, float a, size_t n) = 0;                         // x *= a

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "../core/bf16.h"
 #include "../core/error.h"
 #include "../core/rng.h"
 #include "lora_linear.h"
@@ -73,16 +74,20 @@ void LlamaConfig::validate() const {
     throw Error("config.rope_theta must be a positive number, got " + std::to_string(ropeTheta));
 }
 
-LlamaModel::LlamaModel(Backend& backend, const LlamaConfig& config, const LoraConfig& lora, uint64_t seed, bool initBase)
-    : be_(backend), config_(config), lora_(lora) {
+LlamaModel::LlamaModel(Backend& backend, const LlamaConfig& config, const LoraConfig& lora, uint64_t seed, bool initBase,
+                       bool frozenBf16)
+    : be_(backend), config_(config), lora_(lora), frozenBf16_(frozenBf16) {
   config_.validate();
   if (lora_.enabled()) {
     if (!(lora_.dropout >= 0.0f && lora_.dropout < 1.0f))
       throw Error("lora.dropout must be in [0, 1), got " + std::to_string(lora_.dropout));
   }
+  if (frozenBf16_ && !lora_.enabled())
+    throw Error("frozen weights in bf16 need LoRA: full training updates every weight");
   buildTable();
   try {
     params_ = static_cast<float*>(be_.allocate(paramCount_ * sizeof(float)));
+    if (frozenCount_ > 0) frozen_ = static_cast<uint16_t*>(be_.allocate(frozenCount_ * sizeof(uint16_t)));
     if (trainableCount_ > 0) {
       grads_ = static_cast<float*>(be_.allocate(trainableCount_ * sizeof(float)));
       adamM_ = static_cast<float*>(be_.allocate(trainableCount_ * sizeof(float)));
@@ -105,6 +110,8 @@ LlamaModel::LlamaModel(Backend& backend, const LlamaConfig& config, const LoraCo
 LlamaModel::~LlamaModel() { releaseAll(); }
 
 void LlamaModel::releaseAll() {
+  if (frozen_) be_.release(frozen_);
+  frozen_ = nullptr;
   for (float** p : {&params_, &grads_, &adamM_, &adamV_, &ropeCos_, &ropeSin_, &actBuf_, &cacheBuf_}) {
     if (*p) be_.release(*p);
     *p = nullptr;
@@ -116,6 +123,7 @@ size_t LlamaModel::memoryBytes() const {
   return (paramCount_ + 3 * trainableCount_ + 2 * static_cast<size_t>(config_.maxPositionEmbeddings) * half +
           actFloats_) *
              sizeof(float) +
+         frozenCount_ * sizeof(uint16_t) +
          (cacheB_ > 0 ? 2 * static_cast<size_t>(config_.numHiddenLayers) * cacheB_ * cacheT_ *
                             config_.numKeyValueHeads * D * sizeof(float)
                       : 0);
@@ -167,9 +175,16 @@ void LlamaModel::buildTable() {
     t.shape = p.shape;
     t.numel = 1;
     for (int64_t s : p.shape) t.numel *= static_cast<size_t>(s);
-    t.offset = offset;
     t.trainable = p.trainable;
-    offset += (t.numel + 15) / 16 * 16;  // 64-byte aligned tensors
+    // The frozen matrices the GEMMs read (projections, an untied lm_head) go to the bf16 buffer when asked.
+    t.bf16 = frozenBf16_ && !p.trainable && p.shape.size() == 2 && p.slot != &idxEmbed_;
+    if (t.bf16) {
+      t.offset = frozenCount_;
+      frozenCount_ += (t.numel + 31) / 32 * 32;  // 64-byte aligned tensors
+    } else {
+      t.offset = offset;
+      offset += (t.numel + 15) / 16 * 16;  // 64-byte aligned tensors
+    }
     if (p.trainable) trainableCount_ = offset;
     *p.slot = static_cast<int>(tensors_.size());
     tensors_.push_back(std::move(t));
@@ -205,15 +220,33 @@ void LlamaModel::initParameters(uint64_t seed, bool initBase) {
     } else {
       for (float& x : host) x = static_cast<float>(rng.normal() * config_.initializerRange);
     }
-    be_.upload(params_ + t.offset, host.data(), t.numel * sizeof(float));
+    setParameter(t, host.data());
   }
 }
 
+size_t LlamaModel::parameterCount() const {
+  size_t n = 0;
+  for (const TensorInfo& t : tensors_) n += t.numel;
+  return n;
+}
+
 void LlamaModel::getParameter(const TensorInfo& t, float* host) {
-  be_.download(host, params_ + t.offset, t.numel * sizeof(float));
+  if (!t.bf16) {
+    be_.download(host, params_ + t.offset, t.numel * sizeof(float));
+    return;
+  }
+  std::vector<uint16_t> half(t.numel);
+  be_.download(half.data(), frozen_ + t.offset, t.numel * sizeof(uint16_t));
+  for (size_t i = 0; i < t.numel; ++i) host[i] = fromBf16(half[i]);
 }
 void LlamaModel::setParameter(const TensorInfo& t, const float* host) {
-  be_.upload(params_ + t.offset, host, t.numel * sizeof(float));
+  if (!t.bf16) {
+    be_.upload(params_ + t.offset, host, t.numel * sizeof(float));
+    return;
+  }
+  std::vector<uint16_t> half(t.numel);
+  for (size_t i = 0; i < t.numel; ++i) half[i] = toBf16(host[i]);
+  be_.upload(frozen_ + t.offset, half.data(), t.numel * sizeof(uint16_t));
 }
 void LlamaModel::getGradient(const TensorInfo& t, float* host) {
   if (!t.trainable) throw Error("getGradient(): '" + t.name + "' is frozen and has no gradient");
@@ -311,12 +344,24 @@ void LlamaModel::ensureActivations(int N, int B, int T) {
 
 // ---- linear with LoRA ----------------------------------------------------------------------------
 
+void LlamaModel::headForward(float* logits, const float* x, int rows) {
+  const TensorInfo& head = tensors_[idxHead_];
+  if (head.bf16)
+    be_.gemmWeightBf16(logits, x, frozen_ + head.offset, rows, config_.vocabSize, config_.hiddenSize, true, 1.0f,
+                       0.0f);
+  else
+    be_.gemm(logits, x, params_ + head.offset, rows, config_.vocabSize, config_.hiddenSize, false, true, 1.0f, 0.0f);
+}
+
 LinearWeights LlamaModel::linearWeights(int layer, int module) {
   LinearWeights w;
   const TensorInfo& W = tensors_[idxW_[layer * kNumModules + module]];
   w.out = static_cast<int>(W.shape[0]);
   w.in = static_cast<int>(W.shape[1]);
-  w.W = params_ + W.offset;
+  if (W.bf16)
+    w.Wbf16 = frozen_ + W.offset;
+  else
+    w.W = params_ + W.offset;
   w.dW = W.trainable ? grads_ + W.offset : nullptr;
   const int ia = idxA_[layer * kNumModules + module];
   if (ia >= 0) {
@@ -375,7 +420,7 @@ void LlamaModel::forwardLayers(int B, int T, bool train, uint64_t seed, const st
   }
   const int L = c.numHiddenLayers;
   be_.rmsnormForward(a_.lnf, a_.lnfr, a_.resid[L], params_ + tensors_[idxNorm_].offset, N, C, c.rmsNormEps);
-  be_.gemm(a_.logits, a_.lnf, params_ + tensors_[idxHead_].offset, N, c.vocabSize, C, false, true, 1.0f, 0.0f);
+  headForward(a_.logits, a_.lnf, N);
 }
 
 void LlamaModel::forward(const int32_t* tokens, int B, int T, float* logitsHost, const std::atomic<bool>* abort) {
@@ -415,7 +460,10 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
 
   // lm_head: logits = lnf W^T  (a_.logits now holds dlogits)
   const TensorInfo& head = tensors_[idxHead_];
-  be_.gemm(a_.dln, a_.logits, params_ + head.offset, N, C, V, false, false, 1.0f, 0.0f);
+  if (head.bf16)
+    be_.gemmWeightBf16(a_.dln, a_.logits, frozen_ + head.offset, N, C, V, false, 1.0f, 0.0f);
+  else
+    be_.gemm(a_.dln, a_.logits, params_ + head.offset, N, C, V, false, false, 1.0f, 0.0f);
   if (head.trainable) be_.gemm(grads_ + head.offset, a_.logits, a_.lnf, V, C, N, true, false, 1.0f, 1.0f);
   be_.zero(a_.dres, sizeof(float) * static_cast<size_t>(N) * C);
   const TensorInfo& fnorm = tensors_[idxNorm_];
@@ -538,7 +586,7 @@ void LlamaModel::decodeStep(const int32_t* tokensHost, int B, int Tq, int pos0, 
   for (int b = 0; b < B; ++b)
     be_.copy(a_.dln + static_cast<size_t>(b) * C, x + (static_cast<size_t>(b) * Tq + Tq - 1) * C, sizeof(float) * C);
   be_.rmsnormForward(a_.lnf, a_.lnfr, a_.dln, params_ + tensors_[idxNorm_].offset, B, C, c.rmsNormEps);
-  be_.gemm(a_.logits, a_.lnf, params_ + tensors_[idxHead_].offset, B, V, C, false, true, 1.0f, 0.0f);
+  headForward(a_.logits, a_.lnf, B);
   be_.download(logitsHost, a_.logits, sizeof(float) * static_cast<size_t>(B) * V);
 }
 

@@ -46,8 +46,10 @@ struct TensorInfo {
   std::string name;
   std::vector<int64_t> shape;
   size_t numel = 0;
-  size_t offset = 0;  // in floats, into the parameter buffer (and, when trainable, the gradient/m/v buffers)
+  size_t offset = 0;  // in floats, into the parameter buffer (and, when trainable, the gradient/m/v buffers);
+                      // for a bf16 tensor, in bf16 elements into the frozen buffer
   bool trainable = false;
+  bool bf16 = false;  // a frozen base weight stored as bf16 (LlamaModel's frozenBf16)
 };
 
 struct StepOptions {
@@ -80,8 +82,11 @@ using ProgressFn = std::function<void(int done, int total)>;
 class LlamaModel {
  public:
   // initBase = false leaves the base weights at zero (they are about to be loaded); LoRA tensors are
-  // initialized either way.
-  LlamaModel(Backend& backend, const LlamaConfig& config, const LoraConfig& lora, uint64_t seed, bool initBase = true);
+  // initialized either way. frozenBf16 (LoRA only) stores the frozen linear weights (the seven projections
+  // of every layer and an untied lm_head) in bf16: half their memory, every product as gemm() computes it
+  // on those weights widened; setParameter() rounds them to nearest even.
+  LlamaModel(Backend& backend, const LlamaConfig& config, const LoraConfig& lora, uint64_t seed, bool initBase = true,
+             bool frozenBf16 = false);
   ~LlamaModel();
   LlamaModel(const LlamaModel&) = delete;
   LlamaModel& operator=(const LlamaModel&) = delete;
@@ -91,7 +96,8 @@ class LlamaModel {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   // The tensor by name (lm_head.weight resolves to the embedding when tied); null when unknown.
   const TensorInfo* find(const std::string& name) const;
-  size_t parameterBytes() const { return paramCount_ * sizeof(float); }
+  // Every parameter, in both buffers (the fp32 one and the frozen bf16 one).
+  size_t parameterCount() const;
   size_t trainableCount() const { return trainableCount_; }
   size_t memoryBytes() const;
   int stepCount() const { return step_; }
@@ -139,6 +145,8 @@ class LlamaModel {
   void ensureActivations(int N, int B, int T);
   void ensureCache(int B, int Tcap);
   LinearWeights linearWeights(int layer, int module);
+  // logits[rows, V] = x[rows, C] lm_head^T, whichever buffer holds lm_head.
+  void headForward(float* logits, const float* x, int rows);
   void linearForward(float* y, const float* x, int M, int layer, int module, bool train, uint64_t seed);
   void linearBackward(float* dx, float dxBeta, const float* dy, const float* x, int M, int layer, int module,
                       uint64_t seed);
@@ -152,6 +160,9 @@ class LlamaModel {
   std::vector<TensorInfo> tensors_;
   size_t paramCount_ = 0, trainableCount_ = 0;
   float* params_ = nullptr;
+  uint16_t* frozen_ = nullptr;  // bf16 base weights (frozenBf16)
+  size_t frozenCount_ = 0;      // its length in bf16 elements
+  bool frozenBf16_ = false;
   float* grads_ = nullptr;
   float* adamM_ = nullptr;
   float* adamV_ = nullptr;

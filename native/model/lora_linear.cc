@@ -5,7 +5,10 @@ namespace pl {
 
 void loraLinearForward(Backend& be, float* y, const float* x, int M, const LinearWeights& w, float* h, float* xd,
                        bool train, uint64_t seed) {
-  be.gemm(y, x, w.W, M, w.out, w.in, false, true, 1.0f, 0.0f);
+  if (w.Wbf16)
+    be.gemmWeightBf16(y, x, w.Wbf16, M, w.out, w.in, true, 1.0f, 0.0f);
+  else
+    be.gemm(y, x, w.W, M, w.out, w.in, false, true, 1.0f, 0.0f);
   if (!w.A) return;
   const float* input = x;
   if (train && w.dropout > 0.0f) {
@@ -19,7 +22,10 @@ void loraLinearForward(Backend& be, float* y, const float* x, int M, const Linea
 void loraLinearBackward(Backend& be, float* dx, float dxBeta, const float* dy, const float* x, int M,
                         const LinearWeights& w, const float* h, const float* xd, float* dh, float* dxl, bool train,
                         uint64_t seed) {
-  be.gemm(dx, dy, w.W, M, w.in, w.out, false, false, 1.0f, dxBeta);            // dx = dy W
+  if (w.Wbf16)
+    be.gemmWeightBf16(dx, dy, w.Wbf16, M, w.in, w.out, false, 1.0f, dxBeta);      // dx = dy W
+  else
+    be.gemm(dx, dy, w.W, M, w.in, w.out, false, false, 1.0f, dxBeta);
   if (w.dW) be.gemm(w.dW, dy, x, w.out, w.in, M, true, false, 1.0f, 1.0f);      // dW += dy^T x
   if (!w.A) return;
   const bool dropped = train && w.dropout > 0.0f;

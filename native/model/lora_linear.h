@@ -9,6 +9,7 @@ namespace pl {
 
 struct LinearWeights {
   const float* W = nullptr;  // [out, in]
+  const uint16_t* Wbf16 = nullptr;  // [out, in] in bf16 instead of W (a frozen base weight)
   float* dW = nullptr;       // [out, in] accumulates; null when frozen
   int in = 0, out = 0;
   // LoRA (A null: none)

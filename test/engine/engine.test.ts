@@ -148,6 +148,62 @@ describe('Engine training', () => {
   });
 });
 
+describe('Engine with frozen weights in bf16', () => {
+  const lora = { r: 4, alpha: 8, dropout: 0.1, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+
+  it('computes exactly what an fp32 engine computes on the same weights rounded to bf16, in less memory', async () => {
+    const half = await Engine.create({ config: small, lora, seed: 3, threads: 1, device: 'cpu', frozenWeights: 'bf16' });
+    const full = await Engine.create({ config: small, lora, seed: 3, threads: 1, device: 'cpu' });
+    const r = ref.rng(17);
+    for (const name of half.parameterNames()) {
+      // LoRA B gets values, so that every LoRA gradient is exercised; the rest is the bf16 engine's own.
+      const w = name.includes('lora_B') ? Float32Array.from({ length: half.getParameter(name).length }, () => (r() - 0.5) * 0.1) : half.getParameter(name);
+      half.setParameter(name, w);
+      full.setParameter(name, w);
+    }
+    // The stored base matrices are bf16: the low 16 bits of every float are zero; norms and embeddings stay fp32.
+    const q = new Uint32Array(half.getParameter('model.layers.0.self_attn.q_proj.weight').buffer);
+    expect(q.every((bits) => (bits & 0xffff) === 0)).toBe(true);
+    const head = new Uint32Array(half.getParameter('lm_head.weight').buffer);
+    expect(head.every((bits) => (bits & 0xffff) === 0)).toBe(true);
+    const embed = new Uint32Array(half.getParameter('model.embed_tokens.weight').buffer);
+    expect(embed.some((bits) => (bits & 0xffff) !== 0)).toBe(true);
+
+    const { tokens, targets } = batch(3, 12, 32, 4);
+    expect(await half.forward(tokens, { batch: 3, seq: 12 })).toEqual(await full.forward(tokens, { batch: 3, seq: 12 }));
+    const lh = await half.forwardBackward(tokens, targets, { batch: 3, seq: 12 });
+    const lf = await full.forwardBackward(tokens, targets, { batch: 3, seq: 12 });
+    expect(lh.loss).toBe(lf.loss);
+    for (const name of half.trainableNames()) expect(half.getGradient(name)).toEqual(full.getGradient(name));
+    await half.step({ lr: 1e-2 });
+    await full.step({ lr: 1e-2 });
+    for (const name of half.trainableNames()) expect(half.getParameter(name)).toEqual(full.getParameter(name));
+
+    // Base matrices: 2 layers x (4·32·32 + 3·32·64 attention/MLP numbers) + lm_head 32·32, at 2 bytes not 4.
+    const baseMatrices = 2 * (32 * 32 + 16 * 32 * 2 + 32 * 32 + 3 * 32 * 64) + 32 * 32;
+    expect(full.info().memoryBytes - half.info().memoryBytes).toBeGreaterThanOrEqual(2 * baseMatrices);
+    expect(half.info().parameterCount).toBe(full.info().parameterCount);
+    half.dispose();
+    full.dispose();
+  });
+
+  it('setParameter rounds to the nearest bf16; full training and unknown values are refused', async () => {
+    const half = await Engine.create({ config: small, lora, seed: 1, threads: 1, device: 'cpu', frozenWeights: 'bf16' });
+    const name = 'model.layers.1.mlp.down_proj.weight';
+    const n = half.getParameter(name).length;
+    const x = Float32Array.from({ length: n }, (_, i) => 1 + i * 2 ** -10);
+    half.setParameter(name, x);
+    // Round to nearest, ties to even, on the float's bits (x includes exact ties such as 1 + 2^-8).
+    const bits = new Uint32Array(Float32Array.from(x).buffer);
+    const want = new Float32Array(bits.map((u) => (u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000).buffer);
+    expect(half.getParameter(name)).toEqual(want);
+    expect(want[4]).toBe(1); // 1 + 2^-8 is a tie between 1 and 1 + 2^-7: even wins
+    half.dispose();
+    await expect(Engine.create({ config: small, frozenWeights: 'bf16', device: 'cpu' })).rejects.toThrow(/frozenWeights = 'bf16' needs options\.lora/);
+    await expect(Engine.create({ config: small, lora, frozenWeights: 'fp16' as 'bf16', device: 'cpu' })).rejects.toThrow(/frozenWeights must be 'fp32' or 'bf16', got 'fp16'/);
+  });
+});
+
 describe('Engine memory', () => {
   it('counts every backend allocation: at least the model arrays, and a peak that never falls', async () => {
     const engine = await Engine.create({ config: small, seed: 1, threads: 1, device: 'cpu' });

@@ -128,6 +128,22 @@ describe('train()', () => {
     expect(readFileSync(join(r.out, 'evals.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2);
   });
 
+  it('trains LoRA on a base kept in bf16, and what it saves loads back with the same logits', async () => {
+    const lora = { r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+    const r = await train(base('save-bf16', { steps: 6, lora, lr: 1e-2, frozenWeights: 'bf16' }));
+    expect(r.history.every((h) => Number.isFinite(h.loss))).toBe(true);
+    expect(r.options.frozenWeights).toBe('bf16');
+    const reference = await Engine.create({ config: r.options.config, lora: r.options.lora, threads: 2, frozenWeights: 'bf16' });
+    loadCheckpoint(latestCheckpoint(r.out)!, reference);
+    const loaded = await loadModel(r.model!, { adapter: r.adapter ?? undefined, threads: 2, frozenWeights: 'bf16' });
+    const tokens = Int32Array.from({ length: 2 * 10 }, (_, i) => (i * 7) % 20);
+    expect(Array.from(await loaded.engine.forward(tokens, { batch: 2, seq: 10 }))).toEqual(Array.from(await reference.forward(tokens, { batch: 2, seq: 10 })));
+    reference.dispose();
+    loaded.engine.dispose();
+    await expect(train(base('bad-bf16', { frozenWeights: 'bf16' }))).rejects.toThrow(/frozenWeights 'bf16' needs lora/);
+    await expect(train(base('bad-fw', { lora: true, frozenWeights: 'int8' as 'bf16' }))).rejects.toThrow(/frozenWeights must be 'fp32' or 'bf16', got "int8"/);
+  });
+
   it('refuses bad options before any training starts', async () => {
     await expect(train(base('bad1', { preset: 'huge' }))).rejects.toThrow(/unknown preset 'huge'/);
     await expect(train(base('bad2', { steps: -3 }))).rejects.toThrow(/steps must be an integer ≥ 1, got -3/);

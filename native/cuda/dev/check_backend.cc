@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../core/bf16.h"
 #include "../../core/error.h"
 #include "../../core/rng.h"
 #include "../../cpu/cpu_backend.h"
@@ -133,6 +134,28 @@ void checkGemmLarge(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
     char name[160];
     std::snprintf(name, sizeof name, "gemm[%s] M%d N%d K%d tA%d tB%d", path, c.M, c.N, c.K, c.tA, c.tB);
     compare(name, dc.get(), ref, 3e-2 * std::sqrt(double(c.K)), 3e-2);
+  }
+}
+
+// Frozen bf16 weights (gemmWeightBf16): y = x W^T and dx = dy W against the CPU's product on the same
+// bf16 weights widened, at shapes that take the Hopper kernel directly, through a transposed or padded
+// copy, and (small, or on the mma.sync backend) through widening.
+void checkGemmWeightBf16(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
+  struct Case { int M, N, K; bool transW; };
+  const Case cases[] = {{231, 256, 256, true}, {231, 256, 256, false}, {231, 256, 301, false}, {300, 301, 256, true},
+                        {77, 96, 130, true},   {5, 7, 9, false},       {2048, 3200, 3200, true}, {2048, 3200, 8640, false}};
+  for (const Case& c : cases) {
+    Vec x = randn(size_t(c.M) * c.K, 41), w = randn(size_t(c.N) * c.K, 42, 0.05f), ref(size_t(c.M) * c.N);
+    std::vector<uint16_t> wh(w.size());
+    for (size_t i = 0; i < w.size(); ++i) wh[i] = pl::toBf16(w[i]);
+    cpu.gemmWeightBf16(ref.data(), x.data(), wh.data(), c.M, c.N, c.K, c.transW, 1.0f, 0.0f);
+    Dev dx(gpu, x), dw(gpu, wh.size(), sizeof(uint16_t)), dy(gpu, ref.size());
+    gpu.upload(dw.p, wh.data(), wh.size() * sizeof(uint16_t));
+    gpu.gemmWeightBf16(dy.f(), dx.f(), static_cast<const uint16_t*>(dw.p), c.M, c.N, c.K, c.transW, 1.0f, 0.0f);
+    char name[160];
+    std::snprintf(name, sizeof name, "gemmWeightBf16[%s] M%d N%d K%d transW%d", path, c.M, c.N, c.K, c.transW);
+    // x is rounded to bf16 on the GPU (the weight already is): error ~2^-9 sqrt(K) |x| |w|.
+    compare(name, dy.get(), ref, 3e-2 * 0.05 * std::sqrt(double(c.K)), 3e-2);
   }
 }
 
@@ -402,6 +425,7 @@ int main(int argc, char** argv) {
     }
     unsetenv("PUZZLE_LLAMA_CUDA_ATTENTION");
     checkGemm(cpu, *gpu, "auto", 3e-2);
+    checkGemmWeightBf16(cpu, *gpu, "auto");
     setenv("PUZZLE_LLAMA_CUDA_GEMM", "simt", 1);
     auto simt = pl::cuda::createBackend(device);
     checkGemm(cpu, *simt, "simt", 1e-5);
@@ -409,6 +433,7 @@ int main(int argc, char** argv) {
     auto mma = pl::cuda::createBackend(device);
     checkGemm(cpu, *mma, "mma", 3e-2);
     checkGemmLarge(cpu, *mma, "mma");
+    checkGemmWeightBf16(cpu, *mma, "mma");
     setenv("PUZZLE_LLAMA_CUDA_GEMM", "wgmma", 1);
     std::unique_ptr<pl::Backend> wgmma;
     try {
