@@ -190,6 +190,7 @@ export const gpuSuite: BenchSuite = {
         ...attentionShapes(options.quick).map((a) => row(`attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`, 'ms', false)),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen fp32', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16', 'tokens/s', true),
+        row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, skinny GEMMs', 'tokens/s', true),
         ...PRESETS_TIMED.map((p) => row(`train step ${p} (full)`, 'tokens/s', true)),
       ];
     }
@@ -234,9 +235,24 @@ async function loraStep3b(options: BenchOptions, note: string): Promise<BenchRow
   });
   const peerMemory = peer.ok && typeof peer.result.peakGpuMb === 'number' ? `${(peer.result.peakGpuMb / 1024).toFixed(1)} GiB peak` : 'peak unknown';
   const rows: BenchRow[] = [];
-  for (const frozenWeights of ['fp32', 'bf16'] as const) {
+  // The third variant adds the skinny-GEMM kernels (opt-in until checked on a GPU; read when the engine's
+  // backend is made).
+  const variants = [
+    { frozenWeights: 'fp32', skinny: false, label: 'frozen fp32' },
+    { frozenWeights: 'bf16', skinny: false, label: 'frozen bf16' },
+    { frozenWeights: 'bf16', skinny: true, label: 'frozen bf16, skinny GEMMs' },
+  ] as const;
+  for (const { frozenWeights, skinny, label } of variants) {
     // Random base weights without drawing 3.4B normals on the host: one uniform buffer (std 0.02), sliced.
-    const engine = await Engine.create({ config, lora, device: 'cuda', seed: 1, initializeBase: false, frozenWeights });
+    const previous = process.env.PUZZLE_LLAMA_CUDA_SKINNY;
+    if (skinny) process.env.PUZZLE_LLAMA_CUDA_SKINNY = '1';
+    let engine: Engine;
+    try {
+      engine = await Engine.create({ config, lora, device: 'cuda', seed: 1, initializeBase: false, frozenWeights });
+    } finally {
+      if (previous === undefined) delete process.env.PUZZLE_LLAMA_CUDA_SKINNY;
+      else process.env.PUZZLE_LLAMA_CUDA_SKINNY = previous;
+    }
     let rate: number, memory: number;
     try {
       const infos = engine.parameters().filter((t) => !t.trainable);
@@ -251,12 +267,12 @@ async function loraStep3b(options: BenchOptions, note: string): Promise<BenchRow
       // Where the step's time goes (after the timing, which runs unprofiled): two more steps, op by op.
       engine.profile(true);
       await trainRate(engine, batch, seq, 2, config.vocab_size, 0);
-      process.stderr.write(`[gpu] LoRA step open-llama-3b (frozen weights ${frozenWeights}), device time per op over 2 steps:\n${engine.profile(false)}`);
+      process.stderr.write(`[gpu] LoRA step open-llama-3b (${label}), device time per op over 2 steps:\n${engine.profile(false)}`);
     } finally {
       engine.dispose();
     }
     rows.push({
-      name: `LoRA step open-llama-3b r=8 a=32 all projections b=${batch} t=${seq}, frozen ${frozenWeights}`,
+      name: `LoRA step open-llama-3b r=8 a=32 all projections b=${batch} t=${seq}, ${label}`,
       unit: 'tokens/s',
       value: rate,
       higherIsBetter: true,

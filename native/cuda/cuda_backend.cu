@@ -29,6 +29,13 @@ GemmPath gemmPathFromEnv() {
   return GemmPath::Auto;
 }
 
+// PUZZLE_LLAMA_CUDA_SKINNY=1 routes products with a side of at most 16 to gemm_skinny.cu (opt-in until a
+// GPU run has checked those kernels).
+bool skinnyFromEnv() {
+  const char* s = std::getenv("PUZZLE_LLAMA_CUDA_SKINNY");
+  return s && std::strcmp(s, "1") == 0;
+}
+
 // PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels; unset (or flash), attention_flash.cu.
 AttentionPath attentionPathFromEnv() {
   const char* s = std::getenv("PUZZLE_LLAMA_CUDA_ATTENTION");
@@ -40,7 +47,8 @@ AttentionPath attentionPathFromEnv() {
 CudaBackend::CudaBackend(int device, const std::string& deviceName, int multiprocessors)
     : device_(device), deviceName_(deviceName), multiprocessors_(multiprocessors),
       gemmPath_(static_cast<int>(gemmPathFromEnv())),
-      attentionPath_(static_cast<int>(attentionPathFromEnv())) {
+      attentionPath_(static_cast<int>(attentionPathFromEnv())),
+      skinnyGemm_(skinnyFromEnv()) {
   use();
   cudaStream_t stream = nullptr;
   cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -222,6 +230,11 @@ void CudaBackend::gemm(float* C, const float* A, const float* B, int M, int N, i
     ProfileScope span(profile_.get(), "gemm: wgmma (with fp32->bf16 conversions)");
     void* scratch = scratchFor(gemmHopperScratchBytes(M, N, K));
     cuda::gemmHopper(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, scratch, multiprocessors_);
+    return;
+  }
+  if (skinnyGemm_ && path == GemmPath::Auto && gemmSkinnyApplies(M, N, K, transA, transB)) {
+    ProfileScope span(profile_.get(), "gemm: skinny (fp32 CUDA cores)");
+    cuda::gemmSkinny(stream_, C, A, B, M, N, K, transA, transB, alpha, beta);
     return;
   }
   const GemmPath sm80 = path == GemmPath::Wgmma ? GemmPath::Auto : path;

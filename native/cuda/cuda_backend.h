@@ -97,6 +97,7 @@ class CudaBackend final : public Backend {
   int multiprocessors_;
   int gemmPath_;  // a GemmPath
   int attentionPath_;          // an AttentionPath
+  bool skinnyGemm_;            // gemm_skinny.cu for products with a side <= 16
   bool hopperGemm_ = false;    // the sm_90a wgmma/TMA GEMM runs here
   std::unique_ptr<OpProfile> profile_;  // while profiling
   MemoryMeter meter_;                   // allocations and the scratch buffer
@@ -113,7 +114,8 @@ class CudaBackend final : public Backend {
 // build, or its stream cannot be created. PUZZLE_LLAMA_CUDA_GEMM=simt|mma|wgmma (read here) forces one
 // GEMM kernel for parity tests and benchmarks (wgmma: the Hopper one, refused where it cannot run); unset,
 // the backend picks by device and shape. PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention in fp32 (unset:
-// attention_flash.cu's tensor-core kernels where they apply).
+// attention_flash.cu's tensor-core kernels where they apply). PUZZLE_LLAMA_CUDA_SKINNY=1 sends products with a
+// side of at most 16 (LoRA ranks) to gemm_skinny.cu's fp32 kernels.
 std::unique_ptr<Backend> createBackend(int deviceIndex);
 
 }  // namespace pl::cuda

@@ -42,6 +42,12 @@ size_t gemmHopperScratchBytes(int M, int N, int K);
 void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
                 bool transB, float alpha, float beta, void* scratch, int multiprocessors);
 
+// ---- gemm_skinny.cu (one side <= 16: LoRA ranks) -------------------------------------------------------
+bool gemmSkinnyApplies(int M, int N, int K, bool transA, bool transB);
+// The gemm() contract for products gemmSkinnyApplies() accepts (throws for others).
+void gemmSkinny(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
+                bool transB, float alpha, float beta);
+
 // ---- elementwise.cu --------------------------------------------------------------------------------
 void add(cudaStream_t stream, float* out, const float* a, const float* b, size_t n);
 void axpy(cudaStream_t stream, float* y, const float* x, float a, size_t n);

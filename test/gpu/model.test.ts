@@ -33,8 +33,17 @@ function randomBatch(b: number, t: number, vocab: number, seed: number): { token
 }
 
 /** Makes a CUDA engine holding exactly the CPU engine's weights. */
-async function twin(cpu: Engine, config: LlamaConfig, lora: LoraOptions | null, frozenWeights: 'fp32' | 'bf16' = 'fp32'): Promise<Engine> {
-  const gpu = await Engine.create({ config, lora, device: target, seed: 1, frozenWeights });
+async function twin(cpu: Engine, config: LlamaConfig, lora: LoraOptions | null, frozenWeights: 'fp32' | 'bf16' = 'fp32', skinny = false): Promise<Engine> {
+  // PUZZLE_LLAMA_CUDA_SKINNY is read when the engine's backend is made.
+  const previous = process.env.PUZZLE_LLAMA_CUDA_SKINNY;
+  if (skinny) process.env.PUZZLE_LLAMA_CUDA_SKINNY = '1';
+  let gpu: Engine;
+  try {
+    gpu = await Engine.create({ config, lora, device: target, seed: 1, frozenWeights });
+  } finally {
+    if (previous === undefined) delete process.env.PUZZLE_LLAMA_CUDA_SKINNY;
+    else process.env.PUZZLE_LLAMA_CUDA_SKINNY = previous;
+  }
   for (const name of cpu.parameterNames()) gpu.setParameter(name, cpu.getParameter(name));
   return gpu;
 }
@@ -54,13 +63,15 @@ const small: LlamaConfig = {
 
 describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'})`, () => {
   const allProjections = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-  const cases: Array<[string, LoraOptions | null, 'fp32' | 'bf16']> = [
-    ['full', null, 'fp32'],
-    ['LoRA r=8 dropout 0.1', { r: 8, alpha: 16, dropout: 0.1, targets: allProjections }, 'fp32'],
+  const cases: Array<[string, LoraOptions | null, 'fp32' | 'bf16', boolean]> = [
+    ['full', null, 'fp32', false],
+    ['LoRA r=8 dropout 0.1', { r: 8, alpha: 16, dropout: 0.1, targets: allProjections }, 'fp32', false],
     // The frozen base in bf16 on both: the GPU takes the weight as it is (wgmma) or widens it (mma.sync).
-    ['LoRA r=8, frozen weights in bf16', { r: 8, alpha: 16, dropout: 0, targets: allProjections }, 'bf16'],
+    ['LoRA r=8, frozen weights in bf16', { r: 8, alpha: 16, dropout: 0, targets: allProjections }, 'bf16', false],
+    // The rank-8 products on the skinny fp32 kernels (PUZZLE_LLAMA_CUDA_SKINNY=1).
+    ['LoRA r=8 dropout 0.1, skinny GEMMs', { r: 8, alpha: 16, dropout: 0.1, targets: allProjections }, 'fp32', true],
   ];
-  it.each(cases)('forwardBackward + step of a small model (%s): logits, loss, every gradient, updated weights', async (label, lora, frozenWeights) => {
+  it.each(cases)('forwardBackward + step of a small model (%s): logits, loss, every gradient, updated weights', async (label, lora, frozenWeights, skinny) => {
     const cpu = await Engine.create({ config: small, lora, device: 'cpu', seed: 3, frozenWeights });
     // LoRA B starts at zero (PEFT): give it values so every LoRA gradient is exercised.
     if (lora) {
@@ -70,9 +81,9 @@ describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'}
         cpu.setParameter(name, b.map(() => (r() - 0.5) * 0.02));
       }
     }
-    const gpu = await twin(cpu, small, lora, frozenWeights);
+    const gpu = await twin(cpu, small, lora, frozenWeights, skinny);
     const cs: Comparison[] = [];
-    const op = `model.${lora ? (frozenWeights === 'bf16' ? 'lora-bf16' : 'lora') : 'full'}`;
+    const op = `model.${lora ? (frozenWeights === 'bf16' ? 'lora-bf16' : skinny ? 'lora-skinny' : 'lora') : 'full'}`;
     try {
       expect(gpu.info().device).toBe(target);
       const B = 3, T = 77;

@@ -137,6 +137,26 @@ void checkGemmLarge(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
   }
 }
 
+// The LoRA-rank products (a side of 8 or 16) in every transpose, for the skinny kernels: fp32 on CUDA cores,
+// so held to fp32 summation-order error.
+void checkGemmSkinny(pl::Backend& cpu, pl::Backend& gpu) {
+  struct Case { int M, N, K; bool tA, tB; };
+  const Case cases[] = {{2048, 8, 3200, false, true},  {2048, 8, 8640, false, false}, {3200, 8, 2048, true, false},
+                        {8640, 16, 2048, true, true},  {8, 3200, 2048, true, false},  {16, 8640, 300, false, false},
+                        {1000, 1, 256, false, true},   {17, 5, 999, true, false}};
+  for (const Case& c : cases) {
+    for (float beta : {0.0f, 0.5f}) {
+      Vec a = randn(size_t(c.M) * c.K, 51), b = randn(size_t(c.K) * c.N, 52), ref = randn(size_t(c.M) * c.N, 53);
+      Dev da(gpu, a), db(gpu, b), dc(gpu, ref);
+      cpu.gemm(ref.data(), a.data(), b.data(), c.M, c.N, c.K, c.tA, c.tB, 0.75f, beta);
+      gpu.gemm(dc.f(), da.f(), db.f(), c.M, c.N, c.K, c.tA, c.tB, 0.75f, beta);
+      char name[160];
+      std::snprintf(name, sizeof name, "gemm[skinny] M%d N%d K%d tA%d tB%d beta%.1f", c.M, c.N, c.K, c.tA, c.tB, beta);
+      compare(name, dc.get(), ref, 1e-4 * std::sqrt(double(c.K)), 1e-4);
+    }
+  }
+}
+
 // Frozen bf16 weights (gemmWeightBf16): y = x W^T and dx = dy W against the CPU's product on the same
 // bf16 weights widened, at shapes that take the Hopper kernel directly, through a transposed or padded
 // copy, and (small, or on the mma.sync backend) through widening.
@@ -426,6 +446,13 @@ int main(int argc, char** argv) {
     unsetenv("PUZZLE_LLAMA_CUDA_ATTENTION");
     checkGemm(cpu, *gpu, "auto", 3e-2);
     checkGemmWeightBf16(cpu, *gpu, "auto");
+    setenv("PUZZLE_LLAMA_CUDA_SKINNY", "1", 1);
+    {
+      auto skinny = pl::cuda::createBackend(device);
+      checkGemmSkinny(cpu, *skinny);
+      checkGemm(cpu, *skinny, "auto+skinny", 3e-2);
+    }
+    unsetenv("PUZZLE_LLAMA_CUDA_SKINNY");
     setenv("PUZZLE_LLAMA_CUDA_GEMM", "simt", 1);
     auto simt = pl::cuda::createBackend(device);
     checkGemm(cpu, *simt, "simt", 1e-5);
