@@ -100,27 +100,32 @@ void CudaBackend::use() const {
 
 // Scratch of at least `bytes`, grown (never shrunk) on demand. Growing waits for queued work that may
 // still read the old buffer.
-void* CudaBackend::scratchFor(size_t bytes) {
-  if (bytes <= scratchBytes_) return scratch_;
-  const size_t want = bytes < 2 * scratchBytes_ ? 2 * scratchBytes_ : bytes;
-  if (scratch_) {
+// Grows one of the backend's own buffers to at least `want` bytes (contents not kept), counted by the meter.
+void* CudaBackend::grow(void*& buffer, size_t& have, size_t want, const char* what) {
+  if (want <= have) return buffer;
+  if (buffer) {
     cudaError_t err = cudaStreamSynchronize(stream_);
     if (err != cudaSuccess) fail(err, "cudaStreamSynchronize");
-    err = cudaFree(scratch_);
-    meter_.resize(scratchBytes_, 0);
-    scratch_ = nullptr;
-    scratchBytes_ = 0;
+    err = cudaFree(buffer);
+    meter_.resize(have, 0);
+    buffer = nullptr;
+    have = 0;
     if (err != cudaSuccess) fail(err, "cudaFree");
   }
-  const cudaError_t err = cudaMalloc(&scratch_, want);
+  const cudaError_t err = cudaMalloc(&buffer, want);
   if (err != cudaSuccess) {
     cudaGetLastError();
-    scratch_ = nullptr;
-    throw Error("out of memory: requested " + std::to_string(want) + " bytes of scratch on " + deviceLabel());
+    buffer = nullptr;
+    throw Error("out of memory: requested " + std::to_string(want) + " bytes of " + what + " on " + deviceLabel());
   }
   meter_.resize(0, want);
-  scratchBytes_ = want;
-  return scratch_;
+  have = want;
+  return buffer;
+}
+
+void* CudaBackend::scratchFor(size_t bytes) {
+  if (bytes <= scratchBytes_) return scratch_;
+  return grow(scratch_, scratchBytes_, bytes < 2 * scratchBytes_ ? 2 * scratchBytes_ : bytes, "scratch");
 }
 
 // ---- memory --------------------------------------------------------------------------------------
@@ -283,27 +288,7 @@ void CudaBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, in
 }
 
 float* CudaBackend::widenedFor(size_t floats) {
-  const size_t bytes = floats * sizeof(float);
-  if (bytes <= widenedBytes_) return static_cast<float*>(widened_);
-  if (widened_) {
-    cudaError_t err = cudaStreamSynchronize(stream_);
-    if (err != cudaSuccess) fail(err, "cudaStreamSynchronize");
-    err = cudaFree(widened_);
-    meter_.resize(widenedBytes_, 0);
-    widened_ = nullptr;
-    widenedBytes_ = 0;
-    if (err != cudaSuccess) fail(err, "cudaFree");
-  }
-  const cudaError_t err = cudaMalloc(&widened_, bytes);
-  if (err != cudaSuccess) {
-    cudaGetLastError();
-    widened_ = nullptr;
-    throw Error("out of memory: requested " + std::to_string(bytes) + " bytes for a widened bf16 weight on " +
-                deviceLabel());
-  }
-  meter_.resize(0, bytes);
-  widenedBytes_ = bytes;
-  return static_cast<float*>(widened_);
+  return static_cast<float*>(grow(widened_, widenedBytes_, floats * sizeof(float), "a widened bf16 weight"));
 }
 
 void CudaBackend::toBf16KMajor(void* out, const float* X, int rows, int K, bool kContiguous, int ldk) {

@@ -88,6 +88,7 @@ class CudaBackend final : public Backend {
 
  private:
   void use() const;                       // makes the device current on the calling thread
+  void* grow(void*& buffer, size_t& have, size_t want, const char* what);
   void* scratchFor(size_t bytes);         // grows the scratch buffer on demand
   float* widenedFor(size_t floats);       // grows the buffer of a bf16 weight widened to fp32
   [[noreturn]] void fail(int err, const char* what) const;
