@@ -227,11 +227,7 @@ void CudaBackend::gemm(float* C, const float* A, const float* B, int M, int N, i
                        float alpha, float beta) {
   use();
   const auto path = static_cast<GemmPath>(gemmPath_);
-  // The Hopper kernel from about 4M multiply-adds up (below that its operand conversion dominates).
-  const bool hopper = hopperGemm_ && M > 0 && N > 0 && K > 0 &&
-                      (path == GemmPath::Wgmma ||
-                       (path == GemmPath::Auto && double(M) * N * K >= double(1 << 22) && M >= 64 && N >= 64));
-  if (hopper) {
+  if (hopperFor(M, N, K)) {
     ProfileScope span(profile_.get(), "gemm: wgmma (with fp32->bf16 conversions)");
     void* scratch = scratchFor(gemmHopperScratchBytes(M, N, K));
     cuda::gemmHopper(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, scratch, multiprocessors_);
@@ -249,42 +245,70 @@ void CudaBackend::gemm(float* C, const float* A, const float* B, int M, int N, i
   cuda::gemm(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, sm80, multiprocessors_, partial);
 }
 
+bool CudaBackend::hopperFor(int M, int N, int K) const {
+  const auto path = static_cast<GemmPath>(gemmPath_);
+  // The Hopper kernel from about 4M multiply-adds up (below that its operand conversion dominates).
+  return hopperGemm_ && M > 0 && N > 0 && K > 0 &&
+         (path == GemmPath::Wgmma ||
+          (path == GemmPath::Auto && double(M) * N * K >= double(1 << 22) && M >= 64 && N >= 64));
+}
+
+void CudaBackend::gemmWeightBf16Hopper(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
+                                       float alpha, float beta, const LowRankUpdate& lr) {
+  // The weight goes in as it is when it is already K-major with 16-byte rows (y = x W^T); otherwise it is
+  // transposed or padded, bf16 to bf16, next to the converted activations.
+  const auto* w = reinterpret_cast<const __nv_bfloat16*>(W);
+  const int ldk = (K + 7) / 8 * 8;
+  const bool direct = transW && K % 8 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0;
+  const size_t aBytes = (size_t(M) * ldk * 2 + 255) / 256 * 256;
+  const size_t wBytes = direct ? 0 : (size_t(N) * ldk * 2 + 255) / 256 * 256;
+  auto* scratch = static_cast<uint8_t*>(scratchFor(aBytes + wBytes));
+  auto* a = reinterpret_cast<__nv_bfloat16*>(scratch);
+  cuda::toBf16KMajor(stream_, a, A, M, K, true, ldk);
+  const __nv_bfloat16* b = w;
+  if (!direct) {
+    auto* wt = reinterpret_cast<__nv_bfloat16*>(scratch + aBytes);
+    cuda::toBf16KMajor(stream_, wt, w, N, K, transW, ldk);
+    b = wt;
+  }
+  cuda::gemmBf16(stream_, C, a, b, M, N, K, ldk, direct ? K : ldk, alpha, beta, multiprocessors_, lr);
+}
+
 void CudaBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
                                  float alpha, float beta) {
   use();
   if (M <= 0 || N <= 0) return;
-  const auto* w = reinterpret_cast<const __nv_bfloat16*>(W);
-  const auto path = static_cast<GemmPath>(gemmPath_);
-  const bool hopper = hopperGemm_ && K > 0 &&
-                      (path == GemmPath::Wgmma ||
-                       (path == GemmPath::Auto && double(M) * N * K >= double(1 << 22) && M >= 64 && N >= 64));
-  if (hopper) {
-    // The weight goes in as it is when it is already K-major with 16-byte rows (y = x W^T); otherwise it is
-    // transposed or padded, bf16 to bf16, next to the converted activations.
+  if (hopperFor(M, N, K)) {
     ProfileScope span(profile_.get(), "gemm: wgmma, bf16 weight");
-    const int ldk = (K + 7) / 8 * 8;
-    const bool direct = transW && K % 8 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0;
-    const size_t aBytes = (size_t(M) * ldk * 2 + 255) / 256 * 256;
-    const size_t wBytes = direct ? 0 : (size_t(N) * ldk * 2 + 255) / 256 * 256;
-    auto* scratch = static_cast<uint8_t*>(scratchFor(aBytes + wBytes));
-    auto* a = reinterpret_cast<__nv_bfloat16*>(scratch);
-    cuda::toBf16KMajor(stream_, a, A, M, K, true, ldk);
-    const __nv_bfloat16* b = w;
-    if (!direct) {
-      auto* wt = reinterpret_cast<__nv_bfloat16*>(scratch + aBytes);
-      cuda::toBf16KMajor(stream_, wt, w, N, K, transW, ldk);
-      b = wt;
-    }
-    cuda::gemmBf16(stream_, C, a, b, M, N, K, ldk, direct ? K : ldk, alpha, beta, multiprocessors_);
+    gemmWeightBf16Hopper(C, A, W, M, N, K, transW, alpha, beta, {});
     return;
   }
   const size_t n = size_t(N) * size_t(K);
   float* w32 = widenedFor(n);
   {
     ProfileScope span(profile_.get(), "widen bf16 weight");
-    cuda::widenBf16(stream_, w32, w, n);
+    cuda::widenBf16(stream_, w32, reinterpret_cast<const __nv_bfloat16*>(W), n);
   }
   gemm(C, A, w32, M, N, K, false, transW, alpha, beta);
+}
+
+void CudaBackend::gemmLowRank(float* C, const float* A, const float* W32, const uint16_t* W16, int M, int N, int K,
+                              bool transW, float beta, const float* H, const float* L, int r, int strideN, int strideR,
+                              float scale) {
+  use();
+  if (!hopperFor(M, N, K) || r < 1 || r > kMaxLowRank) {
+    Backend::gemmLowRank(C, A, W32, W16, M, N, K, transW, beta, H, L, r, strideN, strideR, scale);
+    return;
+  }
+  // The update rides in the product's epilogue: no second pass over C.
+  ProfileScope span(profile_.get(), "gemm: wgmma + fused LoRA update");
+  const LowRankUpdate lr{H, L, r, strideN, strideR, scale};
+  if (W16) {
+    gemmWeightBf16Hopper(C, A, W16, M, N, K, transW, 1.0f, beta, lr);
+  } else {
+    void* scratch = scratchFor(gemmHopperScratchBytes(M, N, K));
+    cuda::gemmHopper(stream_, C, A, W32, M, N, K, false, transW, 1.0f, beta, scratch, multiprocessors_, lr);
+  }
 }
 
 float* CudaBackend::widenedFor(size_t floats) {

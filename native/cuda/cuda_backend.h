@@ -16,6 +16,7 @@ struct CUstream_st;  // cudaStream_t is CUstream_st*
 namespace pl::cuda {
 
 class OpProfile;
+struct LowRankUpdate;
 
 class CudaBackend final : public Backend {
  public:
@@ -48,6 +49,9 @@ class CudaBackend final : public Backend {
             float beta) override;
   void gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW, float alpha,
                       float beta) override;
+  // On the Hopper path the LoRA update is fused into the wgmma kernel's epilogue; elsewhere two products.
+  void gemmLowRank(float* C, const float* A, const float* W32, const uint16_t* W16, int M, int N, int K, bool transW,
+                   float beta, const float* H, const float* L, int r, int strideN, int strideR, float scale) override;
   void add(float* out, const float* a, const float* b, size_t n) override;
   void axpy(float* y, const float* x, float a, size_t n) override;
   void scale(float* x, float a, size_t n) override;
@@ -88,6 +92,9 @@ class CudaBackend final : public Backend {
 
  private:
   void use() const;                       // makes the device current on the calling thread
+  bool hopperFor(int M, int N, int K) const;  // whether a product of this shape takes the wgmma kernel
+  void gemmWeightBf16Hopper(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
+                            float alpha, float beta, const LowRankUpdate& lr);
   void* grow(void*& buffer, size_t& have, size_t want, const char* what);
   void* scratchFor(size_t bytes);         // grows the scratch buffer on demand
   float* widenedFor(size_t floats);       // grows the buffer of a bf16 weight widened to fp32

@@ -193,10 +193,12 @@ __device__ __forceinline__ void tileCoords(int t, int tilesM, int tilesN, int& t
 }
 #endif  // PL_HOPPER_DEVICE
 
-template <int BN>
+// kLowRank: the variant with the fused rank-r update in its epilogue (128-wide tiles only: with 256- or
+// 192-wide ones its registers would spill).
+template <int BN, bool kLowRank>
 __global__ void __launch_bounds__(kHThreads, 1)
     gemm_wgmma_kernel(const __grid_constant__ CUtensorMap mapA, const __grid_constant__ CUtensorMap mapB, float* C,
-                      int M, int N, int K, float alpha, float beta) {
+                      int M, int N, int K, float alpha, float beta, LowRankUpdate lr) {
 #ifdef PL_HOPPER_DEVICE
   using Tile = HopperTile<BN>;
   constexpr int S = Tile::kStages;
@@ -267,6 +269,37 @@ __global__ void __launch_bounds__(kHThreads, 1)
       // Accumulator 4j+e: row 16*warp + lane/4 (+8 for e >= 2), column 8j + 2*(lane%4) + (e%2).
       const int row = tm * kHBM + c * 64 + warp * 16 + lane / 4;
       const int col0 = tn * BN + 2 * (lane % 4);
+      if (kLowRank) {
+        // The fused rank-r update (the host asks for it only with alpha = 1): d += scale * H[row] . L[col],
+        // eight ranks at a time so that the two rows' H values stay in registers.
+        for (int jb = 0; jb < lr.r; jb += 8) {
+          float hv[2][8];
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int jj = 0; jj < 8; ++jj) {
+              const int r = row + 8 * h;
+              hv[h][jj] = (r < M && jb + jj < lr.r) ? lr.scale * lr.H[size_t(r) * lr.r + jb + jj] : 0.0f;
+            }
+#pragma unroll
+          for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int col = col0 + 8 * j + e;
+              if (col >= N) continue;
+              float u0 = 0.0f, u1 = 0.0f;
+#pragma unroll
+              for (int jj = 0; jj < 8; ++jj) {
+                if (jb + jj >= lr.r) break;
+                const float l = lr.L[size_t(col) * lr.strideN + size_t(jb + jj) * lr.strideR];
+                u0 += hv[0][jj] * l;
+                u1 += hv[1][jj] * l;
+              }
+              d[4 * j + e] += u0;
+              d[4 * j + 2 + e] += u1;
+            }
+        }
+      }
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
         const int col = col0 + 8 * j;
@@ -384,16 +417,18 @@ CUtensorMap tensorMap(const __nv_bfloat16* base, int rows, int K, int ld, int bo
   return map;
 }
 
-template <int BN>
+template <int BN, bool kLowRank = false>
 void launchWgmma(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
-                 int lda, int ldb, float alpha, float beta, int multiprocessors) {
+                 int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr = {}) {
   using Tile = HopperTile<BN>;
-  allowSharedMemory(gemm_wgmma_kernel<BN>, Tile::kSmemBytes, "gemm_wgmma_kernel");  // per device: cheap, so every call
+  // Per device: cheap, so every call.
+  allowSharedMemory(gemm_wgmma_kernel<BN, kLowRank>, Tile::kSmemBytes, "gemm_wgmma_kernel");
   const CUtensorMap mapA = tensorMap(A, M, K, lda, kHBM);
   const CUtensorMap mapB = tensorMap(B, N, K, ldb, BN);
   const int tiles = int(ceilDiv(M, kHBM)) * int(ceilDiv(N, BN));
   const int grid = tiles < multiprocessors ? tiles : multiprocessors;
-  gemm_wgmma_kernel<BN><<<grid, kHThreads, Tile::kSmemBytes, stream>>>(mapA, mapB, C, M, N, K, alpha, beta);
+  gemm_wgmma_kernel<BN, kLowRank><<<grid, kHThreads, Tile::kSmemBytes, stream>>>(mapA, mapB, C, M, N, K, alpha, beta,
+                                                                                  lr);
   checkLaunch("gemm_wgmma_kernel");
 }
 
@@ -465,13 +500,21 @@ void widenBf16(cudaStream_t stream, float* out, const __nv_bfloat16* in, size_t 
 }
 
 void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
-              int lda, int ldb, float alpha, float beta, int multiprocessors) {
+              int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || lda < K || ldb < K || lda % 8 || ldb % 8)
     throw Error("gemm (Hopper): K " + std::to_string(K) + ", lda " + std::to_string(lda) + ", ldb " +
                 std::to_string(ldb) + ": K must be > 0 and the leading dimensions multiples of 8 and >= K");
   if ((reinterpret_cast<uintptr_t>(A) | reinterpret_cast<uintptr_t>(B)) % 16)
     throw Error("gemm (Hopper): A and B must be 16-byte aligned");
+  if (lr.H) {
+    if (alpha != 1.0f || lr.r < 1 || lr.r > kMaxLowRank || !lr.L)
+      throw Error("gemm (Hopper): a fused low-rank update needs alpha 1 and a rank in [1, " +
+                  std::to_string(kMaxLowRank) + "], got alpha " + std::to_string(alpha) + ", rank " +
+                  std::to_string(lr.r));
+    launchWgmma<128, true>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors, lr);
+    return;
+  }
   // The tile width with the least estimated time: waves of tiles (the last wave counts whole) times the
   // tile's width, narrower tiles paying a little for their lower reuse of A.
   const int widths[3] = {256, 192, 128};
@@ -501,7 +544,7 @@ size_t gemmHopperScratchBytes(int M, int N, int K) {
 }
 
 void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
-                bool transB, float alpha, float beta, void* scratch, int multiprocessors) {
+                bool transB, float alpha, float beta, void* scratch, int multiprocessors, const LowRankUpdate& lr) {
   if (M <= 0 || N <= 0) return;
   const int ldk = roundUp8(K);
   auto* a = static_cast<__nv_bfloat16*>(scratch);
@@ -510,7 +553,7 @@ void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, i
   // only when B is transposed.
   toBf16KMajor(stream, a, A, M, K, !transA, ldk);
   toBf16KMajor(stream, b, B, N, K, transB, ldk);
-  gemmBf16(stream, C, a, b, M, N, K, ldk, ldk, alpha, beta, multiprocessors);
+  gemmBf16(stream, C, a, b, M, N, K, ldk, ldk, alpha, beta, multiprocessors, lr);
 }
 
 }  // namespace pl::cuda

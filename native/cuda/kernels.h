@@ -23,12 +23,24 @@ void gemm(cudaStream_t stream, float* C, const float* A, const float* B, int M, 
 size_t gemmScratchBytes(int M, int N, int K, GemmPath path, int multiprocessors);
 
 // ---- gemm_hopper.cu (sm_90a: wgmma + TMA) -------------------------------------------------------------
+// A rank-r update fused into a GEMM's output pass: C += scale * H[M, r] L^T, with L's element (n, j) at
+// L[n * strideN + j * strideR] (a LoRA B [N, r]: strideN r, strideR 1; a LoRA A [r, N]: strideN 1, strideR N).
+// Empty (H null): none.
+constexpr int kMaxLowRank = 16;
+struct LowRankUpdate {
+  const float* H = nullptr;
+  const float* L = nullptr;
+  int r = 0;
+  int strideN = 0, strideR = 0;
+  float scale = 0.0f;
+};
 // Whether this device runs the sm_90a image and the driver can encode tensor maps; launches a probe.
 bool hopperGemmSupported(cudaStream_t stream);
 // C[M,N] = alpha * A[M,K] B[N,K]^T + beta * C: bf16 rows `lda` / `ldb` elements apart (multiples of 8,
 // bases 16-byte aligned), fp32 accumulation and output.
+// lr (with alpha 1 only): the fused low-rank update.
 void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
-              int lda, int ldb, float alpha, float beta, int multiprocessors);
+              int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr = {});
 // out[r * ldk + k] = bf16(element (r, k)) of an fp32 rows x K operand, stored with K contiguous
 // (X[r * K + k]) or not (X[k * rows + r]); columns K..ldk-1 are zero. ldk is a multiple of 8.
 void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk);
@@ -40,7 +52,7 @@ void widenBf16(cudaStream_t stream, float* out, const __nv_bfloat16* in, size_t 
 // (gemmHopperScratchBytes) and multiplies them.
 size_t gemmHopperScratchBytes(int M, int N, int K);
 void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
-                bool transB, float alpha, float beta, void* scratch, int multiprocessors);
+                bool transB, float alpha, float beta, void* scratch, int multiprocessors, const LowRankUpdate& lr = {});
 
 // ---- gemm_skinny.cu (one side <= 16: LoRA ranks) -------------------------------------------------------
 bool gemmSkinnyApplies(int M, int N, int K, bool transA, bool transB);

@@ -57,6 +57,24 @@ class Backend {
   // (dx = dy W). The product is the one gemm() computes on W widened to fp32.
   virtual void gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
                               float alpha, float beta) = 0;
+  // C[M,N] = A[M,K] op(W) + beta * C + scale * H[M,r] L^T: a linear's base product and a LoRA update in one
+  // call, so a backend can fuse the update into the product's pass over C. W is fp32 (W32) or bf16 (W16);
+  // op(W) = W^T for W [N,K] when transW, else W [K,N]. L's element (n, j) is L[n * strideN + j * strideR]
+  // (a LoRA B [N,r]: strideN r, strideR 1; a LoRA A [r,N]: strideN 1, strideR N). By default: the product,
+  // then the update as a second gemm().
+  virtual void gemmLowRank(float* C, const float* A, const float* W32, const uint16_t* W16, int M, int N, int K,
+                           bool transW, float beta, const float* H, const float* L, int r, int strideN, int strideR,
+                           float scale) {
+    if (W16)
+      gemmWeightBf16(C, A, W16, M, N, K, transW, 1.0f, beta);
+    else
+      gemm(C, A, W32, M, N, K, false, transW, 1.0f, beta);
+    if (strideR == 1)
+      gemm(C, H, L, M, N, r, false, true, scale, 1.0f);  // L stored [N, r]
+    else
+      gemm(C, H, L, M, N, r, false, false, scale, 1.0f);  // L stored [r, N]
+    (void)strideN;
+  }
   virtual void add(float* out, const float* a, const float* b, size_t n) = 0;  // out = a + b
   virtual void axpy(float* y, const float* x, float a, size_t n) = 0;         // y += a * x
   virtual void scale(float* x, float a, size_t n) = 0;                         // x *= a

@@ -157,6 +157,33 @@ void checkGemmSkinny(pl::Backend& cpu, pl::Backend& gpu) {
   }
 }
 
+// The LoRA linear's product with its low-rank update (gemmLowRank): fused into the wgmma epilogue on
+// Hopper, two products elsewhere; fp32 and bf16 weights, both orientations of W and of L, ranks 5, 8, 16.
+void checkGemmLowRank(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
+  struct Case { int M, N, K, r; bool transW, bf16W; float beta; };
+  const Case cases[] = {{2048, 3200, 3200, 8, true, false, 0.0f}, {2048, 3200, 8640, 8, false, false, 1.0f},
+                        {231, 256, 256, 16, true, true, 0.0f},    {231, 688, 256, 5, false, true, 0.5f},
+                        {300, 130, 96, 8, true, false, 0.0f},     {7, 9, 11, 3, false, false, 1.0f}};
+  for (const Case& c : cases) {
+    // y = x W^T + s h B^T (L = B [N, r]) when transW; dx = dy W + dh A (L = A [r, N]) otherwise.
+    const int strideN = c.transW ? c.r : 1, strideR = c.transW ? 1 : c.N;
+    Vec x = randn(size_t(c.M) * c.K, 61), w = randn(size_t(c.N) * c.K, 62, 0.05f), h = randn(size_t(c.M) * c.r, 63);
+    Vec l = randn(size_t(c.N) * c.r, 64, 0.1f), ref = randn(size_t(c.M) * c.N, 65);
+    std::vector<uint16_t> wh(w.size());
+    for (size_t i = 0; i < w.size(); ++i) wh[i] = pl::toBf16(w[i]);
+    Dev dx(gpu, x), dw(gpu, w), dwh(gpu, wh.size(), sizeof(uint16_t)), dh(gpu, h), dl(gpu, l), dy(gpu, ref);
+    gpu.upload(dwh.p, wh.data(), wh.size() * sizeof(uint16_t));
+    cpu.gemmLowRank(ref.data(), x.data(), c.bf16W ? nullptr : w.data(), c.bf16W ? wh.data() : nullptr, c.M, c.N, c.K,
+                    c.transW, c.beta, h.data(), l.data(), c.r, strideN, strideR, 0.25f);
+    gpu.gemmLowRank(dy.f(), dx.f(), c.bf16W ? nullptr : dw.f(), c.bf16W ? static_cast<const uint16_t*>(dwh.p) : nullptr,
+                    c.M, c.N, c.K, c.transW, c.beta, dh.f(), dl.f(), c.r, strideN, strideR, 0.25f);
+    char name[160];
+    std::snprintf(name, sizeof name, "gemmLowRank[%s] M%d N%d K%d r%d transW%d %s beta%.1f", path, c.M, c.N, c.K, c.r,
+                  c.transW, c.bf16W ? "bf16 W" : "fp32 W", c.beta);
+    compare(name, dy.get(), ref, 3e-2 * 0.05 * std::sqrt(double(c.K)) + 1e-3, 3e-2);
+  }
+}
+
 // Frozen bf16 weights (gemmWeightBf16): y = x W^T and dx = dy W against the CPU's product on the same
 // bf16 weights widened, at shapes that take the Hopper kernel directly, through a transposed or padded
 // copy, and (small, or on the mma.sync backend) through widening.
@@ -446,6 +473,7 @@ int main(int argc, char** argv) {
     unsetenv("PUZZLE_LLAMA_CUDA_ATTENTION");
     checkGemm(cpu, *gpu, "auto", 3e-2);
     checkGemmWeightBf16(cpu, *gpu, "auto");
+    checkGemmLowRank(cpu, *gpu, "auto");
     setenv("PUZZLE_LLAMA_CUDA_SKINNY", "1", 1);
     {
       auto skinny = pl::cuda::createBackend(device);
@@ -461,6 +489,7 @@ int main(int argc, char** argv) {
     checkGemm(cpu, *mma, "mma", 3e-2);
     checkGemmLarge(cpu, *mma, "mma");
     checkGemmWeightBf16(cpu, *mma, "mma");
+    checkGemmLowRank(cpu, *mma, "mma");
     setenv("PUZZLE_LLAMA_CUDA_GEMM", "wgmma", 1);
     std::unique_ptr<pl::Backend> wgmma;
     try {
