@@ -36,6 +36,13 @@ bool skinnyFromEnv() {
   return s && std::strcmp(s, "1") == 0;
 }
 
+// PUZZLE_LLAMA_CUDA_FUSED_LORA=1 fuses LoRA updates into the wgmma epilogue (opt-in until a GPU run has
+// checked it).
+bool fusedLoraFromEnv() {
+  const char* s = std::getenv("PUZZLE_LLAMA_CUDA_FUSED_LORA");
+  return s && std::strcmp(s, "1") == 0;
+}
+
 // PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels; unset (or flash), attention_flash.cu.
 AttentionPath attentionPathFromEnv() {
   const char* s = std::getenv("PUZZLE_LLAMA_CUDA_ATTENTION");
@@ -48,7 +55,8 @@ CudaBackend::CudaBackend(int device, const std::string& deviceName, int multipro
     : device_(device), deviceName_(deviceName), multiprocessors_(multiprocessors),
       gemmPath_(static_cast<int>(gemmPathFromEnv())),
       attentionPath_(static_cast<int>(attentionPathFromEnv())),
-      skinnyGemm_(skinnyFromEnv()) {
+      skinnyGemm_(skinnyFromEnv()),
+      fusedLora_(fusedLoraFromEnv()) {
   use();
   cudaStream_t stream = nullptr;
   cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -296,7 +304,7 @@ void CudaBackend::gemmLowRank(float* C, const float* A, const float* W32, const 
                               bool transW, float beta, const float* H, const float* L, int r, int strideN, int strideR,
                               float scale) {
   use();
-  if (!hopperFor(M, N, K) || r < 1 || r > kMaxLowRank) {
+  if (!fusedLora_ || !hopperFor(M, N, K) || r < 1 || r > kMaxLowRank) {
     Backend::gemmLowRank(C, A, W32, W16, M, N, K, transW, beta, H, L, r, strideN, strideR, scale);
     return;
   }

@@ -49,7 +49,8 @@ class CudaBackend final : public Backend {
             float beta) override;
   void gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW, float alpha,
                       float beta) override;
-  // On the Hopper path the LoRA update is fused into the wgmma kernel's epilogue; elsewhere two products.
+  // With PUZZLE_LLAMA_CUDA_FUSED_LORA=1, on the Hopper path, the LoRA update rides in the wgmma kernel's
+  // epilogue; otherwise two products.
   void gemmLowRank(float* C, const float* A, const float* W32, const uint16_t* W16, int M, int N, int K, bool transW,
                    float beta, const float* H, const float* L, int r, int strideN, int strideR, float scale) override;
   void add(float* out, const float* a, const float* b, size_t n) override;
@@ -106,6 +107,7 @@ class CudaBackend final : public Backend {
   int gemmPath_;  // a GemmPath
   int attentionPath_;          // an AttentionPath
   bool skinnyGemm_;            // gemm_skinny.cu for products with a side <= 16
+  bool fusedLora_;             // gemmLowRank fused into the wgmma epilogue
   bool hopperGemm_ = false;    // the sm_90a wgmma/TMA GEMM runs here
   std::unique_ptr<OpProfile> profile_;  // while profiling
   MemoryMeter meter_;                   // allocations and the scratch buffer
@@ -123,7 +125,8 @@ class CudaBackend final : public Backend {
 // GEMM kernel for parity tests and benchmarks (wgmma: the Hopper one, refused where it cannot run); unset,
 // the backend picks by device and shape. PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention in fp32 (unset:
 // attention_flash.cu's tensor-core kernels where they apply). PUZZLE_LLAMA_CUDA_SKINNY=1 sends products with a
-// side of at most 16 (LoRA ranks) to gemm_skinny.cu's fp32 kernels.
+// side of at most 16 (LoRA ranks) to gemm_skinny.cu's fp32 kernels; PUZZLE_LLAMA_CUDA_FUSED_LORA=1 fuses the
+// LoRA update into the wgmma epilogue. Both are opt-in until a GPU run has checked them.
 std::unique_ptr<Backend> createBackend(int deviceIndex);
 
 }  // namespace pl::cuda

@@ -7,6 +7,7 @@ import { Engine } from '../../lib/engine/engine.js';
 import type { LlamaConfig, LoraOptions } from '../../lib/engine/config.js';
 import { rng } from '../engine/reference.js';
 import { compareTensor, flushReport, type Comparison } from './report.js';
+import { withEnv } from '../../lib/engine/env.js';
 
 const cuda = inject('cuda');
 const target = inject('target');
@@ -33,17 +34,9 @@ function randomBatch(b: number, t: number, vocab: number, seed: number): { token
 }
 
 /** Makes a CUDA engine holding exactly the CPU engine's weights. */
-async function twin(cpu: Engine, config: LlamaConfig, lora: LoraOptions | null, frozenWeights: 'fp32' | 'bf16' = 'fp32', skinny = false): Promise<Engine> {
-  // PUZZLE_LLAMA_CUDA_SKINNY is read when the engine's backend is made.
-  const previous = process.env.PUZZLE_LLAMA_CUDA_SKINNY;
-  if (skinny) process.env.PUZZLE_LLAMA_CUDA_SKINNY = '1';
-  let gpu: Engine;
-  try {
-    gpu = await Engine.create({ config, lora, device: target, seed: 1, frozenWeights });
-  } finally {
-    if (previous === undefined) delete process.env.PUZZLE_LLAMA_CUDA_SKINNY;
-    else process.env.PUZZLE_LLAMA_CUDA_SKINNY = previous;
-  }
+async function twin(cpu: Engine, config: LlamaConfig, lora: LoraOptions | null, frozenWeights: 'fp32' | 'bf16' = 'fp32', env: Record<string, string> = {}): Promise<Engine> {
+  // The PUZZLE_LLAMA_CUDA_* switches are read when the engine's backend is made.
+  const gpu = await withEnv(env, () => Engine.create({ config, lora, device: target, seed: 1, frozenWeights }));
   for (const name of cpu.parameterNames()) gpu.setParameter(name, cpu.getParameter(name));
   return gpu;
 }
@@ -63,15 +56,17 @@ const small: LlamaConfig = {
 
 describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'})`, () => {
   const allProjections = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-  const cases: Array<[string, LoraOptions | null, 'fp32' | 'bf16', boolean]> = [
+  const cases: Array<[string, LoraOptions | null, 'fp32' | 'bf16', boolean, boolean?]> = [
     ['full', null, 'fp32', false],
     ['LoRA r=8 dropout 0.1', { r: 8, alpha: 16, dropout: 0.1, targets: allProjections }, 'fp32', false],
     // The frozen base in bf16 on both: the GPU takes the weight as it is (wgmma) or widens it (mma.sync).
     ['LoRA r=8, frozen weights in bf16', { r: 8, alpha: 16, dropout: 0, targets: allProjections }, 'bf16', false],
-    // The rank-8 products on the skinny fp32 kernels (PUZZLE_LLAMA_CUDA_SKINNY=1).
+    // The opt-in kernels not yet checked on a GPU: the rank-8 products on the skinny fp32 kernels, the LoRA
+    // update fused into the wgmma epilogue (no dropout, so the backward fuses too).
     ['LoRA r=8 dropout 0.1, skinny GEMMs', { r: 8, alpha: 16, dropout: 0.1, targets: allProjections }, 'fp32', true],
+    ['LoRA r=8, fused LoRA update, frozen weights in bf16', { r: 8, alpha: 16, dropout: 0, targets: allProjections }, 'bf16', false, true],
   ];
-  it.each(cases)('forwardBackward + step of a small model (%s): logits, loss, every gradient, updated weights', async (label, lora, frozenWeights, skinny) => {
+  it.each(cases)('forwardBackward + step of a small model (%s): logits, loss, every gradient, updated weights', async (label, lora, frozenWeights, skinny, fused) => {
     const cpu = await Engine.create({ config: small, lora, device: 'cpu', seed: 3, frozenWeights });
     // LoRA B starts at zero (PEFT): give it values so every LoRA gradient is exercised.
     if (lora) {
@@ -81,9 +76,10 @@ describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'}
         cpu.setParameter(name, b.map(() => (r() - 0.5) * 0.02));
       }
     }
-    const gpu = await twin(cpu, small, lora, frozenWeights, skinny);
+    const env = { ...(skinny ? { PUZZLE_LLAMA_CUDA_SKINNY: '1' } : {}), ...(fused ? { PUZZLE_LLAMA_CUDA_FUSED_LORA: '1' } : {}) };
+    const gpu = await twin(cpu, small, lora, frozenWeights, env);
     const cs: Comparison[] = [];
-    const op = `model.${lora ? (frozenWeights === 'bf16' ? 'lora-bf16' : skinny ? 'lora-skinny' : 'lora') : 'full'}`;
+    const op = `model.${lora ? (fused ? 'lora-fused' : frozenWeights === 'bf16' ? 'lora-bf16' : skinny ? 'lora-skinny' : 'lora') : 'full'}`;
     try {
       expect(gpu.info().device).toBe(target);
       const B = 3, T = 77;

@@ -474,6 +474,12 @@ int main(int argc, char** argv) {
     checkGemm(cpu, *gpu, "auto", 3e-2);
     checkGemmWeightBf16(cpu, *gpu, "auto");
     checkGemmLowRank(cpu, *gpu, "auto");
+    setenv("PUZZLE_LLAMA_CUDA_FUSED_LORA", "1", 1);
+    {
+      auto fused = pl::cuda::createBackend(device);
+      checkGemmLowRank(cpu, *fused, "fused");
+    }
+    unsetenv("PUZZLE_LLAMA_CUDA_FUSED_LORA");
     setenv("PUZZLE_LLAMA_CUDA_SKINNY", "1", 1);
     {
       auto skinny = pl::cuda::createBackend(device);
