@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { Engine } from '../../lib/engine/engine.js';
 import type { LlamaConfig, LoraOptions } from '../../lib/engine/config.js';
-import { rng } from '../engine/reference.js';
+import { maxAbs, rng } from '../engine/reference.js';
 import { compareTensor, flushReport, type Comparison } from './report.js';
 import { withEnv } from '../../lib/engine/env.js';
 
@@ -14,11 +14,6 @@ const target = inject('target');
 
 afterAll(() => flushReport(import.meta.url));
 
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
 
 /** bf16 compute: an error of `frac` of the tensor's largest element, plus `frac` relative. */
 function scaled(op: string, tensor: string, got: Float32Array, want: Float32Array, frac: number, note?: string): Comparison {

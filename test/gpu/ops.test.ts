@@ -5,7 +5,7 @@
 // the rest is fp32 with a different summation order.
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { kernels } from '../../lib/engine/kernels.js';
-import { randn } from '../engine/reference.js';
+import { maxAbs, randn } from '../engine/reference.js';
 import { compareExact, compareTensor, flushReport, type Comparison } from './report.js';
 
 const cuda = inject('cuda');
@@ -30,11 +30,6 @@ const FP32 = { atol: 3e-6, rtol: 3e-5 };
 const ATTN_OUT = { atol: 5e-5, rtol: 5e-4 };
 const ATTN_GRAD = { atol: 5e-4, rtol: 5e-3 };
 
-function maxAbs(a: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
 
 /**
  * Attention's tolerance: head dims 33..128 with 8+ query rows run on bf16 tensor cores (q, k, v, P, dO and
