@@ -151,6 +151,8 @@ describe('puzzle-llama train and eval flags', () => {
       [['train', '--steps', '-5'], /--steps/],
       [['train', '--lr', 'fast'], /--lr must be a number, got 'fast'/],
       [['train', '--device', 'tpu'], /--device must be auto, cpu or cuda, got 'tpu'/],
+      [['train', '--frozen-weights', 'int4'], /--frozen-weights must be fp32 or bf16, got 'int4'/],
+      [['train', '--frozen-weights', 'bf16', '--out', join(work, 't3')], /frozenWeights 'bf16' needs lora/],
       [['train', '--data', join(work, 'missing.jsonl'), '--out', join(work, 't2')], /does not exist/],
       [['train', '--config', join(work, 'missing.json')], /--config .*missing\.json/],
       [['eval'], /--model DIR is required/],
@@ -165,6 +167,7 @@ describe('puzzle-llama train and eval flags', () => {
       expect(r.stderr).not.toMatch(/\n\s+at .*\.js:\d+/);
     }
     expect(existsSync(join(work, 't1'))).toBe(false);
+    expect(existsSync(join(work, 't3'))).toBe(false);
   });
 });
 

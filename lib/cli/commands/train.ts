@@ -8,9 +8,10 @@ import { CliError } from '../errors.js';
 import type { CliIo } from '../io.js';
 
 export const trainHelp = `puzzle-llama train [--config FILE] [--preset tiny] [--out DIR] [--steps N] [--batch-size B] [--lr X]
-                   [--lora] [--data FILE | --n 5,6,7 --max-value 60] [--seed S] [--device auto|cpu|cuda] [--threads T]
-                   [--checkpoint-every K] [--resume]
+                   [--lora] [--frozen-weights fp32|bf16] [--data FILE | --n 5,6,7 --max-value 60] [--seed S]
+                   [--device auto|cpu|cuda] [--threads T] [--checkpoint-every K] [--resume]
   Trains a model from scratch (or LoRA with --lora) on puzzles synthesized on the fly (or read from --data).
+  --frozen-weights bf16 (LoRA) keeps the frozen base matrices in bf16: half their memory.
   --config FILE is JSON with any train() option (flags given on the command line win).`;
 
 function numberFlag(name: string, value: string | undefined): number | undefined {
@@ -29,6 +30,7 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
     'batch-size': { type: 'string' },
     lr: { type: 'string' },
     lora: { type: 'boolean' },
+    'frozen-weights': { type: 'string' },
     data: { type: 'string' },
     n: { type: 'string' },
     'max-value': { type: 'string' },
@@ -60,6 +62,10 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
       seed: seed ?? 1234,
     };
   }
+  const frozenWeights = flags['frozen-weights'] ?? fromFile.frozenWeights;
+  if (frozenWeights !== undefined && frozenWeights !== 'fp32' && frozenWeights !== 'bf16') {
+    throw new CliError(`puzzle-llama train: --frozen-weights must be fp32 or bf16, got '${frozenWeights}'`);
+  }
   const device = flags.device ?? fromFile.device;
   if (device !== undefined && !['auto', 'cpu', 'cuda'].includes(device)) throw new CliError(`puzzle-llama train: --device must be auto, cpu or cuda, got '${device}'`);
   const options: TrainOptions = {
@@ -70,6 +76,7 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
     batchSize: flags['batch-size'] !== undefined ? intFlag('train', 'batch-size', flags['batch-size'], 32, 1) : fromFile.batchSize,
     lr: numberFlag('lr', flags.lr) ?? fromFile.lr,
     lora: flags.lora ? true : fromFile.lora,
+    frozenWeights,
     data,
     seed,
     device: device as TrainOptions['device'],
