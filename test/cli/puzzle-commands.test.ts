@@ -159,6 +159,8 @@ describe('puzzle-llama train and eval flags', () => {
       [['eval', '--model', join(work, 'nope')], /nope/],
       [['eval', '--model', 'x', '--mode', 'sideways'], /--mode must be free, constrained or both, got 'sideways'/],
       [['eval', '--model', 'x', '--temperature=-1'], /--temperature must be a number ≥ 0/],
+      [['eval', '--model', 'x', '--frozen-weights', 'fp8'], /--frozen-weights must be fp32 or bf16, got 'fp8'/],
+      [['eval', '--model', 'x', '--frozen-weights', 'bf16'], /--frozen-weights bf16 needs --adapter/],
     ];
     for (const [args, message] of cases) {
       const r = run(args);

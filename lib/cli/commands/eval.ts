@@ -9,15 +9,17 @@ import { createProgress } from '../progress.js';
 
 export const evalHelp = `puzzle-llama eval --model DIR [--adapter DIR] [--sets id,ood-num-100,ood-num-1000,ood-form] [--limit K]
                   [--samples K] [--temperature T] [--top-k K] [--seed S] [--mode free|constrained|both]
-                  [--batch-size B] [--out DIR] [--device auto|cpu|cuda] [--threads T]
+                  [--batch-size B] [--out DIR] [--device auto|cpu|cuda] [--threads T] [--frozen-weights fp32|bf16]
   Zero-shot pass@1 per set and per N (pass@K with --samples), free and/or constrained decoding,
   printed beside the paper's Table 2; --out writes records.jsonl (one per response), scores.json, table.txt.
+  With --adapter, --frozen-weights bf16 keeps the base model's matrices in bf16 (half their memory).
   Sets: ${benchmarkSets.map((s) => s.id).join(', ')}.`;
 
 export async function evalCommand(argv: string[], io: CliIo): Promise<number> {
   const flags = parseFlags('eval', argv, {
     model: { type: 'string' },
     adapter: { type: 'string' },
+    'frozen-weights': { type: 'string' },
     sets: { type: 'string' },
     limit: { type: 'string' },
     samples: { type: 'string' },
@@ -41,6 +43,13 @@ export async function evalCommand(argv: string[], io: CliIo): Promise<number> {
   }
   const device = flags.device ?? 'auto';
   if (!['auto', 'cpu', 'cuda'].includes(device)) throw new CliError(`puzzle-llama eval: --device must be auto, cpu or cuda, got '${device}'`);
+  const frozenWeights = flags['frozen-weights'];
+  if (frozenWeights !== undefined && frozenWeights !== 'fp32' && frozenWeights !== 'bf16') {
+    throw new CliError(`puzzle-llama eval: --frozen-weights must be fp32 or bf16, got '${frozenWeights}'`);
+  }
+  if (frozenWeights === 'bf16' && !flags.adapter) {
+    throw new CliError('puzzle-llama eval: --frozen-weights bf16 needs --adapter (a model alone has no LoRA; its weights load as f32)');
+  }
   let progress: ReturnType<typeof createProgress> | null = null;
   try {
     const report = await evaluate({
@@ -58,6 +67,7 @@ export async function evalCommand(argv: string[], io: CliIo): Promise<number> {
       out: flags.out,
       device: device as 'auto' | 'cpu' | 'cuda',
       threads: flags.threads === undefined ? undefined : intFlag('eval', 'threads', flags.threads, 1, 1, 1024),
+      frozenWeights: frozenWeights as 'fp32' | 'bf16' | undefined,
       onProgress: (done, total) => (progress ??= createProgress({ label: 'eval', total, stream: io.stderr })).update(done, 'responses'),
     });
     (progress ?? createProgress({ label: 'eval', total: 0, stream: io.stderr })).finish(`eval: ${report.records.length} responses`);
