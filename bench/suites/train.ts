@@ -2,7 +2,7 @@
 // without LoRA, generation tokens/s with the KV cache, and peak RSS over 1,000 steps; beside PyTorch peers.
 import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { Engine } from '../../lib/engine/engine.js';
-import { presetConfig, type LoraOptions } from '../../lib/engine/config.js';
+import { presetConfig, type LlamaConfig, type LoraOptions } from '../../lib/engine/config.js';
 import { peerNumber, runPeer } from './peers.js';
 
 function batchOf(b: number, t: number, vocab: number, seed: number): { tokens: Int32Array; targets: Int32Array } {
@@ -86,6 +86,32 @@ export const trainSuite: BenchSuite = {
         });
       }
       engine.dispose();
+    }
+
+    // Decoding a model too large for the caches (130M parameters, a 32k vocabulary) at batch 1: bound by
+    // reading the weights once per token (the gemv path), in fp32 and, with LoRA, from bf16 frozen weights.
+    {
+      const mid: LlamaConfig = { ...config, hidden_size: 1024, intermediate_size: 2752, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 8, vocab_size: 32000, max_position_embeddings: 256 };
+      const lora = { r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+      const newTokens = options.quick ? 8 : 32;
+      const prompts = [batchOf(1, 8, mid.vocab_size, 9).tokens];
+      const peer = await runPeer('generate', { config: mid, batch: 1, promptLen: 8, newTokens, threads });
+      for (const frozenWeights of ['fp32', 'bf16'] as const) {
+        const engine = await Engine.create({ config: mid, lora: frozenWeights === 'bf16' ? lora : null, seed: 1, threads, frozenWeights });
+        await engine.generate(prompts, { maxNewTokens: 2 });
+        const t0 = performance.now();
+        const out = await engine.generate(prompts, { maxNewTokens: newTokens });
+        const seconds = (performance.now() - t0) / 1000;
+        rows.push({
+          name: `generate 130M batch=1 new=${newTokens}, ${frozenWeights === 'bf16' ? 'LoRA, frozen weights bf16' : 'fp32 weights'}`,
+          unit: 'tokens/s',
+          value: out[0].length / seconds,
+          higherIsBetter: true,
+          ...peerNumber(peer, 'tokensPerSecond'),
+          note: `engine ${(engine.info().memoryBytes / 2 ** 20).toFixed(0)} MiB; the peer decodes the fp32 model`,
+        });
+        engine.dispose();
+      }
     }
 
     // Peak RSS over 1,000 steps: the engine allocates once, so RSS after warm-up should not grow.

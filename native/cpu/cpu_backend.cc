@@ -36,6 +36,11 @@ void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, in
 }
 void CpuBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
                                 float alpha, float beta) {
+  if (transW && M <= cpu::kGemvMaxRows) {
+    // Few rows (decoding): reading the bf16 weight once beats widening all of it.
+    cpu::gemv(*pool_, C, A, W, M, N, K, alpha, beta);
+    return;
+  }
   const size_t n = static_cast<size_t>(N) * static_cast<size_t>(K);
   if (widened_.size() < n) {
     meter_.resize(widened_.size() * sizeof(float), n * sizeof(float));

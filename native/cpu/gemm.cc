@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
+#include "../core/bf16.h"
+#include "../core/error.h"
 #include "simd.h"
+#include "vec.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -237,13 +241,76 @@ void gemmPacked(ThreadPool& pool, MicroKernel micro, float* C, const float* A, c
   }
 }
 
+// ---- gemv: few rows against a weight stored [N,K] ---------------------------------------------------
+
+PL_INLINE float asFloat(float x) { return x; }
+PL_INLINE float asFloat(uint16_t h) { return fromBf16(h); }
+
+// out[m] = sum_k a[m*K + k] * w[k] for m < M: one weight row against M rows of a, 16 lanes a row.
+template <typename T>
+PL_INLINE void rowDotsBody(float* out, const float* a, const T* w, int M, int K) {
+  for (int m = 0; m < M; ++m) {
+    const float* x = a + static_cast<size_t>(m) * K;
+    float acc[16] = {};
+    int k = 0;
+    for (; k + 16 <= K; k += 16)
+      for (int j = 0; j < 16; ++j) acc[j] += x[k + j] * asFloat(w[k + j]);
+    float sum = 0.0f;
+    for (int j = 0; j < 16; ++j) sum += acc[j];
+    for (; k < K; ++k) sum += x[k] * asFloat(w[k]);
+    out[m] = sum;
+  }
+}
+PL_INLINE void rowDotsF32Body(float* out, const float* a, const float* w, int M, int K) {
+  rowDotsBody(out, a, w, M, K);
+}
+PL_INLINE void rowDotsBf16Body(float* out, const float* a, const uint16_t* w, int M, int K) {
+  rowDotsBody(out, a, w, M, K);
+}
+PL_SIMD_CLONES(void, rowDotsF32, (float* out, const float* a, const float* w, int M, int K), (out, a, w, M, K))
+PL_SIMD_CLONES(void, rowDotsBf16, (float* out, const float* a, const uint16_t* w, int M, int K), (out, a, w, M, K))
+
+PL_INLINE void rowDots(float* out, const float* a, const float* w, int M, int K) { rowDotsF32(out, a, w, M, K); }
+PL_INLINE void rowDots(float* out, const float* a, const uint16_t* w, int M, int K) { rowDotsBf16(out, a, w, M, K); }
+
+template <typename T>
+void gemvRows(ThreadPool& pool, float* C, const float* A, const T* W, int M, int N, int K, float alpha, float beta) {
+  if (M > kGemvMaxRows)
+    throw Error("gemv: M = " + std::to_string(M) + " exceeds " + std::to_string(kGemvMaxRows) + " rows");
+  constexpr int kRowsPerTask = 16;
+  pool.parallelFor((N + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t b, int64_t e, int) {
+    float dots[kGemvMaxRows];
+    for (int64_t n = b * kRowsPerTask; n < std::min<int64_t>(N, e * kRowsPerTask); ++n) {
+      rowDots(dots, A, W + n * K, M, K);
+      for (int m = 0; m < M; ++m) {
+        float& c = C[static_cast<size_t>(m) * N + n];
+        c = beta == 0.0f ? alpha * dots[m] : alpha * dots[m] + beta * c;
+      }
+    }
+  });
+}
+
 }  // namespace
+
+void gemv(ThreadPool& pool, float* C, const float* A, const float* W, int M, int N, int K, float alpha, float beta) {
+  gemvRows(pool, C, A, W, M, N, K, alpha, beta);
+}
+
+void gemv(ThreadPool& pool, float* C, const float* A, const uint16_t* W, int M, int N, int K, float alpha,
+          float beta) {
+  gemvRows(pool, C, A, W, M, N, K, alpha, beta);
+}
 
 void gemm(ThreadPool& pool, float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB,
           float alpha, float beta) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     for (size_t i = 0; i < static_cast<size_t>(M) * N; ++i) C[i] = beta == 0.0f ? 0.0f : beta * C[i];
+    return;
+  }
+  // Few rows against a weight stored [N,K] (decoding): no packing, each weight row read once.
+  if (!transA && transB && M <= kGemvMaxRows && static_cast<int64_t>(N) * K >= (1 << 16)) {
+    gemv(pool, C, A, B, M, N, K, alpha, beta);
     return;
   }
   switch (activeIsa()) {

@@ -72,6 +72,7 @@ PL_INLINE double sumSquaresKBody(const float* x, size_t n) {
 }
 PL_SIMD_CLONES(double, sumSquaresK, (const float* x, size_t n), (x, n))
 
+
 PL_INLINE void rmsRowBody(float* out, const float* x, const float* w, int C, float eps, float* rstdOut) {
   float acc[16] = {};
   int i = 0;

@@ -15,6 +15,7 @@ double sumSquares(ThreadPool& pool, const float* x, size_t n);
 // out[i] = in[i] widened from bf16 (exact).
 void widenBf16(ThreadPool& pool, float* out, const uint16_t* in, size_t n);
 
+
 void embeddingForward(ThreadPool& pool, float* out, const int32_t* tokens, const float* wte, int N, int C);
 void embeddingBackward(ThreadPool& pool, float* dwte, const float* dout, const int32_t* tokens, int N, int C, int V);
 

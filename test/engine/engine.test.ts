@@ -187,6 +187,25 @@ describe('Engine with frozen weights in bf16', () => {
     full.dispose();
   });
 
+  it('decodes (few rows: the bf16 GEMV) to the logits an fp32 engine gets from the rounded weights', async () => {
+    const half = await Engine.create({ config: small, lora, seed: 5, threads: 2, device: 'cpu', frozenWeights: 'bf16' });
+    const full = await Engine.create({ config: small, lora, seed: 5, threads: 2, device: 'cpu' });
+    for (const name of half.parameterNames()) full.setParameter(name, half.getParameter(name));
+    // 2 x 6 = 12 rows: the products read the bf16 weights directly (no widened copy).
+    const tokens = Int32Array.from({ length: 12 }, (_, i) => (i * 5 + 3) % 32);
+    const a = await half.forward(tokens, { batch: 2, seq: 6 });
+    const b = await full.forward(tokens, { batch: 2, seq: 6 });
+    const scale = b.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    for (let i = 0; i < b.length; i++) expect(Math.abs(a[i] - b[i])).toBeLessThanOrEqual(1e-5 * scale);
+    // and one decode step per row, as generation runs it
+    const first = await half.decodeStart(tokens, { batch: 2, promptLength: 6, maxNewTokens: 2 });
+    for (let r = 0; r < 2; r++)
+      for (let v = 0; v < 32; v++) expect(Math.abs(first[r * 32 + v] - b[(r * 6 + 5) * 32 + v])).toBeLessThanOrEqual(1e-5 * scale);
+    half.decodeEnd();
+    half.dispose();
+    full.dispose();
+  });
+
   it('setParameter rounds to the nearest bf16; full training and unknown values are refused', async () => {
     const half = await Engine.create({ config: small, lora, seed: 1, threads: 1, device: 'cpu', frozenWeights: 'bf16' });
     const name = 'model.layers.1.mlp.down_proj.weight';

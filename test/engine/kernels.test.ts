@@ -34,6 +34,9 @@ describe.each(levels)('kernels on the %s path', (level) => {
         [13, 31, 300],
         [50, 70, 257],
         [130, 40, 64],
+        // few rows against a large op(B) = W^T: the gemv path (M <= 16, N·K >= 65536) when transB
+        [1, 300, 257],
+        [16, 517, 130],
       ];
       for (const [m, n, k] of shapes) {
         for (const tA of [false, true])
