@@ -557,7 +557,7 @@ size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int
 }
 
 namespace {
-size_t deltaBytes(int B, int T, int H) { return (sizeof(float) * size_t(B) * T * H + 255) / 256 * 256; }
+size_t deltaBytes(int B, int T, int H) { return alignUp(sizeof(float) * size_t(B) * T * H); }
 }  // namespace
 
 size_t attentionBackwardScratchBytes(int B, int T, int H, int Hkv, int D, AttentionPath path) {

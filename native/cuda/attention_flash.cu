@@ -149,7 +149,7 @@ void toHeads(cudaStream_t stream, __nv_bfloat16* out, const float* x, int B, int
   checkLaunch("to_heads_kernel");
 }
 
-size_t packedBytes(int B, int T, int heads, int kD) { return (size_t(B) * heads * T * kD * 2 + 255) / 256 * 256; }
+size_t packedBytes(int B, int T, int heads, int kD) { return alignUp(size_t(B) * heads * T * kD * 2); }
 
 // ---- forward ---------------------------------------------------------------------------------------------
 

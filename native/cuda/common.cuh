@@ -44,6 +44,9 @@ inline void allowSharedMemory(Kernel kernel, size_t bytes, const char* name) {
 
 inline unsigned ceilDiv(size_t a, size_t b) { return static_cast<unsigned>((a + b - 1) / b); }
 
+// n rounded up to a multiple of `to`: scratch carve-outs start on 256-byte boundaries, bf16 rows on 8 elements.
+inline size_t alignUp(size_t n, size_t to = 256) { return (n + to - 1) / to * to; }
+
 // Blocks for a grid-stride elementwise loop over n items: enough to fill any GPU, never more than needed.
 inline unsigned elementwiseBlocks(size_t n, int threads) {
   const size_t blocks = (n + threads - 1) / threads;

@@ -266,10 +266,10 @@ void CudaBackend::gemmWeightBf16Hopper(float* C, const float* A, const uint16_t*
   // The weight goes in as it is when it is already K-major with 16-byte rows (y = x W^T); otherwise it is
   // transposed or padded, bf16 to bf16, next to the converted activations.
   const auto* w = reinterpret_cast<const __nv_bfloat16*>(W);
-  const int ldk = (K + 7) / 8 * 8;
+  const int ldk = static_cast<int>(alignUp(K, 8));
   const bool direct = transW && K % 8 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0;
-  const size_t aBytes = (size_t(M) * ldk * 2 + 255) / 256 * 256;
-  const size_t wBytes = direct ? 0 : (size_t(N) * ldk * 2 + 255) / 256 * 256;
+  const size_t aBytes = alignUp(size_t(M) * ldk * 2);
+  const size_t wBytes = direct ? 0 : alignUp(size_t(N) * ldk * 2);
   auto* scratch = static_cast<uint8_t*>(scratchFor(aBytes + wBytes));
   auto* a = reinterpret_cast<__nv_bfloat16*>(scratch);
   cuda::toBf16KMajor(stream_, a, A, M, K, true, ldk);

@@ -432,7 +432,6 @@ void launchWgmma(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __
   checkLaunch("gemm_wgmma_kernel");
 }
 
-int roundUp8(int k) { return (k + 7) / 8 * 8; }
 
 }  // namespace
 
@@ -538,17 +537,17 @@ void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_
 }
 
 size_t gemmHopperScratchBytes(int M, int N, int K) {
-  const size_t ldk = size_t(roundUp8(K < 1 ? 1 : K));
+  const size_t ldk = alignUp(K < 1 ? 1 : K, 8);
   // Two operands, each start rounded to 256 bytes.
-  return ((size_t(M) * ldk * 2 + 255) / 256 + (size_t(N) * ldk * 2 + 255) / 256) * 256;
+  return alignUp(size_t(M) * ldk * 2) + alignUp(size_t(N) * ldk * 2);
 }
 
 void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
                 bool transB, float alpha, float beta, void* scratch, int multiprocessors, const LowRankUpdate& lr) {
   if (M <= 0 || N <= 0) return;
-  const int ldk = roundUp8(K);
+  const int ldk = static_cast<int>(alignUp(K, 8));
   auto* a = static_cast<__nv_bfloat16*>(scratch);
-  auto* b = reinterpret_cast<__nv_bfloat16*>(static_cast<uint8_t*>(scratch) + (size_t(M) * ldk * 2 + 255) / 256 * 256);
+  auto* b = reinterpret_cast<__nv_bfloat16*>(static_cast<uint8_t*>(scratch) + alignUp(size_t(M) * ldk * 2));
   // op(A) is M x K: K-contiguous unless transposed. op(B) is K x N: its rows (index n) are K-contiguous
   // only when B is transposed.
   toBf16KMajor(stream, a, A, M, K, !transA, ldk);
