@@ -267,28 +267,36 @@ void LlamaModel::zeroGradients() {
 
 // ---- activations -------------------------------------------------------------------------------
 
-void LlamaModel::ensureActivations(int N, int B, int T) {
-  (void)B;
-  (void)T;
-  if (N <= actN_) return;
+namespace {
+// Every activation buffer starts on a 64-byte boundary (vector loads on both backends).
+size_t alignFloats(size_t floats) { return (floats + 15) / 16 * 16; }
+}  // namespace
+
+// Training keeps what the backward pass reads, per layer: the residual stream, the RMSNorm scales, q/k/v
+// (after RoPE), the attention output and its log-sum-exp, the mid-layer residual, and the MLP's gate and up
+// projections. The RMSNorm outputs and the SwiGLU product are cheap to recompute from those and are not kept:
+// each has one buffer shared by all layers (the backward pass recomputes into it, bit for bit). Inference
+// keeps one layer's worth of everything, reused by every layer.
+void LlamaModel::ensureActivations(int N, bool train) {
+  if (N <= actN_ && (actTrain_ || !train)) return;
   if (actBuf_) be_.release(actBuf_);
   actBuf_ = nullptr;
   actN_ = 0;
+  actFloats_ = 0;
   const LlamaConfig& c = config_;
   const size_t C = c.hiddenSize, F = c.intermediateSize, D = c.headDim(), L = c.numHiddenLayers;
   const size_t qDim = c.numAttentionHeads * D, kvDim = c.numKeyValueHeads * D, V = c.vocabSize;
   const size_t n = static_cast<size_t>(N);
   const size_t inDims[kNumModules] = {C, C, C, qDim, C, C, F};
+  const size_t kept = train ? L : 1;  // layers with their own activations
   std::vector<std::pair<float**, size_t>> plan;
   a_.resid.assign(L + 1, nullptr);
-  for (auto* vec : {&a_.ln1, &a_.ln1r, &a_.q, &a_.k, &a_.v, &a_.att, &a_.lse, &a_.mid, &a_.ln2, &a_.ln2r, &a_.gate,
-                    &a_.up, &a_.act})
+  for (auto* vec : {&a_.ln1r, &a_.q, &a_.k, &a_.v, &a_.att, &a_.lse, &a_.mid, &a_.ln2r, &a_.gate, &a_.up})
     vec->assign(L, nullptr);
   a_.loraH.assign(L * kNumModules, nullptr);
   a_.loraX.assign(L * kNumModules, nullptr);
-  for (size_t l = 0; l <= L; ++l) plan.push_back({&a_.resid[l], n * C});
-  for (size_t l = 0; l < L; ++l) {
-    plan.push_back({&a_.ln1[l], n * C});
+  for (size_t l = 0; l < (train ? L + 1 : 1); ++l) plan.push_back({&a_.resid[l], n * C});
+  for (size_t l = 0; l < kept; ++l) {
     plan.push_back({&a_.ln1r[l], n});
     plan.push_back({&a_.q[l], n * qDim});
     plan.push_back({&a_.k[l], n * kvDim});
@@ -296,50 +304,67 @@ void LlamaModel::ensureActivations(int N, int B, int T) {
     plan.push_back({&a_.att[l], n * qDim});
     plan.push_back({&a_.lse[l], n * c.numAttentionHeads});
     plan.push_back({&a_.mid[l], n * C});
-    plan.push_back({&a_.ln2[l], n * C});
     plan.push_back({&a_.ln2r[l], n});
     plan.push_back({&a_.gate[l], n * F});
     plan.push_back({&a_.up[l], n * F});
-    plan.push_back({&a_.act[l], n * F});
-    for (int m = 0; m < kNumModules; ++m) {
-      if (idxA_[l * kNumModules + m] < 0) continue;
-      plan.push_back({&a_.loraH[l * kNumModules + m], n * lora_.r});
-      if (lora_.dropout > 0.0f) plan.push_back({&a_.loraX[l * kNumModules + m], n * inDims[m]});
+    for (size_t m = 0; m < kNumModules; ++m) {
+      const size_t slot = l * kNumModules + m;
+      if (idxA_[slot] < 0) continue;
+      plan.push_back({&a_.loraH[slot], n * lora_.r});
+      if (train && lora_.dropout > 0.0f) plan.push_back({&a_.loraX[slot], n * inDims[m]});
     }
   }
   const size_t wide = std::max({C, F, qDim});
+  plan.push_back({&a_.ln, n * C});
+  plan.push_back({&a_.act, n * F});
   plan.push_back({&a_.lnf, n * C});
   plan.push_back({&a_.lnfr, n});
   plan.push_back({&a_.logits, n * V});
   plan.push_back({&a_.losses, n});
-  plan.push_back({&a_.dres, n * C});
   plan.push_back({&a_.dtmp, n * wide});
   plan.push_back({&a_.dln, n * C});
-  plan.push_back({&a_.dq, n * qDim});
-  plan.push_back({&a_.dk, n * kvDim});
-  plan.push_back({&a_.dv, n * kvDim});
-  plan.push_back({&a_.datt, n * qDim});
-  plan.push_back({&a_.dgate, n * F});
-  plan.push_back({&a_.dup, n * F});
-  plan.push_back({&a_.dact, n * F});
-  plan.push_back({&a_.dh, n * std::max(1, lora_.r)});
-  plan.push_back({&a_.dxl, n * wide});
+  float* mlpGrads = nullptr;
+  if (train) {
+    plan.push_back({&a_.dres, n * C});
+    // The MLP's gradients (dgate, dup, dact) are dead before the attention's (datt, dq, dk, dv) are
+    // written: they share one region.
+    plan.push_back({&mlpGrads, std::max(3 * alignFloats(n * F), 2 * alignFloats(n * qDim) + 2 * alignFloats(n * kvDim))});
+    plan.push_back({&a_.dh, n * std::max(1, lora_.r)});
+  }
   float* tokensSlot = nullptr;
   float* targetsSlot = nullptr;
   plan.push_back({&tokensSlot, n});
   plan.push_back({&targetsSlot, n});
   size_t total = 0;
-  for (auto& p : plan) total += (p.second + 15) / 16 * 16;
+  for (auto& p : plan) total += alignFloats(p.second);
   actBuf_ = static_cast<float*>(be_.allocate(total * sizeof(float)));
   size_t off = 0;
   for (auto& p : plan) {
     *p.first = actBuf_ + off;
-    off += (p.second + 15) / 16 * 16;
+    off += alignFloats(p.second);
   }
+  // Layers without their own buffers share layer 0's (inference).
+  for (size_t l = kept; l < L; ++l) {
+    for (auto* vec : {&a_.ln1r, &a_.q, &a_.k, &a_.v, &a_.att, &a_.lse, &a_.mid, &a_.ln2r, &a_.gate, &a_.up})
+      (*vec)[l] = (*vec)[0];
+    for (size_t m = 0; m < kNumModules; ++m) a_.loraH[l * kNumModules + m] = a_.loraH[m];
+  }
+  if (!train)
+    for (size_t l = 1; l <= L; ++l) a_.resid[l] = a_.resid[0];
+  a_.dxl = a_.dtmp;  // the dropout branch's scratch in backward; dtmp is only used in forward
+  const size_t nF = alignFloats(n * F), nQ = alignFloats(n * qDim), nKv = alignFloats(n * kvDim);
+  a_.dgate = mlpGrads;
+  a_.dup = mlpGrads ? mlpGrads + nF : nullptr;
+  a_.dact = mlpGrads ? mlpGrads + 2 * nF : nullptr;
+  a_.datt = mlpGrads;
+  a_.dq = mlpGrads ? mlpGrads + nQ : nullptr;
+  a_.dk = mlpGrads ? mlpGrads + 2 * nQ : nullptr;
+  a_.dv = mlpGrads ? mlpGrads + 2 * nQ + nKv : nullptr;
   a_.tokens = reinterpret_cast<int32_t*>(tokensSlot);
   a_.targets = reinterpret_cast<int32_t*>(targetsSlot);
   actFloats_ = total;
   actN_ = N;
+  actTrain_ = train;
 }
 
 // ---- linear with LoRA ----------------------------------------------------------------------------
@@ -401,21 +426,21 @@ void LlamaModel::forwardLayers(int B, int T, bool train, uint64_t seed, const st
   for (int l = 0; l < c.numHiddenLayers; ++l) {
     checkAbort(abort);
     const float* x = a_.resid[l];
-    be_.rmsnormForward(a_.ln1[l], a_.ln1r[l], x, params_ + tensors_[idxNormIn_[l]].offset, N, C, c.rmsNormEps);
-    linearForward(a_.q[l], a_.ln1[l], N, l, kQ, train, seed);
-    linearForward(a_.k[l], a_.ln1[l], N, l, kK, train, seed);
-    linearForward(a_.v[l], a_.ln1[l], N, l, kV, train, seed);
+    be_.rmsnormForward(a_.ln, a_.ln1r[l], x, params_ + tensors_[idxNormIn_[l]].offset, N, C, c.rmsNormEps);
+    linearForward(a_.q[l], a_.ln, N, l, kQ, train, seed);
+    linearForward(a_.k[l], a_.ln, N, l, kK, train, seed);
+    linearForward(a_.v[l], a_.ln, N, l, kV, train, seed);
     be_.ropeForward(a_.q[l], ropeCos_, ropeSin_, B, T, H, D, 0);
     be_.ropeForward(a_.k[l], ropeCos_, ropeSin_, B, T, Hkv, D, 0);
     be_.attentionForward(a_.att[l], a_.lse[l], a_.q[l], a_.k[l], a_.v[l], B, T, T, H, Hkv, D, 0);
     linearForward(a_.dtmp, a_.att[l], N, l, kO, train, seed);
     be_.add(a_.mid[l], x, a_.dtmp, static_cast<size_t>(N) * C);
-    be_.rmsnormForward(a_.ln2[l], a_.ln2r[l], a_.mid[l], params_ + tensors_[idxNormPost_[l]].offset, N, C,
+    be_.rmsnormForward(a_.ln, a_.ln2r[l], a_.mid[l], params_ + tensors_[idxNormPost_[l]].offset, N, C,
                        c.rmsNormEps);
-    linearForward(a_.gate[l], a_.ln2[l], N, l, kGate, train, seed);
-    linearForward(a_.up[l], a_.ln2[l], N, l, kUp, train, seed);
-    be_.swigluForward(a_.act[l], a_.gate[l], a_.up[l], static_cast<size_t>(N) * F);
-    linearForward(a_.dtmp, a_.act[l], N, l, kDown, train, seed);
+    linearForward(a_.gate[l], a_.ln, N, l, kGate, train, seed);
+    linearForward(a_.up[l], a_.ln, N, l, kUp, train, seed);
+    be_.swigluForward(a_.act, a_.gate[l], a_.up[l], static_cast<size_t>(N) * F);
+    linearForward(a_.dtmp, a_.act, N, l, kDown, train, seed);
     be_.add(a_.resid[l + 1], a_.mid[l], a_.dtmp, static_cast<size_t>(N) * C);
   }
   const int L = c.numHiddenLayers;
@@ -425,7 +450,7 @@ void LlamaModel::forwardLayers(int B, int T, bool train, uint64_t seed, const st
 
 void LlamaModel::forward(const int32_t* tokens, int B, int T, float* logitsHost, const std::atomic<bool>* abort) {
   const int N = B * T;
-  ensureActivations(N, B, T);
+  ensureActivations(N, false);
   be_.upload(a_.tokens, tokens, sizeof(int32_t) * N);
   forwardLayers(B, T, false, 0, abort);
   be_.download(logitsHost, a_.logits, sizeof(float) * static_cast<size_t>(N) * config_.vocabSize);
@@ -440,7 +465,7 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
   int64_t count = 0;
   for (int i = 0; i < N; ++i) count += targets[i] != -100;
   if (counted) *counted = count;
-  ensureActivations(N, B, T);
+  ensureActivations(N, true);
   be_.upload(a_.tokens, tokens, sizeof(int32_t) * N);
   be_.upload(a_.targets, targets, sizeof(int32_t) * N);
   if (!accumulate) zeroGradients();
@@ -472,11 +497,13 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
   for (int l = L - 1; l >= 0; --l) {
     checkAbort(abort);
     // resid[l+1] = mid + down(act)
-    linearBackward(a_.dact, 0.0f, a_.dres, a_.act[l], N, l, kDown, dropoutSeed);
-    be_.swigluBackward(a_.dgate, a_.dup, a_.dact, a_.gate[l], a_.up[l], static_cast<size_t>(N) * F);
-    linearBackward(a_.dln, 0.0f, a_.dgate, a_.ln2[l], N, l, kGate, dropoutSeed);
-    linearBackward(a_.dln, 1.0f, a_.dup, a_.ln2[l], N, l, kUp, dropoutSeed);
     const TensorInfo& n2 = tensors_[idxNormPost_[l]];
+    be_.swigluForward(a_.act, a_.gate[l], a_.up[l], static_cast<size_t>(N) * F);  // recomputed
+    linearBackward(a_.dact, 0.0f, a_.dres, a_.act, N, l, kDown, dropoutSeed);
+    be_.swigluBackward(a_.dgate, a_.dup, a_.dact, a_.gate[l], a_.up[l], static_cast<size_t>(N) * F);
+    be_.rmsnormForward(a_.ln, a_.ln2r[l], a_.mid[l], params_ + n2.offset, N, C, c.rmsNormEps);  // recomputed
+    linearBackward(a_.dln, 0.0f, a_.dgate, a_.ln, N, l, kGate, dropoutSeed);
+    linearBackward(a_.dln, 1.0f, a_.dup, a_.ln, N, l, kUp, dropoutSeed);
     be_.rmsnormBackward(a_.dres, n2.trainable ? grads_ + n2.offset : nullptr, a_.dln, a_.mid[l], params_ + n2.offset,
                         a_.ln2r[l], N, C);
     // mid = resid[l] + o(att)
@@ -485,10 +512,11 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
                           Hkv, D);
     be_.ropeBackward(a_.dq, ropeCos_, ropeSin_, B, T, H, D, 0);
     be_.ropeBackward(a_.dk, ropeCos_, ropeSin_, B, T, Hkv, D, 0);
-    linearBackward(a_.dln, 0.0f, a_.dq, a_.ln1[l], N, l, kQ, dropoutSeed);
-    linearBackward(a_.dln, 1.0f, a_.dk, a_.ln1[l], N, l, kK, dropoutSeed);
-    linearBackward(a_.dln, 1.0f, a_.dv, a_.ln1[l], N, l, kV, dropoutSeed);
     const TensorInfo& n1 = tensors_[idxNormIn_[l]];
+    be_.rmsnormForward(a_.ln, a_.ln1r[l], a_.resid[l], params_ + n1.offset, N, C, c.rmsNormEps);  // recomputed
+    linearBackward(a_.dln, 0.0f, a_.dq, a_.ln, N, l, kQ, dropoutSeed);
+    linearBackward(a_.dln, 1.0f, a_.dk, a_.ln, N, l, kK, dropoutSeed);
+    linearBackward(a_.dln, 1.0f, a_.dv, a_.ln, N, l, kV, dropoutSeed);
     be_.rmsnormBackward(a_.dres, n1.trainable ? grads_ + n1.offset : nullptr, a_.dln, a_.resid[l], params_ + n1.offset,
                         a_.ln1r[l], N, C);
     if (progress) progress(L + 1 + (L - l), total);
@@ -555,15 +583,15 @@ void LlamaModel::decodeStep(const int32_t* tokensHost, int B, int Tq, int pos0, 
   const int N = B * Tq, C = c.hiddenSize, F = c.intermediateSize, H = c.numAttentionHeads,
             Hkv = c.numKeyValueHeads, D = c.headDim(), V = c.vocabSize;
   const size_t kvDim = static_cast<size_t>(Hkv) * D;
-  ensureActivations(N, B, Tq);
+  ensureActivations(N, false);
   be_.upload(a_.tokens, tokensHost, sizeof(int32_t) * N);
   float* x = a_.resid[0];
   be_.embeddingForward(x, a_.tokens, params_ + tensors_[idxEmbed_].offset, N, C);
   for (int l = 0; l < c.numHiddenLayers; ++l) {
-    be_.rmsnormForward(a_.ln1[0], a_.ln1r[0], x, params_ + tensors_[idxNormIn_[l]].offset, N, C, c.rmsNormEps);
-    linearForward(a_.q[0], a_.ln1[0], N, l, kQ, false, 0);
-    linearForward(a_.k[0], a_.ln1[0], N, l, kK, false, 0);
-    linearForward(a_.v[0], a_.ln1[0], N, l, kV, false, 0);
+    be_.rmsnormForward(a_.ln, a_.ln1r[0], x, params_ + tensors_[idxNormIn_[l]].offset, N, C, c.rmsNormEps);
+    linearForward(a_.q[0], a_.ln, N, l, kQ, false, 0);
+    linearForward(a_.k[0], a_.ln, N, l, kK, false, 0);
+    linearForward(a_.v[0], a_.ln, N, l, kV, false, 0);
     be_.ropeForward(a_.q[0], ropeCos_, ropeSin_, B, Tq, H, D, pos0);
     be_.ropeForward(a_.k[0], ropeCos_, ropeSin_, B, Tq, Hkv, D, pos0);
     for (int b = 0; b < B; ++b) {
@@ -574,12 +602,12 @@ void LlamaModel::decodeStep(const int32_t* tokensHost, int B, int Tq, int pos0, 
     be_.attentionForward(a_.att[0], nullptr, a_.q[0], kCache_[l], vCache_[l], B, Tq, cacheT_, H, Hkv, D, pos0);
     linearForward(a_.dtmp, a_.att[0], N, l, kO, false, 0);
     be_.add(a_.mid[0], x, a_.dtmp, static_cast<size_t>(N) * C);
-    be_.rmsnormForward(a_.ln2[0], a_.ln2r[0], a_.mid[0], params_ + tensors_[idxNormPost_[l]].offset, N, C,
+    be_.rmsnormForward(a_.ln, a_.ln2r[0], a_.mid[0], params_ + tensors_[idxNormPost_[l]].offset, N, C,
                        c.rmsNormEps);
-    linearForward(a_.gate[0], a_.ln2[0], N, l, kGate, false, 0);
-    linearForward(a_.up[0], a_.ln2[0], N, l, kUp, false, 0);
-    be_.swigluForward(a_.act[0], a_.gate[0], a_.up[0], static_cast<size_t>(N) * F);
-    linearForward(a_.dtmp, a_.act[0], N, l, kDown, false, 0);
+    linearForward(a_.gate[0], a_.ln, N, l, kGate, false, 0);
+    linearForward(a_.up[0], a_.ln, N, l, kUp, false, 0);
+    be_.swigluForward(a_.act, a_.gate[0], a_.up[0], static_cast<size_t>(N) * F);
+    linearForward(a_.dtmp, a_.act, N, l, kDown, false, 0);
     be_.add(x, a_.mid[0], a_.dtmp, static_cast<size_t>(N) * C);
   }
   // Only each row's last position needs logits.

@@ -142,7 +142,7 @@ class LlamaModel {
   void releaseAll();
   void buildTable();
   void initParameters(uint64_t seed, bool initBase);
-  void ensureActivations(int N, int B, int T);
+  void ensureActivations(int N, bool train);
   void ensureCache(int B, int Tcap);
   LinearWeights linearWeights(int layer, int module);
   // logits[rows, V] = x[rows, C] lm_head^T, whichever buffer holds lm_head.
@@ -179,9 +179,11 @@ class LlamaModel {
   float* actBuf_ = nullptr;
   size_t actFloats_ = 0;
   int actN_ = 0;
+  bool actTrain_ = false;  // the buffers hold every layer's activations (training), not one layer's
   struct Acts {
     std::vector<float*> resid;  // [L+1] x [N,C]
-    std::vector<float*> ln1, ln1r, q, k, v, att, lse, mid, ln2, ln2r, gate, up, act;
+    std::vector<float*> ln1r, q, k, v, att, lse, mid, ln2r, gate, up;  // [L]
+    float *ln, *act;  // RMSNorm output [N,C] and SwiGLU product [N,F]: one of each, recomputed in backward
     std::vector<float*> loraH, loraX;  // [L*kNumModules]: [N,r] and dropout input [N,in]
     float *lnf, *lnfr, *logits, *losses;
     float *dres, *dtmp, *dln, *dq, *dk, *dv, *datt, *dgate, *dup, *dact, *dh, *dxl;

@@ -239,6 +239,31 @@ describe('Engine memory', () => {
     expect(engine.info().peakAllocatedBytes).toBeGreaterThanOrEqual(after.peakAllocatedBytes);
     engine.dispose();
   });
+
+  it('inference keeps one layer of activations; switching to and from training changes no result', async () => {
+    const deep = { ...small, num_hidden_layers: 6 };
+    const lora = { r: 4, alpha: 8, dropout: 0.1, targets: ['q_proj', 'v_proj', 'down_proj'] };
+    const { tokens, targets } = batch(4, 32, 32, 8);
+    const shape = { batch: 4, seq: 32, dropoutSeed: 11 };
+    const fresh = await Engine.create({ config: deep, lora, seed: 2, threads: 1, device: 'cpu' });
+    await fresh.forwardBackward(tokens, targets, shape);
+    const trainedBytes = fresh.info().allocatedBytes;
+    const wantGrads = fresh.trainableNames().map((n) => fresh.getGradient(n));
+    const wantLogits = await fresh.forward(tokens, shape);
+    fresh.dispose();
+
+    const engine = await Engine.create({ config: deep, lora, seed: 2, threads: 1, device: 'cpu' });
+    const logits = await engine.forward(tokens, shape); // inference layout first
+    const inferenceBytes = engine.info().allocatedBytes;
+    await engine.forwardBackward(tokens, targets, shape); // then the training layout
+    expect(engine.trainableNames().map((n) => engine.getGradient(n))).toEqual(wantGrads);
+    expect(logits).toEqual(wantLogits);
+    expect(await engine.forward(tokens, shape)).toEqual(wantLogits); // inference on the training layout
+    // Six layers' q, k, v, attention, gate and up for 128 rows are far more than one layer's.
+    const perLayer = 128 * (4 * 32 + 2 * 64) * 4;
+    expect(trainedBytes - inferenceBytes).toBeGreaterThan(5 * perLayer);
+    engine.dispose();
+  });
 });
 
 describe('Engine profile', () => {
