@@ -329,11 +329,20 @@ void CudaBackend::toBf16KMajor(void* out, const float* X, int rows, int K, bool 
 }
 
 void CudaBackend::gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
-                           float beta) {
+                           float beta, int width) {
   use();
   if (!hopperGemm_) throw Error("gemmBf16: " + deviceLabel() + " does not run this build's sm_90a (Hopper) GEMM");
-  cuda::gemmBf16(stream_, C, static_cast<const __nv_bfloat16*>(A), static_cast<const __nv_bfloat16*>(B), M, N, K, lda,
-                 ldb, alpha, beta, multiprocessors_);
+  const auto* a = static_cast<const __nv_bfloat16*>(A);
+  const auto* b = static_cast<const __nv_bfloat16*>(B);
+  if (width == 0)
+    cuda::gemmBf16(stream_, C, a, b, M, N, K, lda, ldb, alpha, beta, multiprocessors_);
+  else
+    cuda::gemmBf16Width(stream_, C, a, b, M, N, K, lda, ldb, alpha, beta, multiprocessors_, width);
+}
+
+std::vector<int> CudaBackend::hopperGemmWidths() { return cuda::hopperGemmWidths(); }
+int CudaBackend::hopperGemmWidth(int M, int N, int multiprocessors) {
+  return cuda::hopperGemmWidth(M, N, multiprocessors);
 }
 
 void CudaBackend::add(float* out, const float* a, const float* b, size_t n) {

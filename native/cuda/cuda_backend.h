@@ -7,6 +7,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../core/memory_meter.h"
 #include "../model/backend.h"
@@ -88,8 +89,13 @@ class CudaBackend final : public Backend {
   // (X[k*rows+r]), zero-padded to ldk (a multiple of 8).
   void toBf16KMajor(void* out, const float* X, int rows, int K, bool kContiguous, int ldk);
   // C[M,N] = alpha * A[M,K] B[N,K]^T + beta * C on bf16 rows lda / ldb apart. Needs hopperGemm().
+  // width: the output-tile width (one of hopperGemmWidths()), 0 to let the kernel pick.
   void gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
-                float beta);
+                float beta, int width = 0);
+  // The tile widths the Hopper kernel has, and the one it picks for an M x N output on a device with
+  // `multiprocessors` SMs.
+  static std::vector<int> hopperGemmWidths();
+  static int hopperGemmWidth(int M, int N, int multiprocessors);
 
  private:
   void use() const;                       // makes the device current on the calling thread

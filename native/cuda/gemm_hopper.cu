@@ -13,13 +13,16 @@
 #include <cmath>
 #include <cstdint>
 #include <mutex>
+#include <iterator>
 #include <string>
+#include <vector>
 
 #include "common.cuh"
 #include "kernels.h"
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define PL_HOPPER_DEVICE 1
+#include "wgmma.cuh"
 #endif
 
 namespace pl::cuda {
@@ -30,11 +33,19 @@ constexpr int kHBM = 128;        // tile rows (two consumer warp groups of 64)
 constexpr int kHBK = 64;         // K per stage: 64 bf16 = 128 bytes, one swizzle span
 constexpr int kHThreads = 384;   // producer warp group + two consumers
 
+// Tile widths (output columns per CTA), widest first. Besides the powers of two, widths that split the
+// model's wide dimensions into whole waves: 3200 = 16 x 200 and 8640 = 40 x 216 (open-llama-3b), where a
+// 256-wide tile leaves half a tile (or a third of a wave) idle. Each needs its wrapper in wgmma.cuh.
+constexpr int kHWidths[] = {256, 216, 200, 192, 128};
+
 template <int BN>
 struct HopperTile {
-  static constexpr int kStages = BN == 256 ? 4 : BN == 192 ? 5 : 6;  // about 200 KB of the 227 KB
+  static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "wgmma takes N = 8, 16, ..., 256");
   static constexpr int kStageBytes = (kHBM + BN) * kHBK * 2;
+  // As many stages as fit the 227 KB of shared memory (with barriers and alignment slack), at most 6.
+  static constexpr int kStages = (227 * 1024 - 2048) / kStageBytes < 6 ? (227 * 1024 - 2048) / kStageBytes : 6;
   static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers, alignment
+  static_assert(kStages >= 3, "too few pipeline stages");
 };
 
 #ifdef PL_HOPPER_DEVICE
@@ -88,97 +99,6 @@ __device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group
 template <int N>
 __device__ __forceinline__ void wgmmaWait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-
-// D[64 x 128] += A[64 x 16] * B[128 x 16]^T, both operands in shared memory (K-major, 128-byte swizzle).
-__device__ __forceinline__ void wgmma128(float (&d)[64], uint64_t descA, uint64_t descB) {
-  asm volatile(
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-      "{"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-      "}, %64, %65, 1, 1, 1, 0, 0;\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "l"(descA), "l"(descB));
-}
-
-// D[64 x 192] += A[64 x 16] * B[192 x 16]^T, both operands in shared memory (K-major, 128-byte swizzle).
-__device__ __forceinline__ void wgmma192(float (&d)[96], uint64_t descA, uint64_t descB) {
-  asm volatile(
-      "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16 "
-      "{"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
-      "}, %96, %97, 1, 1, 1, 0, 0;\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
-        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
-      : "l"(descA), "l"(descB));
-}
-
-// D[64 x 256] += A[64 x 16] * B[256 x 16]^T, both operands in shared memory (K-major, 128-byte swizzle).
-__device__ __forceinline__ void wgmma256(float (&d)[128], uint64_t descA, uint64_t descB) {
-  asm volatile(
-      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
-      "{"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
-      "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
-      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-      "}, %128, %129, 1, 1, 1, 0, 0;\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
-        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
-        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
-        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
-        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
-        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-      : "l"(descA), "l"(descB));
-}
-
-template <int BN>
-__device__ __forceinline__ void wgmmaTile(float (&d)[BN / 2], uint64_t descA, uint64_t descB) {
-  if constexpr (BN == 256)
-    wgmma256(d, descA, descB);
-  else if constexpr (BN == 192)
-    wgmma192(d, descA, descB);
-  else
-    wgmma128(d, descA, descB);
 }
 
 // Tile t of the walk: groups of kGroupM tile-rows, column-major inside a group, so that CTAs running at
@@ -257,7 +177,7 @@ __global__ void __launch_bounds__(kHThreads, 1)
         const uint64_t descA = smemDesc(sA + s * kHBM * kHBK + c * 64 * kHBK);
         const uint64_t descB = smemDesc(sB + s * BN * kHBK);
 #pragma unroll
-        for (int kk = 0; kk < kHBK / 16; ++kk) wgmmaTile<BN>(d, descA + 2 * kk, descB + 2 * kk);
+        for (int kk = 0; kk < kHBK / 16; ++kk) wgmmaBf16<BN>(d, descA + 2 * kk, descB + 2 * kk);
         wgmmaCommit();
         wgmmaWait<1>();  // the previous stage's products are done: hand its buffers back
         if (prev >= 0 && threadIdx.x % 128 == 0) mbarArrive(&empty[prev]);
@@ -498,14 +418,20 @@ void widenBf16(cudaStream_t stream, float* out, const __nv_bfloat16* in, size_t 
   checkLaunch("widen_bf16_kernel");
 }
 
-void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
-              int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr) {
-  if (M <= 0 || N <= 0) return;
+namespace {
+void checkOperands(const __nv_bfloat16* A, const __nv_bfloat16* B, int K, int lda, int ldb) {
   if (K <= 0 || lda < K || ldb < K || lda % 8 || ldb % 8)
     throw Error("gemm (Hopper): K " + std::to_string(K) + ", lda " + std::to_string(lda) + ", ldb " +
                 std::to_string(ldb) + ": K must be > 0 and the leading dimensions multiples of 8 and >= K");
   if ((reinterpret_cast<uintptr_t>(A) | reinterpret_cast<uintptr_t>(B)) % 16)
     throw Error("gemm (Hopper): A and B must be 16-byte aligned");
+}
+}  // namespace
+
+void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
+              int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr) {
+  if (M <= 0 || N <= 0) return;
+  checkOperands(A, B, K, lda, ldb);
   if (lr.H) {
     if (alpha != 1.0f || lr.r < 1 || lr.r > kMaxLowRank || !lr.L)
       throw Error("gemm (Hopper): a fused low-rank update needs alpha 1 and a rank in [1, " +
@@ -514,26 +440,46 @@ void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_
     launchWgmma<128, true>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors, lr);
     return;
   }
-  // The tile width with the least estimated time: waves of tiles (the last wave counts whole) times the
-  // tile's width, narrower tiles paying a little for their lower reuse of A.
-  const int widths[3] = {256, 192, 128};
-  const double penalty[3] = {1.0, 1.03, 1.08};
-  int best = 0;
+  gemmBf16Width(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors, hopperGemmWidth(M, N, multiprocessors));
+}
+
+int hopperGemmWidth(int M, int N, int multiprocessors) {
+  // The width with the least estimated time: waves of tiles (the last wave counts whole) times the tile's
+  // width, narrower tiles paying a little for their lower reuse of A (8% at 128 wide).
+  int best = kHWidths[0];
   double bestCost = 0.0;
-  for (int i = 0; i < 3; ++i) {
-    const double tiles = double(ceilDiv(M, kHBM)) * ceilDiv(N, widths[i]);
-    const double cost = std::ceil(tiles / multiprocessors) * widths[i] * penalty[i];
-    if (i == 0 || cost < bestCost) {
-      best = i;
+  for (int width : kHWidths) {
+    const double tiles = double(ceilDiv(M, kHBM)) * ceilDiv(N, width);
+    const double penalty = 1.0 + 0.08 * (256 - width) / 128.0;
+    const double cost = std::ceil(tiles / (multiprocessors > 0 ? multiprocessors : 1)) * width * penalty;
+    if (width == kHWidths[0] || cost < bestCost) {
+      best = width;
       bestCost = cost;
     }
   }
-  if (best == 0)
-    launchWgmma<256>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
-  else if (best == 1)
-    launchWgmma<192>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
-  else
-    launchWgmma<128>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
+  return best;
+}
+
+std::vector<int> hopperGemmWidths() { return std::vector<int>(std::begin(kHWidths), std::end(kHWidths)); }
+
+namespace {
+template <int... Widths>
+bool launchWidth(int width, cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M,
+                 int N, int K, int lda, int ldb, float alpha, float beta, int multiprocessors) {
+  return ((width == Widths && (launchWgmma<Widths>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors),
+                               true)) ||
+          ...);
+}
+}  // namespace
+
+void gemmBf16Width(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
+                   int lda, int ldb, float alpha, float beta, int multiprocessors, int width) {
+  static_assert(sizeof(kHWidths) / sizeof(int) == 5, "launchWidth lists every width of kHWidths");
+  if (M <= 0 || N <= 0) return;
+  checkOperands(A, B, K, lda, ldb);
+  if (!launchWidth<kHWidths[0], kHWidths[1], kHWidths[2], kHWidths[3], kHWidths[4]>(
+          width, stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors))
+    throw Error("gemm (Hopper): no " + std::to_string(width) + "-wide tile kernel");
 }
 
 size_t gemmHopperScratchBytes(int M, int N, int K) {

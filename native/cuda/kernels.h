@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "../model/backend.h"
 
@@ -41,6 +42,12 @@ bool hopperGemmSupported(cudaStream_t stream);
 // lr (with alpha 1 only): the fused low-rank update.
 void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
               int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr = {});
+// The output-tile width gemmBf16 picks for an M x N product (the fewest idle tile slots in the last wave),
+// the widths it has, and the product at a given width (checks and benchmarks of each kernel).
+int hopperGemmWidth(int M, int N, int multiprocessors);
+std::vector<int> hopperGemmWidths();
+void gemmBf16Width(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
+                   int lda, int ldb, float alpha, float beta, int multiprocessors, int width);
 // out[r * ldk + k] = bf16(element (r, k)) of an fp32 rows x K operand, stored with K contiguous
 // (X[r * K + k]) or not (X[k * rows + r]); columns K..ldk-1 are zero. ldk is a multiple of 8.
 void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk);

@@ -206,6 +206,49 @@ void checkGemmWeightBf16(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
   }
 }
 
+// The Hopper kernel at each of its tile widths, on bf16 operands (the reference multiplies the same
+// rounded values in fp32, so only the summation order differs): shapes with a partial last tile in both
+// directions and a K that is not a whole number of 64-wide stages.
+void checkGemmWidths(pl::cpu::CpuBackend& cpu, pl::cuda::CudaBackend& gpu) {
+  // The picks the widths were added for (132 SMs: H100 SXM, H200): whole waves at open-llama-3b's shapes.
+  struct Pick { int M, N, want; };
+  for (const Pick& p : {Pick{2048, 3200, 200}, Pick{2048, 8640, 216}, Pick{4096, 4096, 256}, Pick{2048, 2048, 256}}) {
+    const int got = pl::cuda::CudaBackend::hopperGemmWidth(p.M, p.N, 132);
+    expect("wgmma tile width for " + std::to_string(p.M) + " x " + std::to_string(p.N) + " on 132 SMs", got == p.want,
+           std::to_string(got) + " (want " + std::to_string(p.want) + ")");
+  }
+  for (int width : pl::cuda::CudaBackend::hopperGemmWidths()) {
+    const int shapes[][3] = {{200, 2 * width + 8, 200}, {129, width - 8, 64}, {384, width, 1000}};
+    for (const auto& s : shapes) {
+      const int M = s[0], N = s[1], K = s[2], ld = (K + 7) / 8 * 8;
+      Vec a = randn(size_t(M) * K, 61), b = randn(size_t(N) * K, 62), c = randn(size_t(M) * N, 63);
+      std::vector<uint16_t> ah(size_t(M) * ld, 0), bh(size_t(N) * ld, 0);
+      // Rows padded to ld with zeros on the device; the host copies rounded in place.
+      auto round = [&](Vec& x, std::vector<uint16_t>& h, int rows) {
+        for (int r = 0; r < rows; ++r)
+          for (int k = 0; k < K; ++k) {
+            h[size_t(r) * ld + k] = pl::toBf16(x[size_t(r) * K + k]);
+            x[size_t(r) * K + k] = pl::fromBf16(h[size_t(r) * ld + k]);
+          }
+      };
+      round(a, ah, M);
+      round(b, bh, N);
+      for (float beta : {0.0f, 0.5f}) {
+        Vec ref = c;
+        cpu.gemm(ref.data(), a.data(), b.data(), M, N, K, false, true, 0.75f, beta);
+        Dev ga(gpu, ah.size(), sizeof(uint16_t)), gb(gpu, bh.size(), sizeof(uint16_t));
+        Dev gc(gpu, beta == 0.0f ? Vec(c.size(), NAN) : c);  // beta 0 must ignore NaN C
+        gpu.upload(ga.p, ah.data(), ah.size() * sizeof(uint16_t));
+        gpu.upload(gb.p, bh.data(), bh.size() * sizeof(uint16_t));
+        gpu.gemmBf16(gc.f(), ga.p, gb.p, M, N, K, ld, ld, 0.75f, beta, width);
+        char name[160];
+        std::snprintf(name, sizeof name, "gemmBf16[wgmma %d wide] M%d N%d K%d beta%.1f", width, M, N, K, beta);
+        compare(name, gc.get(), ref, 1e-4 * std::sqrt(double(K)), 1e-4);
+      }
+    }
+  }
+}
+
 // ---- attention ---------------------------------------------------------------------------------------
 
 double maxAbs(const Vec& v) {
@@ -506,6 +549,7 @@ int main(int argc, char** argv) {
     if (wgmma) {
       checkGemm(cpu, *wgmma, "wgmma", 3e-2);
       checkGemmLarge(cpu, *wgmma, "wgmma");
+      checkGemmWidths(cpu, static_cast<pl::cuda::CudaBackend&>(*wgmma));
     }
   } catch (const std::exception& e) {
     std::printf("FAIL exception: %s\n", e.what());
