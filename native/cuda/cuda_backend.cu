@@ -304,7 +304,10 @@ void CudaBackend::gemmLowRank(float* C, const float* A, const float* W32, const 
                               bool transW, float beta, const float* H, const float* L, int r, int strideN, int strideR,
                               float scale) {
   use();
-  if (!fusedLora_ || !hopperFor(M, N, K) || r < 1 || r > kMaxLowRank) {
+  // The fused variant has 128-wide tiles only (wider ones spill in its epilogue): where the product alone
+  // would run on wider tiles (fewer idle slots in the last wave), two products are faster.
+  if (!fusedLora_ || !hopperFor(M, N, K) || r < 1 || r > kMaxLowRank ||
+      cuda::hopperGemmWidth(M, N, multiprocessors_) != 128) {
     Backend::gemmLowRank(C, A, W32, W16, M, N, K, transW, beta, H, L, r, strideN, strideR, scale);
     return;
   }

@@ -113,8 +113,8 @@ __device__ __forceinline__ void tileCoords(int t, int tilesM, int tilesN, int& t
 }
 #endif  // PL_HOPPER_DEVICE
 
-// kLowRank: the variant with the fused rank-r update in its epilogue (128-wide tiles only: with 256- or
-// 192-wide ones its registers would spill).
+// kLowRank: the variant with the fused rank-r update in its epilogue (128-wide tiles only: with any wider
+// one its epilogue spills, 0.5-1 KB a thread).
 template <int BN, bool kLowRank>
 __global__ void __launch_bounds__(kHThreads, 1)
     gemm_wgmma_kernel(const __grid_constant__ CUtensorMap mapA, const __grid_constant__ CUtensorMap mapB, float* C,
@@ -141,6 +141,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
   }
   __syncthreads();
 
+  // Column pairs are 8-byte aligned when rows are an even number of floats apart and C is 8-byte aligned.
+  const bool pairs = N % 2 == 0 && reinterpret_cast<uintptr_t>(C) % 8 == 0;
   const int wg = threadIdx.x / 128;
   if (wg == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
@@ -222,15 +224,25 @@ __global__ void __launch_bounds__(kHThreads, 1)
       }
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
-        const int col = col0 + 8 * j;
+        const int col = col0 + 8 * j;  // even
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int r = row + 8 * h;
           if (r >= M) continue;
           float* out = C + size_t(r) * N + col;
           const float v0 = alpha * d[4 * j + 2 * h], v1 = alpha * d[4 * j + 2 * h + 1];
-          if (col < N) out[0] = beta == 0.0f ? v0 : v0 + beta * out[0];
-          if (col + 1 < N) out[1] = beta == 0.0f ? v1 : v1 + beta * out[1];
+          if (pairs && col + 1 < N) {  // one 8-byte access for the thread's two columns
+            float2 v = make_float2(v0, v1);
+            if (beta != 0.0f) {
+              const float2 old = *reinterpret_cast<const float2*>(out);
+              v.x += beta * old.x;
+              v.y += beta * old.y;
+            }
+            *reinterpret_cast<float2*>(out) = v;
+          } else {
+            if (col < N) out[0] = beta == 0.0f ? v0 : v0 + beta * out[0];
+            if (col + 1 < N) out[1] = beta == 0.0f ? v1 : v1 + beta * out[1];
+          }
         }
       }
     }

@@ -163,7 +163,10 @@ void checkGemmLowRank(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
   struct Case { int M, N, K, r; bool transW, bf16W; float beta; };
   const Case cases[] = {{2048, 3200, 3200, 8, true, false, 0.0f}, {2048, 3200, 8640, 8, false, false, 1.0f},
                         {231, 256, 256, 16, true, true, 0.0f},    {231, 688, 256, 5, false, true, 0.5f},
-                        {300, 130, 96, 8, true, false, 0.0f},     {7, 9, 11, 3, false, false, 1.0f}};
+                        {300, 130, 96, 8, true, false, 0.0f},     {7, 9, 11, 3, false, false, 1.0f},
+                        {2048, 1024, 3200, 8, true, true, 0.0f},  {2048, 1024, 3200, 16, false, false, 0.5f}};
+  // (The 3B shapes take wider tiles than the fused kernel's 128, so they check the two-product path even
+  // with PUZZLE_LLAMA_CUDA_FUSED_LORA=1; the others take the fused kernel there.)
   for (const Case& c : cases) {
     // y = x W^T + s h B^T (L = B [N, r]) when transW; dx = dy W + dh A (L = A [r, N]) otherwise.
     const int strideN = c.transW ? c.r : 1, strideR = c.transW ? 1 : c.N;
