@@ -12,9 +12,11 @@
 // Forward: a block = 4 warps = 64 queries of one (b, h), latest query blocks first; key tiles of 64.
 //   A warp's 16 rows: S = Q K^T, online softmax on S's fragments, P re-packed as A fragments, O += P V.
 // Backward (delta = rowsum(dout * out) from attention.cu), one writer per output (no atomics):
-//   dK, dV: a block per (b, kv head, 64 keys), 16 keys a warp, over the group's query heads and the query
-//     tiles of 32 at or after its keys: S^T = K Q^T, P^T = exp(S^T - lse), dP^T = V dO^T,
-//     dS^T = P^T (dP^T - delta); dV += P^T dO, dK += dS^T (q * scale).
+//   dK, dV: a block per (b, query head, 64 keys), 16 keys a warp, over the query tiles of 32 at or after
+//     its keys: S^T = K Q^T, P^T = exp(S^T - lse), dP^T = V dO^T, dS^T = P^T (dP^T - delta);
+//     dV += P^T dO, dK += dS^T (q * scale). With grouped-query attention each query head's share goes to
+//     an fp32 buffer [B,T,H,D] and a second pass sums the group's shares in head order (a block per kv head
+//     looping over the group would leave the longest block with group times the average work).
 //   dQ: a block per (b, h, 64 queries) over key tiles of 32: S, P, dP = dO V^T, dS, dQ += dS K; times scale.
 // Expected error vs the fp32 CPU: bf16 rounding of q, k, v, P, dO and dS (~1e-2 of each tensor's scale).
 #include <cmath>
@@ -297,6 +299,7 @@ __global__ void __launch_bounds__(kThreadsF)
     attention_flash_dkdv_kernel(float* dk, float* dv, const __nv_bfloat16* qh, const __nv_bfloat16* kh,
                                 const __nv_bfloat16* vh, const __nv_bfloat16* doh, const float* lse,
                                 const float* delta, int T, int H, int Hkv, int D) {
+  // dk, dv: [B,T,H,D], this query head's share (the gradients themselves when H == Hkv).
   constexpr int kLd = rowLd<kD>(), kNd = kD / 8, kKs = kD / 16;
   extern __shared__ __align__(16) uint8_t smemBytes[];
   __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(smemBytes);
@@ -304,16 +307,15 @@ __global__ void __launch_bounds__(kThreadsF)
   __nv_bfloat16* Qs = Vs + kBk * kLd;       // [2][kBq][kLd]
   __nv_bfloat16* dOs = Qs + 2 * kBq * kLd;  // [2][kBq][kLd]
   float* stats = reinterpret_cast<float*>(dOs + 2 * kBq * kLd);  // [2][lse kBq, delta kBq]
-  const int k0 = blockIdx.x * kBk, hk = blockIdx.y, b = blockIdx.z;
-  const int group = H / Hkv;
+  const int k0 = blockIdx.x * kBk, h = blockIdx.y, b = blockIdx.z;
+  const int hk = h / (H / Hkv);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int keyOf[2] = {k0 + 16 * warp + g, k0 + 16 * warp + g + 8};
-  const int qTiles = (T - k0 + kBq - 1) / kBq;  // query tiles at or after the block's first key
-  const int steps = group * qTiles;
+  const int steps = (T - k0 + kBq - 1) / kBq;  // query tiles at or after the block's first key
 
-  // Step s: head hk*group + s / qTiles, queries k0 + (s % qTiles) * kBq.
+  // Step s: queries k0 + s * kBq.
   auto issue = [&](int s, int buf) {
-    const int h = hk * group + s / qTiles, q0 = k0 + (s % qTiles) * kBq;
+    const int q0 = k0 + s * kBq;
     loadTile<kBq, kD>(Qs + buf * kBq * kLd, qh + (size_t(b) * H + h) * T * kD, q0, T);
     loadTile<kBq, kD>(dOs + buf * kBq * kLd, doh + (size_t(b) * H + h) * T * kD, q0, T);
     float* st = stats + buf * 2 * kBq;
@@ -348,7 +350,7 @@ __global__ void __launch_bounds__(kThreadsF)
     const __nv_bfloat16* dO = dOs + cur * kBq * kLd;
     const float* lseS = stats + cur * 2 * kBq;
     const float* deltaS = lseS + kBq;
-    const int q0 = k0 + (s % qTiles) * kBq;
+    const int q0 = k0 + s * kBq;
 
     float st[kBq / 8][4], dpt[kBq / 8][4];
 #pragma unroll
@@ -396,12 +398,12 @@ __global__ void __launch_bounds__(kThreadsF)
     __syncthreads();  // this step's buffers are refilled next
   }
 
-  const size_t kStride = size_t(Hkv) * D;
+  const size_t kStride = size_t(H) * D;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int key = keyOf[r];
     if (key >= T) continue;
-    const size_t off = (size_t(b) * T + key) * kStride + size_t(hk) * D;
+    const size_t off = (size_t(b) * T + key) * kStride + size_t(h) * D;
 #pragma unroll
     for (int i = 0; i < kNd; ++i) {
       const int d = 8 * i + 2 * t;
@@ -538,6 +540,30 @@ __global__ void __launch_bounds__(kThreadsF)
   }
 }
 
+// ---- backward: the group's shares of dK and dV ------------------------------------------------------------
+
+// out[b,t,hk,d] = sum over j < group, in order, of part[b,t,hk*group+j,d] (for dK and dV at once).
+__global__ void sum_group_kernel(float* dk, float* dv, const float* dkPart, const float* dvPart, size_t rows, int Hkv,
+                                 int group, int D) {
+  const size_t total = rows * Hkv * D;  // rows = B*T
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int d = int(i % D);
+    const size_t rowHead = i / D;  // (b*T + t) * Hkv + hk
+    const size_t src = (rowHead * group) * D + d;  // head hk*group of row b*T+t: ((b*T+t)*H + hk*group)*D + d
+    float sk = 0.0f, sv = 0.0f;
+    for (int j = 0; j < group; ++j) {
+      sk += dkPart[src + size_t(j) * D];
+      sv += dvPart[src + size_t(j) * D];
+    }
+    dk[i] = sk;
+    dv[i] = sv;
+  }
+}
+
+size_t sharesBytes(int B, int T, int H, int Hkv, int D) {
+  return H == Hkv ? 0 : 2 * alignUp(size_t(B) * T * H * D * sizeof(float));
+}
+
 // ---- launchers ---------------------------------------------------------------------------------------------
 
 template <int kD>
@@ -569,11 +595,24 @@ void backwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const f
   toHeads<kD>(stream, doh, dout, B, T, H, D, 1.0f);
   toHeads<kD>(stream, kh, k, B, T, Hkv, D, 1.0f);
   toHeads<kD>(stream, vh, v, B, T, Hkv, D, 1.0f);
+  // With grouped-query attention, each query head's share of dK and dV first (fp32, after the packed operands).
+  float* dkShare = dk;
+  float* dvShare = dv;
+  if (H != Hkv) {
+    dkShare = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(vh) + packedBytes(B, T, Hkv, kD));
+    dvShare = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(dkShare) + sharesBytes(B, T, H, Hkv, D) / 2);
+  }
   constexpr size_t smemKv = dkdvSmem<kD>();
   allowSharedMemory(attention_flash_dkdv_kernel<kD>, smemKv, "attention_flash_dkdv_kernel");
-  attention_flash_dkdv_kernel<kD><<<dim3(ceilDiv(T, kBk), Hkv, B), kThreadsF, smemKv, stream>>>(
-      dk, dv, qh, kh, vh, doh, lse, delta, T, H, Hkv, D);
+  attention_flash_dkdv_kernel<kD><<<dim3(ceilDiv(T, kBk), H, B), kThreadsF, smemKv, stream>>>(
+      dkShare, dvShare, qh, kh, vh, doh, lse, delta, T, H, Hkv, D);
   checkLaunch("attention_flash_dkdv_kernel");
+  if (H != Hkv) {
+    const size_t work = size_t(B) * T * Hkv * D;
+    sum_group_kernel<<<elementwiseBlocks(work, 256), 256, 0, stream>>>(dk, dv, dkShare, dvShare, size_t(B) * T, Hkv,
+                                                                         H / Hkv, D);
+    checkLaunch("sum_group_kernel");
+  }
   constexpr size_t smemQ = dqSmem<kD>();
   allowSharedMemory(attention_flash_dq_kernel<kD>, smemQ, "attention_flash_dq_kernel");
   attention_flash_dq_kernel<kD><<<dim3(ceilDiv(T, kQq), H, B), kThreadsF, smemQ, stream>>>(
@@ -594,7 +633,7 @@ size_t attentionFlashForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv
 
 size_t attentionFlashBackwardScratchBytes(int B, int T, int H, int Hkv, int D) {
   const int kD = paddedDim(D);
-  return 2 * packedBytes(B, T, H, kD) + 2 * packedBytes(B, T, Hkv, kD);
+  return 2 * packedBytes(B, T, H, kD) + 2 * packedBytes(B, T, Hkv, kD) + sharesBytes(B, T, H, Hkv, D);
 }
 
 void attentionForwardFlash(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
