@@ -9,7 +9,8 @@
 // shared memory through ldmatrix (.trans where the product wants the tile's columns), so no operand is
 // ever stored transposed. Softmax statistics, P's exponent and every accumulation stay fp32.
 //
-// Forward: a block = 4 warps = 64 queries of one (b, h), latest query blocks first; key tiles of 64.
+// Forward: a block = 4 warps = 64 queries of one (b, h), latest query blocks first; key tiles of 64, the
+//   second buffer of K in Q's tile once Q's fragments are in registers.
 //   A warp's 16 rows: S = Q K^T, online softmax on S's fragments, P re-packed as A fragments, O += P V.
 // Backward (delta = rowsum(dout * out) from attention.cu), one writer per output (no atomics):
 //   dK, dV: a block per (b, query head, 64 keys), 16 keys a warp, over the query tiles of 32 at or after
@@ -157,9 +158,12 @@ size_t packedBytes(int B, int T, int heads, int kD) { return alignUp(size_t(B) *
 
 constexpr int kFq = 64, kFk = 64;
 
+// Q's tile doubles as the second K buffer once Q is in registers: four 64-row tiles (70 KB at kD = 128,
+// so three blocks fit a multiprocessor, not two).
+static_assert(kFq == kFk, "the Q tile is reused as a K tile");
 template <int kD>
 constexpr size_t forwardSmem() {
-  return 2 * size_t(rowLd<kD>()) * (kFq + 4 * kFk);  // Q, two K and two V tiles
+  return 2 * size_t(rowLd<kD>()) * (kFq + 3 * kFk);  // Q (then K, second buffer), K, and two V tiles
 }
 
 template <int kD>
@@ -169,8 +173,9 @@ __global__ void __launch_bounds__(kThreadsF)
   constexpr int kLd = rowLd<kD>(), kNd = kD / 8, kKs = kD / 16;
   extern __shared__ __align__(16) uint8_t smemBytes[];
   __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smemBytes);
-  __nv_bfloat16* Ks = Qs + kFq * kLd;      // [2][kFk][kLd]
-  __nv_bfloat16* Vs = Ks + 2 * kFk * kLd;  // [2][kFk][kLd]
+  // K tiles alternate between the tile after Q's (even tiles) and Q's own (odd tiles, once Q is read).
+  auto kBuf = [&](int buf) { return buf ? Qs : Qs + kFq * kLd; };
+  __nv_bfloat16* Vs = Qs + (kFq + kFk) * kLd;  // [2][kFk][kLd]
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kFq, h = blockIdx.y, b = blockIdx.z;
   const int hk = h / (H / Hkv);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -181,7 +186,7 @@ __global__ void __launch_bounds__(kThreadsF)
   const int tiles = lastKey / kFk + 1;
 
   loadTile<kFq, kD>(Qs, qHead, q0, Tq);
-  loadTile<kFk, kD>(Ks, kHead, 0, Tcap);
+  loadTile<kFk, kD>(kBuf(0), kHead, 0, Tcap);
   loadTile<kFk, kD>(Vs, vHead, 0, Tcap);
   cpAsyncCommit();
 
@@ -191,11 +196,16 @@ __global__ void __launch_bounds__(kThreadsF)
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const int rowPos[2] = {pos0 + q0 + 16 * warp + g, pos0 + q0 + 16 * warp + g + 8};
   uint32_t qf[kKs][4];
+  cpAsyncWait<0>();
+  __syncthreads();
+#pragma unroll
+  for (int ks = 0; ks < kKs; ++ks) fragA<kD>(qf[ks], Qs, 16 * warp, ks);
+  __syncthreads();  // every warp has its Q fragments: the tile is free for keys
 
   for (int kt = 0; kt < tiles; ++kt) {
     const int cur = kt & 1;
     if (kt + 1 < tiles) {  // the next tile streams in while this one is used
-      loadTile<kFk, kD>(Ks + (cur ^ 1) * kFk * kLd, kHead, (kt + 1) * kFk, Tcap);
+      loadTile<kFk, kD>(kBuf(cur ^ 1), kHead, (kt + 1) * kFk, Tcap);
       loadTile<kFk, kD>(Vs + (cur ^ 1) * kFk * kLd, vHead, (kt + 1) * kFk, Tcap);
       cpAsyncCommit();
       cpAsyncWait<1>();
@@ -203,11 +213,7 @@ __global__ void __launch_bounds__(kThreadsF)
       cpAsyncWait<0>();
     }
     __syncthreads();
-    if (kt == 0) {
-#pragma unroll
-      for (int ks = 0; ks < kKs; ++ks) fragA<kD>(qf[ks], Qs, 16 * warp, ks);
-    }
-    const __nv_bfloat16* K = Ks + cur * kFk * kLd;
+    const __nv_bfloat16* K = kBuf(cur);
     const __nv_bfloat16* V = Vs + cur * kFk * kLd;
     const int k0 = kt * kFk;
 
