@@ -9,9 +9,10 @@
 // shared memory through ldmatrix (.trans where the product wants the tile's columns), so no operand is
 // ever stored transposed. Softmax statistics, P's exponent and every accumulation stay fp32.
 //
-// Forward: a block = 4 warps = 64 queries of one (b, h), latest query blocks first; key tiles of 64, the
-//   second buffer of K in Q's tile once Q's fragments are in registers.
-//   A warp's 16 rows: S = Q K^T, online softmax on S's fragments, P re-packed as A fragments, O += P V.
+// Forward: a block = 4 warps = 128 queries of one (b, h), latest query blocks first; key tiles of 32
+//   (head dim 128) or 64.
+//   A warp's 32 rows (two 16-row blocks sharing each K / V fragment): S = Q K^T, online softmax on S's
+//   fragments, P re-packed as A fragments, O += P V.
 // Backward (delta = rowsum(dout * out) from attention.cu), one writer per output (no atomics):
 //   dK, dV: a block per (b, query head, 64 keys), 16 keys a warp, over the query tiles of 32 at or after
 //     its keys: S^T = K Q^T, P^T = exp(S^T - lse), dP^T = V dO^T, dS^T = P^T (dP^T - delta);
@@ -156,118 +157,139 @@ size_t packedBytes(int B, int T, int heads, int kD) { return alignUp(size_t(B) *
 
 // ---- forward ---------------------------------------------------------------------------------------------
 
-constexpr int kFq = 64, kFk = 64;
+// A warp owns 32 query rows (two 16-row blocks), so every K and V fragment it loads from shared memory
+// feeds two products; a block of 4 warps covers 128 queries. Q stays in shared memory (its fragments are
+// re-read per key tile: registers go to the two blocks' accumulators).
+constexpr int kFrb = 2;  // 16-row blocks a warp
+constexpr int kFq = 64 * kFrb;
+// Keys a tile: 32 at head dim 128 (64 would take the two blocks' scores past 255 registers).
+template <int kD>
+constexpr int forwardKeys() {
+  return kD > 64 ? 32 : 64;
+}
 
-// Q's tile doubles as the second K buffer once Q is in registers: four 64-row tiles (70 KB at kD = 128,
-// so three blocks fit a multiprocessor, not two).
-static_assert(kFq == kFk, "the Q tile is reused as a K tile");
 template <int kD>
 constexpr size_t forwardSmem() {
-  return 2 * size_t(rowLd<kD>()) * (kFq + 3 * kFk);  // Q (then K, second buffer), K, and two V tiles
+  return 2 * size_t(rowLd<kD>()) * (kFq + 4 * forwardKeys<kD>());  // Q, two K and two V tiles
 }
 
 template <int kD>
 __global__ void __launch_bounds__(kThreadsF)
     attention_flash_forward_kernel(float* out, float* lse, const __nv_bfloat16* qh, const __nv_bfloat16* kh,
                                    const __nv_bfloat16* vh, int Tq, int Tcap, int H, int Hkv, int D, int pos0) {
-  constexpr int kLd = rowLd<kD>(), kNd = kD / 8, kKs = kD / 16;
+  constexpr int kLd = rowLd<kD>(), kNd = kD / 8, kKs = kD / 16, kFk = forwardKeys<kD>();
   extern __shared__ __align__(16) uint8_t smemBytes[];
   __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smemBytes);
-  // K tiles alternate between the tile after Q's (even tiles) and Q's own (odd tiles, once Q is read).
-  auto kBuf = [&](int buf) { return buf ? Qs : Qs + kFq * kLd; };
-  __nv_bfloat16* Vs = Qs + (kFq + kFk) * kLd;  // [2][kFk][kLd]
+  __nv_bfloat16* Ks = Qs + kFq * kLd;      // [2][kFk][kLd]
+  __nv_bfloat16* Vs = Ks + 2 * kFk * kLd;  // [2][kFk][kLd]
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kFq, h = blockIdx.y, b = blockIdx.z;
   const int hk = h / (H / Hkv);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const __nv_bfloat16* qHead = qh + (size_t(b) * H + h) * Tq * kD;
   const __nv_bfloat16* kHead = kh + (size_t(b) * Hkv + hk) * Tcap * kD;
   const __nv_bfloat16* vHead = vh + (size_t(b) * Hkv + hk) * Tcap * kD;
+  const int row0 = 16 * kFrb * warp;  // the warp's first row in the block
+  // Keys up to the block's last query; a warp whose rows all end earlier skips the tiles past its own.
   const int lastKey = min(Tcap - 1, pos0 + min(q0 + kFq, Tq) - 1);
   const int tiles = lastKey / kFk + 1;
+  const int warpLastKey = pos0 + q0 + row0 + 16 * kFrb - 1;
 
+  // Keys past lastKey load as zeros: a longer cache's later rows are never read (P is 0 there, but 0 times
+  // a stale NaN would not be).
   loadTile<kFq, kD>(Qs, qHead, q0, Tq);
-  loadTile<kFk, kD>(kBuf(0), kHead, 0, Tcap);
-  loadTile<kFk, kD>(Vs, vHead, 0, Tcap);
+  loadTile<kFk, kD>(Ks, kHead, 0, lastKey + 1);
+  loadTile<kFk, kD>(Vs, vHead, 0, lastKey + 1);
   cpAsyncCommit();
 
-  float o[kNd][4];
+  float o[kFrb][kNd][4];
 #pragma unroll
-  for (int i = 0; i < kNd; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  const int rowPos[2] = {pos0 + q0 + 16 * warp + g, pos0 + q0 + 16 * warp + g + 8};
-  uint32_t qf[kKs][4];
-  cpAsyncWait<0>();
-  __syncthreads();
+  for (int rb = 0; rb < kFrb; ++rb)
 #pragma unroll
-  for (int ks = 0; ks < kKs; ++ks) fragA<kD>(qf[ks], Qs, 16 * warp, ks);
-  __syncthreads();  // every warp has its Q fragments: the tile is free for keys
+    for (int i = 0; i < kNd; ++i) o[rb][i][0] = o[rb][i][1] = o[rb][i][2] = o[rb][i][3] = 0.0f;
+  float m[kFrb][2], l[kFrb][2];
+#pragma unroll
+  for (int rb = 0; rb < kFrb; ++rb) m[rb][0] = m[rb][1] = -INFINITY, l[rb][0] = l[rb][1] = 0.0f;
+  const int pos = pos0 + q0 + row0 + g;  // row (rb, r) of the thread is at position pos + 16 rb + 8 r
 
   for (int kt = 0; kt < tiles; ++kt) {
     const int cur = kt & 1;
     if (kt + 1 < tiles) {  // the next tile streams in while this one is used
-      loadTile<kFk, kD>(kBuf(cur ^ 1), kHead, (kt + 1) * kFk, Tcap);
-      loadTile<kFk, kD>(Vs + (cur ^ 1) * kFk * kLd, vHead, (kt + 1) * kFk, Tcap);
+      loadTile<kFk, kD>(Ks + (cur ^ 1) * kFk * kLd, kHead, (kt + 1) * kFk, lastKey + 1);
+      loadTile<kFk, kD>(Vs + (cur ^ 1) * kFk * kLd, vHead, (kt + 1) * kFk, lastKey + 1);
       cpAsyncCommit();
       cpAsyncWait<1>();
     } else {
       cpAsyncWait<0>();
     }
     __syncthreads();
-    const __nv_bfloat16* K = kBuf(cur);
+    const __nv_bfloat16* K = Ks + cur * kFk * kLd;
     const __nv_bfloat16* V = Vs + cur * kFk * kLd;
     const int k0 = kt * kFk;
-
-    float s[kFk / 8][4];
+    if (k0 <= warpLastKey) {  // else every key of the tile is masked for this warp's rows
+      float s[kFrb][kFk / 8][4];
 #pragma unroll
-    for (int n = 0; n < kFk / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+      for (int rb = 0; rb < kFrb; ++rb)
 #pragma unroll
-    for (int ks = 0; ks < kKs; ++ks)
+        for (int n = 0; n < kFk / 8; ++n) s[rb][n][0] = s[rb][n][1] = s[rb][n][2] = s[rb][n][3] = 0.0f;
 #pragma unroll
-      for (int n = 0; n < kFk / 8; n += 2) {
-        uint32_t bf[4];
-        fragB2<kD>(bf, K, 8 * n, ks);
-        mmaPair(s[n], s[n + 1], qf[ks], bf);
+      for (int ks = 0; ks < kKs; ++ks) {
+        uint32_t qa[kFrb][4];
+#pragma unroll
+        for (int rb = 0; rb < kFrb; ++rb) fragA<kD>(qa[rb], Qs, row0 + 16 * rb, ks);
+#pragma unroll
+        for (int n = 0; n < kFk / 8; n += 2) {
+          uint32_t bf[4];
+          fragB2<kD>(bf, K, 8 * n, ks);
+#pragma unroll
+          for (int rb = 0; rb < kFrb; ++rb) mmaPair(s[rb][n], s[rb][n + 1], qa[rb], bf);
+        }
       }
-    if (k0 + kFk - 1 > rowPos[0]) {  // the tile reaches past some row's position: causal mask
 #pragma unroll
-      for (int n = 0; n < kFk / 8; ++n)
+      for (int rb = 0; rb < kFrb; ++rb) {
+        if (k0 + kFk - 1 > pos + 16 * rb) {  // the tile reaches past some row's position: causal mask
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (k0 + 8 * n + 2 * t + (e & 1) > rowPos[e >> 1]) s[n][e] = -INFINITY;
-    }
+          for (int n = 0; n < kFk / 8; ++n)
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
+            for (int e = 0; e < 4; ++e)
+              if (k0 + 8 * n + 2 * t + (e & 1) > pos + 16 * rb + 8 * (e >> 1)) s[rb][n][e] = -INFINITY;
+        }
 #pragma unroll
-      for (int n = 0; n < kFk / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-      const float mNew = fmaxf(m[r], quadMax(mx));
-      const float mUse = mNew == -INFINITY ? 0.0f : mNew;  // a row with no key yet: p = 0, no NaN
-      const float corr = exp2f((m[r] - mUse) * kLog2e);
-      const float mScaled = mUse * kLog2e;
-      float sum = 0.0f;
+        for (int r = 0; r < 2; ++r) {
+          float mx = -INFINITY;
 #pragma unroll
-      for (int n = 0; n < kFk / 8; ++n) {
-        s[n][2 * r] = exp2f(fmaf(s[n][2 * r], kLog2e, -mScaled));
-        s[n][2 * r + 1] = exp2f(fmaf(s[n][2 * r + 1], kLog2e, -mScaled));
-        sum += s[n][2 * r] + s[n][2 * r + 1];
+          for (int n = 0; n < kFk / 8; ++n) mx = fmaxf(mx, fmaxf(s[rb][n][2 * r], s[rb][n][2 * r + 1]));
+          const float mNew = fmaxf(m[rb][r], quadMax(mx));
+          const float mUse = mNew == -INFINITY ? 0.0f : mNew;  // a row with no key yet: p = 0, no NaN
+          const float corr = exp2f((m[rb][r] - mUse) * kLog2e);
+          const float mScaled = mUse * kLog2e;
+          float sum = 0.0f;
+#pragma unroll
+          for (int n = 0; n < kFk / 8; ++n) {
+            s[rb][n][2 * r] = exp2f(fmaf(s[rb][n][2 * r], kLog2e, -mScaled));
+            s[rb][n][2 * r + 1] = exp2f(fmaf(s[rb][n][2 * r + 1], kLog2e, -mScaled));
+            sum += s[rb][n][2 * r] + s[rb][n][2 * r + 1];
+          }
+          l[rb][r] = l[rb][r] * corr + sum;
+          m[rb][r] = mNew;
+#pragma unroll
+          for (int i = 0; i < kNd; ++i) {
+            o[rb][i][2 * r] *= corr;
+            o[rb][i][2 * r + 1] *= corr;
+          }
+        }
       }
-      l[r] = l[r] * corr + sum;
-      m[r] = mNew;
 #pragma unroll
-      for (int i = 0; i < kNd; ++i) {
-        o[i][2 * r] *= corr;
-        o[i][2 * r + 1] *= corr;
-      }
-    }
+      for (int j = 0; j < kFk / 16; ++j) {
+        uint32_t pa[kFrb][4];
 #pragma unroll
-    for (int j = 0; j < kFk / 16; ++j) {
-      uint32_t pa[4];
-      cToA(pa, s[2 * j], s[2 * j + 1]);
+        for (int rb = 0; rb < kFrb; ++rb) cToA(pa[rb], s[rb][2 * j], s[rb][2 * j + 1]);
 #pragma unroll
-      for (int i = 0; i < kNd; i += 2) {
-        uint32_t bf[4];
-        fragB2Trans<kD>(bf, V, 8 * i, j);
-        mmaPair(o[i], o[i + 1], pa, bf);
+        for (int i = 0; i < kNd; i += 2) {
+          uint32_t bf[4];
+          fragB2Trans<kD>(bf, V, 8 * i, j);
+#pragma unroll
+          for (int rb = 0; rb < kFrb; ++rb) mmaPair(o[rb][i], o[rb][i + 1], pa[rb], bf);
+        }
       }
     }
     __syncthreads();  // this tile's buffers are refilled next
@@ -275,20 +297,22 @@ __global__ void __launch_bounds__(kThreadsF)
 
   const size_t qStride = size_t(H) * D;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = q0 + 16 * warp + g + 8 * r;
-    const float total = quadSum(l[r]);
-    if (row >= Tq) continue;
-    const float inv = 1.0f / total;
-    float* dst = out + (size_t(b) * Tq + row) * qStride + size_t(h) * D;
+  for (int rb = 0; rb < kFrb; ++rb)
 #pragma unroll
-    for (int i = 0; i < kNd; ++i) {
-      const int d = 8 * i + 2 * t;
-      if (d < D) dst[d] = o[i][2 * r] * inv;
-      if (d + 1 < D) dst[d + 1] = o[i][2 * r + 1] * inv;
+    for (int r = 0; r < 2; ++r) {
+      const int row = q0 + row0 + 16 * rb + g + 8 * r;
+      const float total = quadSum(l[rb][r]);
+      if (row >= Tq) continue;
+      const float inv = 1.0f / total;
+      float* dst = out + (size_t(b) * Tq + row) * qStride + size_t(h) * D;
+#pragma unroll
+      for (int i = 0; i < kNd; ++i) {
+        const int d = 8 * i + 2 * t;
+        if (d < D) dst[d] = o[rb][i][2 * r] * inv;
+        if (d + 1 < D) dst[d + 1] = o[rb][i][2 * r + 1] * inv;
+      }
+      if (lse && t == 0) lse[(size_t(b) * H + h) * Tq + row] = m[rb][r] + logf(total);
     }
-    if (lse && t == 0) lse[(size_t(b) * H + h) * Tq + row] = m[r] + logf(total);
-  }
 }
 
 // ---- backward: dK and dV ------------------------------------------------------------------------------------
