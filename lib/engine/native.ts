@@ -295,15 +295,17 @@ export interface NativeKernels {
   /**
    * operands 'bf16' (device 'cuda' on a Hopper GPU only) times the bf16 GEMM alone on operands already
    * converted to bf16, A row-major and B transposed (the inputs torch.mm gets in bf16); the default 'fp32'
-   * times the backend's gemm() as the model calls it, conversions included.
+   * times the backend's gemm() as the model calls it, conversions included. With bf16 operands, tileWidth
+   * forces the kernel's output-tile width (one of the widths it has) and the result says which width ran.
    */
-  timeMatmul(options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; repeats?: number; operands?: 'fp32' | 'bf16' }): Promise<{
+  timeMatmul(options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; repeats?: number; operands?: 'fp32' | 'bf16'; tileWidth?: number }): Promise<{
     bestSeconds: number;
     meanSeconds: number;
     medianSeconds: number;
     gflops: number;
     meanGflops: number;
     medianGflops: number;
+    tileWidth?: number;
   }>;
   /** Times causal attention forward, then forward+backward, as timeMatmul does; msFwd / msFwdBwd are the best calls. */
   timeAttention(options: AttentionDims & { repeats?: number }): Promise<{ msFwd: number; medianMsFwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;

@@ -728,9 +728,9 @@ class JobBackend {
 class TimeMatmulJob : public PromiseWorker {
  public:
   TimeMatmulJob(Napi::Env env, int M, int N, int K, bool tA, bool tB, int repeats, int threads, Device device,
-                bool bf16)
+                bool bf16, int tileWidth)
       : PromiseWorker(env, "puzzle-llama:timeMatmul"), M_(M), N_(N), K_(K), tA_(tA), tB_(tB), repeats_(repeats),
-        threads_(threads), device_(device), bf16_(bf16) {}
+        threads_(threads), device_(device), bf16_(bf16), tileWidth_(tileWidth) {}
 
  protected:
   void Run(const ExecutionProgress&) override {
@@ -763,6 +763,7 @@ class TimeMatmulJob : public PromiseWorker {
     o.Set("gflops", flops / best * 1e-9);
     o.Set("meanGflops", flops / mean * 1e-9);
     o.Set("medianGflops", flops / median * 1e-9);
+    if (tileWidth_ > 0) o.Set("tileWidth", tileWidth_);
     return o;
   }
 
@@ -785,7 +786,15 @@ class TimeMatmulJob : public PromiseWorker {
     float* c = mem.floats(static_cast<size_t>(M_) * N_);
     cuda->toBf16KMajor(a, a32, M_, K_, true, ldk);
     cuda->toBf16KMajor(b, b32, N_, K_, true, ldk);
-    times_ = timeRepeats(be, repeats_, abortFlag(), [&] { cuda->gemmBf16(c, a, b, M_, N_, K_, ldk, ldk, 1.0f, 0.0f); });
+    if (tileWidth_ == 0) tileWidth_ = cuda::CudaBackend::hopperGemmWidth(M_, N_, cuda->threads());
+    const auto widths = cuda::CudaBackend::hopperGemmWidths();
+    if (std::find(widths.begin(), widths.end(), tileWidth_) == widths.end()) {
+      std::string known;
+      for (int w : widths) known += (known.empty() ? "" : ", ") + std::to_string(w);
+      throw Error("kernels.timeMatmul(): options.tileWidth must be one of " + known + ", got " + std::to_string(tileWidth_));
+    }
+    times_ = timeRepeats(be, repeats_, abortFlag(),
+                         [&] { cuda->gemmBf16(c, a, b, M_, N_, K_, ldk, ldk, 1.0f, 0.0f, tileWidth_); });
 #else
     (void)be;
     (void)mem;
@@ -798,6 +807,7 @@ class TimeMatmulJob : public PromiseWorker {
   int repeats_, threads_;
   Device device_;
   bool bf16_;
+  int tileWidth_;  // bf16 operands: the Hopper kernel's output-tile width (0: its own pick, reported back)
   std::vector<double> times_;
 };
 
@@ -813,10 +823,15 @@ Napi::Value TimeMatmul(const Napi::CallbackInfo& info) {
       throwType(env, w + "operands must be 'fp32' or 'bf16', got " + (operands.IsString() ? "'" + v + "'" : "a non-string"));
     bf16 = v == "bf16";
   }
+  int tileWidth = 0;
+  if (!o.Get("tileWidth").IsUndefined()) {
+    if (!bf16) throwType(env, w + "tileWidth applies to operands 'bf16' only");
+    tileWidth = static_cast<int>(intField(o, "tileWidth", w, 8, 256, 0));
+  }
   auto* job = new TimeMatmulJob(env, dim(o, "m", w), dim(o, "n", w), dim(o, "k", w), boolField(o, "transA", w, false),
                                 boolField(o, "transB", w, false), static_cast<int>(intField(o, "repeats", w, 1, 100000, 10)),
                                 static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)),
-                                deviceArg(o, w), bf16);
+                                deviceArg(o, w), bf16, tileWidth);
   job->Queue();
   return job->Promise();
 }

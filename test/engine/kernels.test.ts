@@ -211,5 +211,7 @@ describe('kernel timing', () => {
     expect(r.gflops).toBeCloseTo((2 * 64 * 48 * 32) / r.bestSeconds / 1e9, 6);
     expect(() => kernels.timeMatmul({ m: 8, n: 8, k: 8, operands: 'fp16' as 'bf16' })).toThrow(/options\.operands must be 'fp32' or 'bf16', got 'fp16'/);
     await expect(kernels.timeMatmul({ m: 8, n: 8, k: 8, device: 'cpu', operands: 'bf16' })).rejects.toThrow(/operands 'bf16' needs/);
+    expect(() => kernels.timeMatmul({ m: 8, n: 8, k: 8, device: 'cpu', tileWidth: 200 })).toThrow(/options\.tileWidth applies to operands 'bf16' only/);
+    expect(() => kernels.timeMatmul({ m: 8, n: 8, k: 8, operands: 'bf16', tileWidth: 300 })).toThrow(/options\.tileWidth = 300 is out of range \[8, 256\]/);
   });
 });

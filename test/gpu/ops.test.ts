@@ -282,4 +282,16 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
     }
     check(cs);
   });
+
+  it.skipIf(!(kernels.cudaAvailable().gemm ?? '').includes('wgmma'))('Hopper GEMM timing: the tile width it picks, or one forced', async () => {
+    const widths = [128, 192, 200, 216, 256];
+    const picked = await kernels.timeMatmul({ m: 2048, n: 3200, k: 256, repeats: 1, operands: 'bf16', ...gpu });
+    expect(widths).toContain(picked.tileWidth);
+    const forced = await kernels.timeMatmul({ m: 300, n: 500, k: 64, repeats: 1, operands: 'bf16', tileWidth: 216, ...gpu });
+    expect(forced.tileWidth).toBe(216);
+    expect(forced.gflops).toBeGreaterThan(0);
+    await expect(kernels.timeMatmul({ m: 64, n: 64, k: 64, repeats: 1, operands: 'bf16', tileWidth: 100, ...gpu })).rejects.toThrow(
+      /options\.tileWidth must be one of 256, 216, 200, 192, 128, got 100/,
+    );
+  });
 });
