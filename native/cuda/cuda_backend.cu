@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -268,6 +269,26 @@ void CudaBackend::gemmWeightBf16Hopper(float* C, const float* A, const uint16_t*
   const auto* w = reinterpret_cast<const __nv_bfloat16*>(W);
   const int ldk = static_cast<int>(alignUp(K, 8));
   const bool direct = transW && K % 8 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0;
+  // A transposed copy of more than kMaxWeightCopy (dx through a large vocabulary's lm_head: 205 MB at
+  // open-llama-3b) goes K-slice by K-slice, accumulating into C, so the scratch holds one slice of the
+  // weight and of A. Slices are whole 64-wide stages; W's rows k0.. are contiguous for dx = dy W.
+  constexpr size_t kMaxWeightCopy = size_t(64) << 20;
+  const size_t copyBytes = size_t(N) * ldk * 2;
+  if (!direct && !transW && !lr.H && copyBytes > kMaxWeightCopy) {
+    const int slices = static_cast<int>((copyBytes + kMaxWeightCopy - 1) / kMaxWeightCopy);
+    const int kc = static_cast<int>(alignUp((K + slices - 1) / slices, 64));
+    const size_t aBytes = alignUp(size_t(M) * kc * 2);
+    auto* scratch = static_cast<uint8_t*>(scratchFor(aBytes + alignUp(size_t(N) * kc * 2)));
+    auto* a = reinterpret_cast<__nv_bfloat16*>(scratch);
+    auto* wt = reinterpret_cast<__nv_bfloat16*>(scratch + aBytes);
+    for (int k0 = 0; k0 < K; k0 += kc) {
+      const int kn = std::min(kc, K - k0), ld = static_cast<int>(alignUp(kn, 8));
+      cuda::toBf16KMajor(stream_, a, A + k0, M, kn, true, ld, size_t(K));
+      cuda::toBf16KMajor(stream_, wt, w + size_t(k0) * N, N, kn, false, ld);
+      cuda::gemmBf16(stream_, C, a, wt, M, N, kn, ld, ld, alpha, k0 == 0 ? beta : 1.0f, multiprocessors_);
+    }
+    return;
+  }
   const size_t aBytes = alignUp(size_t(M) * ldk * 2);
   const size_t wBytes = direct ? 0 : alignUp(size_t(N) * ldk * 2);
   auto* scratch = static_cast<uint8_t*>(scratchFor(aBytes + wBytes));

@@ -274,16 +274,16 @@ __global__ void hopper_probe_kernel(int* out) {
 __device__ __forceinline__ float asFloat(float x) { return x; }
 __device__ __forceinline__ float asFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-// out[r * ldk + k] = bf16(X[r * K + k]) for k < K, 0 up to ldk: eight elements (16 bytes out) a thread.
+// out[r * ldk + k] = bf16(X[r * ldx + k]) for k < K, 0 up to ldk: eight elements (16 bytes out) a thread.
 // X is fp32 (activations, master weights) or bf16 (frozen weights: an exact copy).
 template <typename T>
-__global__ void to_bf16_rows_kernel(__nv_bfloat16* out, const T* X, int rows, int K, int ldk) {
+__global__ void to_bf16_rows_kernel(__nv_bfloat16* out, const T* X, int rows, int K, int ldk, size_t ldx) {
   const int groups = ldk / 8;
   const size_t total = size_t(rows) * groups;
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
     const size_t r = i / groups;
     const int k0 = int(i % groups) * 8;
-    const T* src = X + r * K;
+    const T* src = X + r * ldx;
     __align__(16) __nv_bfloat16 v[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(k0 + e < K ? asFloat(src[k0 + e]) : 0.0f);
@@ -398,12 +398,13 @@ __global__ void widen_bf16_kernel(float* out, const __nv_bfloat16* in, size_t n)
 }
 
 template <typename T>
-void toBf16KMajorOf(cudaStream_t stream, __nv_bfloat16* out, const T* X, int rows, int K, bool kContiguous, int ldk) {
+void toBf16KMajorOf(cudaStream_t stream, __nv_bfloat16* out, const T* X, int rows, int K, bool kContiguous, int ldk,
+                    size_t ldx) {
   if (rows <= 0 || ldk <= 0) return;
   if (ldk % 8 != 0 || ldk < K) throw Error("toBf16KMajor: ldk " + std::to_string(ldk) + " must be a multiple of 8 and >= K " + std::to_string(K));
   if (kContiguous) {
     const size_t work = size_t(rows) * (ldk / 8);
-    to_bf16_rows_kernel<<<elementwiseBlocks(work, 256), 256, 0, stream>>>(out, X, rows, K, ldk);
+    to_bf16_rows_kernel<<<elementwiseBlocks(work, 256), 256, 0, stream>>>(out, X, rows, K, ldk, ldx ? ldx : size_t(K));
     checkLaunch("to_bf16_rows_kernel");
   } else {
     const dim3 grid(ceilDiv(rows, 32), ceilDiv(ldk, 32));
@@ -415,13 +416,14 @@ void toBf16KMajorOf(cudaStream_t stream, __nv_bfloat16* out, const T* X, int row
 
 }  // namespace
 
-void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk) {
-  toBf16KMajorOf(stream, out, X, rows, K, kContiguous, ldk);
+void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk,
+                  size_t ldx) {
+  toBf16KMajorOf(stream, out, X, rows, K, kContiguous, ldk, ldx);
 }
 
 void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const __nv_bfloat16* X, int rows, int K, bool kContiguous,
                   int ldk) {
-  toBf16KMajorOf(stream, out, X, rows, K, kContiguous, ldk);
+  toBf16KMajorOf(stream, out, X, rows, K, kContiguous, ldk, 0);
 }
 
 void widenBf16(cudaStream_t stream, float* out, const __nv_bfloat16* in, size_t n) {

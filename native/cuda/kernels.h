@@ -49,8 +49,10 @@ std::vector<int> hopperGemmWidths();
 void gemmBf16Width(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
                    int lda, int ldb, float alpha, float beta, int multiprocessors, int width);
 // out[r * ldk + k] = bf16(element (r, k)) of an fp32 rows x K operand, stored with K contiguous
-// (X[r * K + k]) or not (X[k * rows + r]); columns K..ldk-1 are zero. ldk is a multiple of 8.
-void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk);
+// (X[r * ldx + k], ldx 0 meaning K) or not (X[k * rows + r]); columns K..ldk-1 are zero. ldk is a
+// multiple of 8.
+void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const float* X, int rows, int K, bool kContiguous, int ldk,
+                  size_t ldx = 0);
 // The same from a bf16 operand (a frozen weight: copied, transposed or padded exactly).
 void toBf16KMajor(cudaStream_t stream, __nv_bfloat16* out, const __nv_bfloat16* X, int rows, int K, bool kContiguous,
                   int ldk);

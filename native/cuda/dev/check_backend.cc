@@ -193,7 +193,9 @@ void checkGemmLowRank(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
 void checkGemmWeightBf16(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
   struct Case { int M, N, K; bool transW; };
   const Case cases[] = {{231, 256, 256, true}, {231, 256, 256, false}, {231, 256, 301, false}, {300, 301, 256, true},
-                        {77, 96, 130, true},   {5, 7, 9, false},       {2048, 3200, 3200, true}, {2048, 3200, 8640, false}};
+                        {77, 96, 130, true},   {5, 7, 9, false},       {2048, 3200, 3200, true}, {2048, 3200, 8640, false},
+                        // dx through an lm_head: the transposed weight (over 64 MiB) goes in K slices
+                        {96, 3200, 32000, false}, {70, 1000, 40001, false}};
   for (const Case& c : cases) {
     Vec x = randn(size_t(c.M) * c.K, 41), w = randn(size_t(c.N) * c.K, 42, 0.05f), ref(size_t(c.M) * c.N);
     std::vector<uint16_t> wh(w.size());
