@@ -276,12 +276,14 @@ size_t alignFloats(size_t floats) { return (floats + 15) / 16 * 16; }
 // (after RoPE), the attention output and its log-sum-exp, the mid-layer residual, and the MLP's gate and up
 // projections. The RMSNorm outputs and the SwiGLU product are cheap to recompute from those and are not kept:
 // each has one buffer shared by all layers (the backward pass recomputes into it, bit for bit). Inference
-// keeps one layer's worth of everything, reused by every layer.
-void LlamaModel::ensureActivations(int N, bool train) {
-  if (N <= actN_ && (actTrain_ || !train)) return;
+// keeps one layer's worth of everything, reused by every layer. Logits (and the final norm) are kept for
+// logitRows rows: all N in training and forward(), the last position of each sequence when decoding.
+void LlamaModel::ensureActivations(int N, bool train, int logitRows) {
+  if (N <= actN_ && logitRows <= actLogitRows_ && (actTrain_ || !train)) return;
   if (actBuf_) be_.release(actBuf_);
   actBuf_ = nullptr;
   actN_ = 0;
+  actLogitRows_ = 0;
   actFloats_ = 0;
   const LlamaConfig& c = config_;
   const size_t C = c.hiddenSize, F = c.intermediateSize, D = c.headDim(), L = c.numHiddenLayers;
@@ -317,9 +319,10 @@ void LlamaModel::ensureActivations(int N, bool train) {
   const size_t wide = std::max({C, F, qDim});
   plan.push_back({&a_.ln, n * C});
   plan.push_back({&a_.act, n * F});
-  plan.push_back({&a_.lnf, n * C});
-  plan.push_back({&a_.lnfr, n});
-  plan.push_back({&a_.logits, n * V});
+  const size_t heads = static_cast<size_t>(logitRows);
+  plan.push_back({&a_.lnf, heads * C});
+  plan.push_back({&a_.lnfr, heads});
+  plan.push_back({&a_.logits, heads * V});
   plan.push_back({&a_.losses, n});
   plan.push_back({&a_.dtmp, n * wide});
   plan.push_back({&a_.dln, n * C});
@@ -364,6 +367,7 @@ void LlamaModel::ensureActivations(int N, bool train) {
   a_.targets = reinterpret_cast<int32_t*>(targetsSlot);
   actFloats_ = total;
   actN_ = N;
+  actLogitRows_ = logitRows;
   actTrain_ = train;
 }
 
@@ -450,7 +454,7 @@ void LlamaModel::forwardLayers(int B, int T, bool train, uint64_t seed, const st
 
 void LlamaModel::forward(const int32_t* tokens, int B, int T, float* logitsHost, const std::atomic<bool>* abort) {
   const int N = B * T;
-  ensureActivations(N, false);
+  ensureActivations(N, false, N);
   be_.upload(a_.tokens, tokens, sizeof(int32_t) * N);
   forwardLayers(B, T, false, 0, abort);
   be_.download(logitsHost, a_.logits, sizeof(float) * static_cast<size_t>(N) * config_.vocabSize);
@@ -465,7 +469,7 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
   int64_t count = 0;
   for (int i = 0; i < N; ++i) count += targets[i] != -100;
   if (counted) *counted = count;
-  ensureActivations(N, true);
+  ensureActivations(N, true, N);
   be_.upload(a_.tokens, tokens, sizeof(int32_t) * N);
   be_.upload(a_.targets, targets, sizeof(int32_t) * N);
   if (!accumulate) zeroGradients();
@@ -583,7 +587,7 @@ void LlamaModel::decodeStep(const int32_t* tokensHost, int B, int Tq, int pos0, 
   const int N = B * Tq, C = c.hiddenSize, F = c.intermediateSize, H = c.numAttentionHeads,
             Hkv = c.numKeyValueHeads, D = c.headDim(), V = c.vocabSize;
   const size_t kvDim = static_cast<size_t>(Hkv) * D;
-  ensureActivations(N, false);
+  ensureActivations(N, false, B);
   be_.upload(a_.tokens, tokensHost, sizeof(int32_t) * N);
   float* x = a_.resid[0];
   be_.embeddingForward(x, a_.tokens, params_ + tensors_[idxEmbed_].offset, N, C);

@@ -142,7 +142,7 @@ class LlamaModel {
   void releaseAll();
   void buildTable();
   void initParameters(uint64_t seed, bool initBase);
-  void ensureActivations(int N, bool train);
+  void ensureActivations(int N, bool train, int logitRows);
   void ensureCache(int B, int Tcap);
   LinearWeights linearWeights(int layer, int module);
   // logits[rows, V] = x[rows, C] lm_head^T, whichever buffer holds lm_head.
@@ -179,6 +179,7 @@ class LlamaModel {
   float* actBuf_ = nullptr;
   size_t actFloats_ = 0;
   int actN_ = 0;
+  int actLogitRows_ = 0;  // rows of logits (and final-norm output) the buffers hold
   bool actTrain_ = false;  // the buffers hold every layer's activations (training), not one layer's
   struct Acts {
     std::vector<float*> resid;  // [L+1] x [N,C]

@@ -264,6 +264,21 @@ describe('Engine memory', () => {
     expect(trainedBytes - inferenceBytes).toBeGreaterThan(5 * perLayer);
     engine.dispose();
   });
+
+  it('decoding keeps logits for the last position of each sequence only', async () => {
+    const config = { ...small, vocab_size: 512 };
+    const prompts = Int32Array.from({ length: 4 * 32 }, (_, i) => (i * 37) % 512);
+    const full = await Engine.create({ config, seed: 2, threads: 1, device: 'cpu' });
+    await full.forward(prompts, { batch: 4, seq: 32 });
+    const decoding = await Engine.create({ config, seed: 2, threads: 1, device: 'cpu' });
+    const logits = await decoding.decodeStart(prompts, { batch: 4, promptLength: 32, maxNewTokens: 1 });
+    expect(logits.length).toBe(4 * 512);
+    // forward() keeps 128 rows of logits; the decode session 4 (and a KV cache of 4 x 33 positions).
+    const kvCache = 2 * 2 * 4 * 33 * 2 * 8 * 4;
+    expect(full.info().allocatedBytes - (decoding.info().allocatedBytes - kvCache)).toBeGreaterThanOrEqual((128 - 4) * 512 * 4);
+    full.dispose();
+    decoding.dispose();
+  });
 });
 
 describe('Engine profile', () => {
