@@ -30,6 +30,13 @@ export interface EngineOptions {
    * rounded values. Default 'fp32'.
    */
   frozenWeights?: 'fp32' | 'bf16';
+  /**
+   * Gradient checkpointing: training keeps only each layer's input and recomputes the layer's forward pass
+   * just before its backward pass, bit for bit (the same gradients), for about a third more compute; the
+   * activations then take one layer's worth of memory plus the residual stream (a 3B LoRA step at
+   * 8 x 256: 1.6 GiB instead of 7.9). Default false.
+   */
+  gradientCheckpointing?: boolean;
   /** Seeds the initial weights (and LoRA dropout). Default 0. */
   seed?: number;
   /** Worker threads for this engine's pool (default: all hardware threads). */
@@ -123,6 +130,7 @@ export class Engine {
       deviceIndex: options.deviceIndex,
       initializeBase: options.initializeBase,
       frozenWeights: options.frozenWeights,
+      gradientCheckpointing: options.gradientCheckpointing,
       seed: options.seed ?? 0,
       threads: options.threads,
     });

@@ -59,6 +59,7 @@ export interface NativeEngineOptions {
   seed?: number;
   initializeBase?: boolean;
   frozenWeights?: 'fp32' | 'bf16';
+  gradientCheckpointing?: boolean;
   threads?: number;
 }
 

@@ -20,6 +20,8 @@ export interface LoadModelOptions {
   threads?: number;
   /** With a LoRA (fresh or loaded): 'bf16' keeps the base matrices in bf16 (Engine.create's option). */
   frozenWeights?: 'fp32' | 'bf16';
+  /** For training on the loaded model: Engine.create's gradientCheckpointing. */
+  gradientCheckpointing?: boolean;
 }
 
 export interface LoadedModel {
@@ -60,6 +62,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     seed: options.seed,
     initializeBase: false, // every base weight comes from the folder
     frozenWeights: options.frozenWeights,
+    gradientCheckpointing: options.gradientCheckpointing,
   });
   try {
     const names = new Set(engine.parameterNames());

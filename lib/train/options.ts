@@ -48,6 +48,8 @@ export interface TrainOptions {
   threads?: number;
   /** LoRA only: 'bf16' keeps the frozen base matrices in bf16, half their memory (Engine.create's option). */
   frozenWeights?: 'fp32' | 'bf16';
+  /** Recompute each layer's forward pass in the backward pass (Engine.create's option): the same results, less memory. */
+  gradientCheckpointing?: boolean;
   /** Checkpoint every K steps (and at the end, and when stopped). 0: only at the end. */
   checkpointEvery?: number;
   keepCheckpoints?: number;
@@ -91,6 +93,7 @@ export interface ResolvedTrainOptions {
   seed: number;
   device: 'auto' | 'cpu' | 'cuda';
   frozenWeights: 'fp32' | 'bf16';
+  gradientCheckpointing: boolean;
   threads: number | undefined;
   checkpointEvery: number;
   keepCheckpoints: number;
@@ -151,6 +154,9 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number, baseConf
   const frozenWeights = o.frozenWeights ?? 'fp32';
   if (frozenWeights !== 'fp32' && frozenWeights !== 'bf16') throw new RangeError(`train(): frozenWeights must be 'fp32' or 'bf16', got ${JSON.stringify(frozenWeights)}`);
   if (frozenWeights === 'bf16' && !lora) throw new TypeError("train(): frozenWeights 'bf16' needs lora (full training updates every weight)");
+  if (o.gradientCheckpointing !== undefined && typeof o.gradientCheckpointing !== 'boolean') {
+    throw new TypeError(`train(): gradientCheckpointing must be a boolean, got ${JSON.stringify(o.gradientCheckpointing)}`);
+  }
   return {
     out: o.out,
     baseModel: o.baseModel ?? null,
@@ -174,6 +180,7 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number, baseConf
     seed,
     device: device as ResolvedTrainOptions['device'],
     frozenWeights,
+    gradientCheckpointing: o.gradientCheckpointing ?? false,
     threads: o.threads === undefined ? undefined : int('threads', o.threads, 1),
     checkpointEvery: int('checkpointEvery', o.checkpointEvery, 0, 200),
     keepCheckpoints: int('keepCheckpoints', o.keepCheckpoints, 1, 2),
@@ -201,7 +208,8 @@ function checkModes(modes: unknown): Array<'free' | 'constrained'> {
 
 /** What must not change when a run is resumed: everything that shapes the losses. */
 export function fingerprint(r: ResolvedTrainOptions): string {
-  const { out: _o, merge: _g, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalAtEnd: _a, evalLimit: _l, evalSets: _s, evalModes: _m, device: _d, frozenWeights, ...rest } = r;
+  // (Gradient checkpointing changes no result: a run may be resumed with or without it.)
+  const { out: _o, merge: _g, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalAtEnd: _a, evalLimit: _l, evalSets: _s, evalModes: _m, device: _d, gradientCheckpointing: _gc, frozenWeights, ...rest } = r;
   // fp32 frozen weights are what runs did before the option existed: they stay resumable.
   return JSON.stringify(frozenWeights === 'fp32' ? rest : { ...rest, frozenWeights });
 }

@@ -96,8 +96,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   mkdirSync(o.out, { recursive: true });
   writeFileAtomic(join(o.out, 'train-config.json'), JSON.stringify({ ...o, tokenizer: o.baseModel ? `the base model's (${o.baseModel})` : 'puzzle characters' }, null, 2) + '\n');
   const engine = o.baseModel
-    ? (await loadModel(o.baseModel, { lora: o.lora, device: o.device, threads: o.threads, seed: o.seed, frozenWeights: o.frozenWeights })).engine
-    : await Engine.create({ config: o.config, lora: o.lora, device: o.device, seed: o.seed, threads: o.threads, frozenWeights: o.frozenWeights });
+    ? (await loadModel(o.baseModel, { lora: o.lora, device: o.device, threads: o.threads, seed: o.seed, frozenWeights: o.frozenWeights, gradientCheckpointing: o.gradientCheckpointing })).engine
+    : await Engine.create({ config: o.config, lora: o.lora, device: o.device, seed: o.seed, threads: o.threads, frozenWeights: o.frozenWeights, gradientCheckpointing: o.gradientCheckpointing });
   let stream = openPuzzleStream(o.data);
   let start = 0;
   try {

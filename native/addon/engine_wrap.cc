@@ -242,6 +242,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
     throwRange(env, "Engine.create(): options.frozenWeights must be 'fp32' or 'bf16', got '" + frozenWeights + "'");
   if (frozenWeights == "bf16" && !lora.enabled())
     throwRange(env, "Engine.create(): options.frozenWeights = 'bf16' needs options.lora (full training updates every weight)");
+  const bool checkpointing = boolField(o, "gradientCheckpointing", "Engine.create(): options.", false);
   const int threads = static_cast<int>(intField(o, "threads", "Engine.create(): options.", 1, 1024,
                                                 static_cast<int64_t>(cpuFeatures().hardwareThreads)));
   state_ = std::make_shared<EngineState>();
@@ -260,6 +261,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
     if (!state_->backend) state_->backend = std::make_unique<cpu::CpuBackend>(threads);
     state_->model =
         std::make_unique<LlamaModel>(*state_->backend, config, lora, seed_, initializeBase, frozenWeights == "bf16");
+    state_->model->setGradientCheckpointing(checkpointing);
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "Engine.create(): out of memory");
   } catch (const std::exception& e) {

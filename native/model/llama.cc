@@ -290,7 +290,8 @@ void LlamaModel::ensureActivations(int N, bool train, int logitRows) {
   const size_t qDim = c.numAttentionHeads * D, kvDim = c.numKeyValueHeads * D, V = c.vocabSize;
   const size_t n = static_cast<size_t>(N);
   const size_t inDims[kNumModules] = {C, C, C, qDim, C, C, F};
-  const size_t kept = train ? L : 1;  // layers with their own activations
+  // Layers with their own activations (checkpointing keeps only the residual stream of every layer).
+  const size_t kept = train && !checkpointing_ ? L : 1;
   std::vector<std::pair<float**, size_t>> plan;
   a_.resid.assign(L + 1, nullptr);
   for (auto* vec : {&a_.ln1r, &a_.q, &a_.k, &a_.v, &a_.att, &a_.lse, &a_.mid, &a_.ln2r, &a_.gate, &a_.up})
@@ -298,6 +299,7 @@ void LlamaModel::ensureActivations(int N, bool train, int logitRows) {
   a_.loraH.assign(L * kNumModules, nullptr);
   a_.loraX.assign(L * kNumModules, nullptr);
   for (size_t l = 0; l < (train ? L + 1 : 1); ++l) plan.push_back({&a_.resid[l], n * C});
+  // (The dropout inputs of checkpointed layers are redrawn from the same seeds: one layer's worth.)
   for (size_t l = 0; l < kept; ++l) {
     plan.push_back({&a_.ln1r[l], n});
     plan.push_back({&a_.q[l], n * qDim});
@@ -346,11 +348,14 @@ void LlamaModel::ensureActivations(int N, bool train, int logitRows) {
     *p.first = actBuf_ + off;
     off += alignFloats(p.second);
   }
-  // Layers without their own buffers share layer 0's (inference).
+  // Layers without their own buffers share layer 0's (inference; training with gradient checkpointing).
   for (size_t l = kept; l < L; ++l) {
     for (auto* vec : {&a_.ln1r, &a_.q, &a_.k, &a_.v, &a_.att, &a_.lse, &a_.mid, &a_.ln2r, &a_.gate, &a_.up})
       (*vec)[l] = (*vec)[0];
-    for (size_t m = 0; m < kNumModules; ++m) a_.loraH[l * kNumModules + m] = a_.loraH[m];
+    for (size_t m = 0; m < kNumModules; ++m) {
+      a_.loraH[l * kNumModules + m] = a_.loraH[m];
+      a_.loraX[l * kNumModules + m] = a_.loraX[m];
+    }
   }
   if (!train)
     for (size_t l = 1; l <= L; ++l) a_.resid[l] = a_.resid[0];
@@ -422,30 +427,35 @@ void LlamaModel::linearBackward(float* dx, float dxBeta, const float* dy, const 
 
 // ---- forward / backward ------------------------------------------------------------------------
 
-void LlamaModel::forwardLayers(int B, int T, bool train, uint64_t seed, const std::atomic<bool>* abort) {
+void LlamaModel::layerForward(int l, int B, int T, bool train, uint64_t seed, bool recompute) {
   const LlamaConfig& c = config_;
   const int N = B * T, C = c.hiddenSize, F = c.intermediateSize, H = c.numAttentionHeads,
             Hkv = c.numKeyValueHeads, D = c.headDim();
+  const float* x = a_.resid[l];
+  be_.rmsnormForward(a_.ln, a_.ln1r[l], x, params_ + tensors_[idxNormIn_[l]].offset, N, C, c.rmsNormEps);
+  linearForward(a_.q[l], a_.ln, N, l, kQ, train, seed);
+  linearForward(a_.k[l], a_.ln, N, l, kK, train, seed);
+  linearForward(a_.v[l], a_.ln, N, l, kV, train, seed);
+  be_.ropeForward(a_.q[l], ropeCos_, ropeSin_, B, T, H, D, 0);
+  be_.ropeForward(a_.k[l], ropeCos_, ropeSin_, B, T, Hkv, D, 0);
+  be_.attentionForward(a_.att[l], a_.lse[l], a_.q[l], a_.k[l], a_.v[l], B, T, T, H, Hkv, D, 0);
+  linearForward(a_.dtmp, a_.att[l], N, l, kO, train, seed);
+  be_.add(a_.mid[l], x, a_.dtmp, static_cast<size_t>(N) * C);
+  be_.rmsnormForward(a_.ln, a_.ln2r[l], a_.mid[l], params_ + tensors_[idxNormPost_[l]].offset, N, C, c.rmsNormEps);
+  linearForward(a_.gate[l], a_.ln, N, l, kGate, train, seed);
+  linearForward(a_.up[l], a_.ln, N, l, kUp, train, seed);
+  be_.swigluForward(a_.act, a_.gate[l], a_.up[l], static_cast<size_t>(N) * F);
+  linearForward(a_.dtmp, a_.act, N, l, kDown, train, seed);  // (recomputing: for its LoRA input h only)
+  if (!recompute) be_.add(a_.resid[l + 1], a_.mid[l], a_.dtmp, static_cast<size_t>(N) * C);
+}
+
+void LlamaModel::forwardLayers(int B, int T, bool train, uint64_t seed, const std::atomic<bool>* abort) {
+  const LlamaConfig& c = config_;
+  const int N = B * T, C = c.hiddenSize;
   be_.embeddingForward(a_.resid[0], a_.tokens, params_ + tensors_[idxEmbed_].offset, N, C);
   for (int l = 0; l < c.numHiddenLayers; ++l) {
     checkAbort(abort);
-    const float* x = a_.resid[l];
-    be_.rmsnormForward(a_.ln, a_.ln1r[l], x, params_ + tensors_[idxNormIn_[l]].offset, N, C, c.rmsNormEps);
-    linearForward(a_.q[l], a_.ln, N, l, kQ, train, seed);
-    linearForward(a_.k[l], a_.ln, N, l, kK, train, seed);
-    linearForward(a_.v[l], a_.ln, N, l, kV, train, seed);
-    be_.ropeForward(a_.q[l], ropeCos_, ropeSin_, B, T, H, D, 0);
-    be_.ropeForward(a_.k[l], ropeCos_, ropeSin_, B, T, Hkv, D, 0);
-    be_.attentionForward(a_.att[l], a_.lse[l], a_.q[l], a_.k[l], a_.v[l], B, T, T, H, Hkv, D, 0);
-    linearForward(a_.dtmp, a_.att[l], N, l, kO, train, seed);
-    be_.add(a_.mid[l], x, a_.dtmp, static_cast<size_t>(N) * C);
-    be_.rmsnormForward(a_.ln, a_.ln2r[l], a_.mid[l], params_ + tensors_[idxNormPost_[l]].offset, N, C,
-                       c.rmsNormEps);
-    linearForward(a_.gate[l], a_.ln, N, l, kGate, train, seed);
-    linearForward(a_.up[l], a_.ln, N, l, kUp, train, seed);
-    be_.swigluForward(a_.act, a_.gate[l], a_.up[l], static_cast<size_t>(N) * F);
-    linearForward(a_.dtmp, a_.act, N, l, kDown, train, seed);
-    be_.add(a_.resid[l + 1], a_.mid[l], a_.dtmp, static_cast<size_t>(N) * C);
+    layerForward(l, B, T, train, seed, false);
   }
   const int L = c.numHiddenLayers;
   be_.rmsnormForward(a_.lnf, a_.lnfr, a_.resid[L], params_ + tensors_[idxNorm_].offset, N, C, c.rmsNormEps);
@@ -500,12 +510,14 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
                       params_ + fnorm.offset, a_.lnfr, N, C);
   for (int l = L - 1; l >= 0; --l) {
     checkAbort(abort);
+    if (checkpointing_) layerForward(l, B, T, true, dropoutSeed, true);
     // resid[l+1] = mid + down(act)
     const TensorInfo& n2 = tensors_[idxNormPost_[l]];
-    be_.swigluForward(a_.act, a_.gate[l], a_.up[l], static_cast<size_t>(N) * F);  // recomputed
+    if (!checkpointing_) be_.swigluForward(a_.act, a_.gate[l], a_.up[l], static_cast<size_t>(N) * F);  // recomputed
     linearBackward(a_.dact, 0.0f, a_.dres, a_.act, N, l, kDown, dropoutSeed);
     be_.swigluBackward(a_.dgate, a_.dup, a_.dact, a_.gate[l], a_.up[l], static_cast<size_t>(N) * F);
-    be_.rmsnormForward(a_.ln, a_.ln2r[l], a_.mid[l], params_ + n2.offset, N, C, c.rmsNormEps);  // recomputed
+    if (!checkpointing_)  // (the layer's recomputed forward pass left ln2 there)
+      be_.rmsnormForward(a_.ln, a_.ln2r[l], a_.mid[l], params_ + n2.offset, N, C, c.rmsNormEps);  // recomputed
     linearBackward(a_.dln, 0.0f, a_.dgate, a_.ln, N, l, kGate, dropoutSeed);
     linearBackward(a_.dln, 1.0f, a_.dup, a_.ln, N, l, kUp, dropoutSeed);
     be_.rmsnormBackward(a_.dres, n2.trainable ? grads_ + n2.offset : nullptr, a_.dln, a_.mid[l], params_ + n2.offset,

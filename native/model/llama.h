@@ -100,6 +100,14 @@ class LlamaModel {
   size_t parameterCount() const;
   size_t trainableCount() const { return trainableCount_; }
   size_t memoryBytes() const;
+  // Gradient checkpointing: training keeps only each layer's input (the residual stream) and recomputes
+  // the layer's forward pass, bit for bit, just before its backward pass: about one more forward pass of
+  // compute for one layer's activations instead of every layer's. Takes effect at the next step.
+  void setGradientCheckpointing(bool on) {
+    if (on != checkpointing_) actN_ = 0;  // the next call lays the activations out again
+    checkpointing_ = on;
+  }
+  bool gradientCheckpointing() const { return checkpointing_; }
   int stepCount() const { return step_; }
   void setStepCount(int step) { step_ = step; }
 
@@ -152,6 +160,8 @@ class LlamaModel {
                       uint64_t seed);
   // Runs the layers over acts for N = B*T rows; training keeps per-layer activations.
   void forwardLayers(int B, int T, bool train, uint64_t seed, const std::atomic<bool>* abort);
+  // Layer l's forward pass from resid[l]; writes resid[l+1] unless recomputing (checkpointing).
+  void layerForward(int l, int B, int T, bool train, uint64_t seed, bool recompute);
   void decodeStep(const int32_t* tokensHost, int B, int Tq, int pos0, float* logitsHost);
 
   Backend& be_;
@@ -181,6 +191,7 @@ class LlamaModel {
   int actN_ = 0;
   int actLogitRows_ = 0;  // rows of logits (and final-norm output) the buffers hold
   bool actTrain_ = false;  // the buffers hold every layer's activations (training), not one layer's
+  bool checkpointing_ = false;
   struct Acts {
     std::vector<float*> resid;  // [L+1] x [N,C]
     std::vector<float*> ln1r, q, k, v, att, lse, mid, ln2r, gate, up;  // [L]

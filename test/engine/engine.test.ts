@@ -265,6 +265,35 @@ describe('Engine memory', () => {
     engine.dispose();
   });
 
+  it('gradient checkpointing gives the same losses and gradients, bit for bit, with less memory', async () => {
+    const deep = { ...small, num_hidden_layers: 4 };
+    const { tokens, targets } = batch(4, 32, 32, 12);
+    const run = async (gradientCheckpointing: boolean, lora: object | null) => {
+      const engine = await Engine.create({ config: deep, lora, seed: 5, threads: 1, device: 'cpu', gradientCheckpointing });
+      const losses: number[] = [];
+      for (let s = 0; s < 3; s++) {
+        losses.push((await engine.forwardBackward(tokens, targets, { batch: 4, seq: 32, dropoutSeed: 40 + s })).loss);
+        await engine.step({ lr: 1e-2, weightDecay: 0.01, maxGradNorm: 1 });
+      }
+      const grads = engine.trainableNames().map((n) => engine.getGradient(n));
+      const bytes = engine.info().allocatedBytes;
+      engine.dispose();
+      return { losses, grads, bytes };
+    };
+    const lora = { r: 4, alpha: 8, dropout: 0.1, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+    for (const l of [lora, null]) {
+      const plain = await run(false, l);
+      const checkpointed = await run(true, l);
+      expect(checkpointed.losses).toEqual(plain.losses);
+      expect(checkpointed.grads).toEqual(plain.grads);
+      // Three of four layers' q, attention and mid (32 wide), k and v (16), gate and up (64), 128 rows, are not kept.
+      expect(plain.bytes - checkpointed.bytes).toBeGreaterThanOrEqual(3 * 128 * (3 * 32 + 2 * 16 + 2 * 64) * 4);
+    }
+    await expect(Engine.create({ config: deep, device: 'cpu', gradientCheckpointing: 'yes' as unknown as boolean })).rejects.toThrow(
+      /options\.gradientCheckpointing must be a boolean/,
+    );
+  });
+
   it('decoding keeps logits for the last position of each sequence only', async () => {
     const config = { ...small, vocab_size: 512 };
     const prompts = Int32Array.from({ length: 4 * 32 }, (_, i) => (i * 37) % 512);

@@ -62,6 +62,18 @@ describe('train()', () => {
     expect(metrics).toEqual(whole.history.map((s) => s.loss));
   });
 
+  it('gives the same losses with gradient checkpointing, and resumes a run with it switched on', async () => {
+    const plain = await train(base('gc-plain', { checkpointEvery: 4 }));
+    const checkpointed = await train(base('gc-whole', { gradientCheckpointing: true }));
+    expect(checkpointed.options.gradientCheckpointing).toBe(true);
+    expect(checkpointed.history.map((s) => s.loss)).toEqual(plain.history.map((s) => s.loss)); // bit for bit
+    const controller = new AbortController();
+    await train(base('gc-resumed', { checkpointEvery: 4, signal: controller.signal, onStep: (s) => s.step === 5 && controller.abort() }));
+    const resumed = await train(base('gc-resumed', { checkpointEvery: 4, resume: true, gradientCheckpointing: true }));
+    expect(resumed.history.map((s) => s.loss)).toEqual(plain.history.map((s) => s.loss));
+    await expect(train(base('gc-bad', { gradientCheckpointing: 'yes' as unknown as boolean }))).rejects.toThrow(/gradientCheckpointing must be a boolean, got "yes"/);
+  });
+
   it('saves a model and a LoRA adapter that load back with the same logits', async () => {
     for (const [name, lora] of [['full', null], ['lora', { r: 4, alpha: 8, dropout: 0.05, targets: ['q_proj', 'v_proj', 'down_proj'] }]] as const) {
       const r = await train(base(`save-${name}`, { steps: 6, lora: lora ? { ...lora, targets: [...lora.targets] } : null, lr: 1e-2 }));
@@ -162,7 +174,7 @@ describe('train()', () => {
   it('stops on Ctrl-C after the current step, leaving a checkpoint that resumes', async () => {
     const out = join(work, 'sigint');
     const bin = join(packageRoot(), 'bin', 'puzzle-llama.js');
-    const args = ['train', '--out', out, '--steps', '120', '--batch-size', '2', '--threads', '2', '--config', join(work, 'sigint.json')];
+    const args = ['train', '--out', out, '--steps', '120', '--batch-size', '2', '--threads', '2', '--gradient-checkpointing', '--config', join(work, 'sigint.json')];
     writeFileSync(join(work, 'sigint.json'), JSON.stringify({ config: small, checkpointEvery: 0 }));
     const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
@@ -178,6 +190,7 @@ describe('train()', () => {
     expect(dir).not.toBeNull();
     const state = JSON.parse(readFileSync(join(dir!, 'state.json'), 'utf8'));
     expect(state.step).toBeGreaterThan(0);
+    expect(JSON.parse(readFileSync(join(out, 'train-config.json'), 'utf8')).gradientCheckpointing).toBe(true); // the flag reached train()
     const again = spawn(process.execPath, [bin, ...args, '--resume'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out2 = '';
     again.stderr.on('data', (d) => (out2 += d));

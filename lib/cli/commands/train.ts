@@ -8,10 +8,13 @@ import { CliError } from '../errors.js';
 import type { CliIo } from '../io.js';
 
 export const trainHelp = `puzzle-llama train [--config FILE] [--preset tiny] [--out DIR] [--steps N] [--batch-size B] [--lr X]
-                   [--lora] [--frozen-weights fp32|bf16] [--data FILE | --n 5,6,7 --max-value 60] [--seed S]
+                   [--lora] [--frozen-weights fp32|bf16] [--gradient-checkpointing]
+                   [--data FILE | --n 5,6,7 --max-value 60] [--seed S]
                    [--device auto|cpu|cuda] [--threads T] [--checkpoint-every K] [--resume]
   Trains a model from scratch (or LoRA with --lora) on puzzles synthesized on the fly (or read from --data).
   --frozen-weights bf16 (LoRA) keeps the frozen base matrices in bf16: half their memory.
+  --gradient-checkpointing recomputes each layer's forward pass in the backward pass: the same results,
+  one layer's activations instead of every layer's, about a third more compute.
   --config FILE is JSON with any train() option (flags given on the command line win).`;
 
 function numberFlag(name: string, value: string | undefined): number | undefined {
@@ -31,6 +34,7 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
     lr: { type: 'string' },
     lora: { type: 'boolean' },
     'frozen-weights': { type: 'string' },
+    'gradient-checkpointing': { type: 'boolean' },
     data: { type: 'string' },
     n: { type: 'string' },
     'max-value': { type: 'string' },
@@ -77,6 +81,7 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
     lr: numberFlag('lr', flags.lr) ?? fromFile.lr,
     lora: flags.lora ? true : fromFile.lora,
     frozenWeights,
+    gradientCheckpointing: flags['gradient-checkpointing'] ? true : fromFile.gradientCheckpointing,
     data,
     seed,
     device: device as TrainOptions['device'],
