@@ -128,6 +128,29 @@ describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'}
     expect(cs.filter((c) => !c.ok).map((c) => `${c.op} ${c.tensor}: ${c.worstRatio.toFixed(2)} of tol`)).toEqual([]);
   });
 
+  it('is deterministic: gradient checkpointing on the GPU gives the same losses and gradients bit for bit', async () => {
+    const lora = { r: 8, alpha: 16, dropout: 0.1, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+    const { tokens, targets } = randomBatch(4, 96, small.vocab_size, 91);
+    const run = async (gradientCheckpointing: boolean) => {
+      const gpu = await Engine.create({ config: small, lora, device: target, seed: 3, gradientCheckpointing });
+      try {
+        const losses: number[] = [];
+        for (let s = 0; s < 2; s++) {
+          losses.push((await gpu.forwardBackward(tokens, targets, { batch: 4, seq: 96, dropoutSeed: 5 + s })).loss);
+          await gpu.step({ lr: 1e-2, weightDecay: 0.01, maxGradNorm: 1 });
+        }
+        return { losses, grads: gpu.trainableNames().map((n) => gpu.getGradient(n)), peak: gpu.info().peakAllocatedBytes };
+      } finally {
+        gpu.dispose();
+      }
+    };
+    const plain = await run(false);
+    const checkpointed = await run(true);
+    expect(checkpointed.losses).toEqual(plain.losses);
+    expect(checkpointed.grads).toEqual(plain.grads);
+    expect(checkpointed.peak).toBeLessThan(plain.peak);
+  });
+
   it('a tiny model trained 200 steps on the GPU follows the CPU loss curve', async () => {
     const tiny: LlamaConfig = {
       hidden_size: 64,
