@@ -196,6 +196,7 @@ export const gpuSuite: BenchSuite = {
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen fp32', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, skinny GEMMs, fused LoRA', 'tokens/s', true),
+        row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, gradient checkpointing', 'tokens/s', true),
         ...PRESETS_TIMED.map((p) => row(`train step ${p} (full)`, 'tokens/s', true)),
       ];
     }
@@ -246,10 +247,16 @@ async function loraStep3b(options: BenchOptions, note: string): Promise<BenchRow
     { frozenWeights: 'fp32', env: {}, label: 'frozen fp32' },
     { frozenWeights: 'bf16', env: {}, label: 'frozen bf16' },
     { frozenWeights: 'bf16', env: { PUZZLE_LLAMA_CUDA_SKINNY: '1', PUZZLE_LLAMA_CUDA_FUSED_LORA: '1' }, label: 'frozen bf16, skinny GEMMs, fused LoRA' },
+    // Memory for time: one layer's activations (PEFT's counterpart is gradient_checkpointing_enable()).
+    { frozenWeights: 'bf16', env: {}, label: 'frozen bf16, gradient checkpointing', gradientCheckpointing: true },
   ] as const;
-  for (const { frozenWeights, env, label } of variants) {
+  for (const variant of variants) {
+    const { frozenWeights, env, label } = variant;
+    const gradientCheckpointing = 'gradientCheckpointing' in variant && variant.gradientCheckpointing;
     // Random base weights without drawing 3.4B normals on the host: one uniform buffer (std 0.02), sliced.
-    const engine = await withEnv(env, () => Engine.create({ config, lora, device: 'cuda', seed: 1, initializeBase: false, frozenWeights }));
+    const engine = await withEnv(env, () =>
+      Engine.create({ config, lora, device: 'cuda', seed: 1, initializeBase: false, frozenWeights, gradientCheckpointing }),
+    );
     let rate: number, memory: number;
     try {
       const infos = engine.parameters().filter((t) => !t.trainable);
