@@ -305,6 +305,22 @@ def emulate_forward(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0):
 
 # ---- backward ------------------------------------------------------------------------------------------------
 
+def store_rows(out, acc, rows, b, T, heads, h, D, mul=1.0):
+    """A warp's C-fragment accumulators acc[nd][lane][4], rows rows[r][lane], into out [B,T,heads,D] at head h
+    (rows past T and dims past D skipped), times mul."""
+    for r in range(2):
+        for lane in range(32):
+            row = rows[r][lane]
+            if row >= T:
+                continue
+            base = ((b * T + row) * heads + h) * D
+            for i in range(acc.shape[0]):
+                d = 8 * i + 2 * T4[lane]
+                for e in range(2):
+                    if d + e < D:
+                        out.put(base + d + e, acc[i, lane, 2 * r + e] * mul)
+
+
 def emulate_dkdv_share(qh, kh, vh, doh, lse, delta, B, T, H, Hkv, D, kd):
     """attention_flash_dkdv_kernel: each query head's share, [B,T,H,D]."""
     ld, nd, kks = row_ld(kd), kd // 8, kd // 16
@@ -374,18 +390,9 @@ def emulate_dkdv_share(qh, kh, vh, doh, lse, delta, B, T, H, Hkv, D, kd):
                                 mma_pair(acc[warp]["dv"][i], acc[warp]["dv"][i + 1], pa, ob)
                                 mma_pair(acc[warp]["dk"][i], acc[warp]["dk"][i + 1], sa, qb)
                 for warp in range(WARPS):
-                    for r in range(2):
-                        for lane in range(32):
-                            key = k0 + 16 * warp + G[lane] + 8 * r
-                            if key >= T:
-                                continue
-                            off = ((b * T + key) * H + h) * D
-                            for i in range(nd):
-                                d = 8 * i + 2 * T4[lane]
-                                for e in range(2):
-                                    if d + e < D:
-                                        dk.put(off + d + e, acc[warp]["dk"][i, lane, 2 * r + e])
-                                        dv.put(off + d + e, acc[warp]["dv"][i, lane, 2 * r + e])
+                    keys = [k0 + 16 * warp + G + 8 * r for r in range(2)]
+                    store_rows(dk, acc[warp]["dk"], keys, b, T, H, h, D)
+                    store_rows(dv, acc[warp]["dv"], keys, b, T, H, h, D)
     dk.check_once()
     dv.check_once()
     return dk.v, dv.v
@@ -466,17 +473,7 @@ def emulate_dq(qh, kh, vh, doh, lse, delta, B, T, H, Hkv, D, kd):
                                 kb = frag_b2_trans(sm, K, kd, 8 * i, j, "dq K^T")
                                 mma_pair(w["acc"][i], w["acc"][i + 1], sa, kb)
                 for w in warps:
-                    for r in range(2):
-                        for lane in range(32):
-                            row = w["rows"][r][lane]
-                            if row >= T:
-                                continue
-                            base = ((b * T + row) * H + h) * D
-                            for i in range(nd):
-                                d = 8 * i + 2 * T4[lane]
-                                for e in range(2):
-                                    if d + e < D:
-                                        dq.put(base + d + e, w["acc"][i, lane, 2 * r + e] * scale)
+                    store_rows(dq, w["acc"], w["rows"], b, T, H, h, D, scale)
     dq.check_once()
     return dq.v
 
