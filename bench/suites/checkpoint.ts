@@ -43,7 +43,13 @@ interface PhaseResult {
   checksum: number;
   /** engine-load: the engine's own memory (weights in f32, LoRA tensors, their gradients and AdamW state). */
   engineBytes: number;
+  /** engine-load: the activations a LoRA step over STEP_SHAPE allocates, without and with gradient checkpointing. */
+  stepActivationBytes: number;
+  stepActivationBytesCheckpointed: number;
 }
+
+/** The batch the issue's LoRA step benchmark uses (bench:gpu): 8 sequences of 256 tokens. */
+const STEP_SHAPE = { batch: 8, seq: 256 };
 
 /** Random weights in about ±[0.008, 0.016): random bits, the exponent pinned (cheap, and never NaN or Inf). */
 function randomWeights(n: number): Float32Array {
@@ -75,6 +81,8 @@ async function runPhase(phase: Phase, dir: string, config: LlamaConfig, maxShard
   let weightBytes = 0;
   let shards = 0;
   let engineBytes = 0;
+  let stepActivationBytes = 0;
+  let stepActivationBytesCheckpointed = 0;
   const t0 = performance.now();
   if (phase === 'write') {
     const saved = await saveHfModel(dir, {
@@ -103,6 +111,8 @@ async function runPhase(phase: Phase, dir: string, config: LlamaConfig, maxShard
     const frozenWeights = phase === 'engine-load-bf16' ? 'bf16' : 'fp32';
     const engine = await Engine.create({ config, lora: PAPER_LORA, device: 'cpu', threads: 2, initializeBase: false, frozenWeights });
     engineBytes = engine.info().memoryBytes;
+    stepActivationBytes = engine.activationBytes(STEP_SHAPE, { gradientCheckpointing: false });
+    stepActivationBytesCheckpointed = engine.activationBytes(STEP_SHAPE, { gradientCheckpointing: true });
     mem.sample();
     for await (const t of ck.stream({ reuseBuffer: true })) {
       engine.setParameter(t.name, t.data);
@@ -138,6 +148,8 @@ async function runPhase(phase: Phase, dir: string, config: LlamaConfig, maxShard
     sampledPeakRss: mem.peak(),
     checksum,
     engineBytes,
+    stepActivationBytes,
+    stepActivationBytesCheckpointed,
   };
 }
 
@@ -258,6 +270,17 @@ export const checkpointSuite: BenchSuite = {
         value: loadBf16.maxRss / MB,
         higherIsBetter: false,
         note: `${(loadBf16.maxRss / loadBf16.engineBytes).toFixed(2)}x its engine memory; ${(loadBf16.maxRss / loadBf16.weightBytes).toFixed(2)}x the bf16 weights on disk (f32 frozen weights: ${(load.maxRss / MB).toFixed(0)} MiB)`,
+      });
+      // What a LoRA training step then needs (engine.activationBytes: the buffers the step allocates, on
+      // either backend; the GPU adds its GEMM and attention scratch).
+      const stepLabel = `${STEP_SHAPE.batch}x${STEP_SHAPE.seq}`;
+      rows.push({
+        name: `LoRA step ${stepLabel} with frozenWeights 'bf16': engine + activations`,
+        unit: 'GiB',
+        value: (loadBf16.engineBytes + loadBf16.stepActivationBytes) / 2 ** 30,
+        higherIsBetter: false,
+        note: `activations ${(loadBf16.stepActivationBytes / 2 ** 30).toFixed(2)} GiB; with gradient checkpointing ${(loadBf16.stepActivationBytesCheckpointed / 2 ** 30).toFixed(2)} GiB, ` +
+          `${((loadBf16.engineBytes + loadBf16.stepActivationBytesCheckpointed) / 2 ** 30).toFixed(2)} GiB in all`,
       });
       return rows;
     } finally {

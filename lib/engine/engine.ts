@@ -95,6 +95,16 @@ function abortError(where: string, signal: AbortSignal): Error {
   return err;
 }
 
+/** batch x seq, each a positive integer (named in the error otherwise). */
+function checkedRows(shape: BatchShape, where: string): number {
+  if (typeof shape !== 'object' || shape === null) throw new TypeError(`${where}: the shape must be { batch, seq }, got ${String(shape)}`);
+  for (const key of ['batch', 'seq'] as const) {
+    const v = shape[key];
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${where}: ${key} must be a positive integer, got ${JSON.stringify(v)}`);
+  }
+  return shape.batch * shape.seq;
+}
+
 export class Engine {
   readonly config: LlamaConfig;
   readonly lora: LoraOptions | null;
@@ -185,6 +195,19 @@ export class Engine {
    */
   profile(on: boolean): string {
     return this.#alive('profile()').profile(on);
+  }
+
+  /**
+   * The bytes of activation buffers a training step (mode 'train', the default) or a forward pass
+   * ('forward') over batch x seq tokens allocates, with gradient checkpointing as this engine was made
+   * unless `gradientCheckpointing` says otherwise; the model's own arrays (info().memoryBytes) come on top.
+   * Allocates nothing: a step's memory can be known before it runs.
+   */
+  activationBytes(shape: BatchShape, options: { mode?: 'train' | 'forward'; gradientCheckpointing?: boolean } = {}): number {
+    const rows = checkedRows(shape, 'activationBytes()');
+    const mode = options.mode ?? 'train';
+    if (mode !== 'train' && mode !== 'forward') throw new TypeError(`activationBytes(): mode must be 'train' or 'forward', got ${JSON.stringify(mode)}`);
+    return this.#alive('activationBytes()').activationBytes({ rows, train: mode === 'train', checkpointing: options.gradientCheckpointing });
   }
 
   /** Every tensor: Hugging Face names, PEFT names for LoRA tensors (lm_head.weight is absent when tied). */

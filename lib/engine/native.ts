@@ -127,6 +127,7 @@ export interface NativeGenerateOptions {
 /** The native engine object (native/addon/engine_wrap.cc). Calls must not overlap; Engine serializes them. */
 export interface NativeEngine {
   profile(on: boolean): string;
+  activationBytes(options: { rows: number; train: boolean; checkpointing?: boolean }): number;
   info(): NativeEngineInfo;
   parameters(): NativeTensorInfo[];
   getParameter(name: string): Float32Array;

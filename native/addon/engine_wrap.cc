@@ -216,6 +216,7 @@ Napi::Function EngineWrap::Define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::Dispose>("dispose"),
                          InstanceMethod<&EngineWrap::Disposed>("disposed"),
                          InstanceMethod<&EngineWrap::Profile>("profile"),
+                         InstanceMethod<&EngineWrap::ActivationBytes>("activationBytes"),
                      });
 }
 
@@ -340,6 +341,18 @@ Napi::Value EngineWrap::Parameters(const Napi::CallbackInfo& info) {
 
 // profile(true) clears and starts per-op timing; profile(false) stops it and returns the report ('' where
 // the backend does not profile: the CPU).
+// activationBytes({ rows, train, checkpointing }): what a step over `rows` tokens would allocate.
+Napi::Value EngineWrap::ActivationBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  usable(env, "activationBytes()");
+  const std::string w = "activationBytes(): ";
+  Napi::Object o = objectArg(info, 0, "activationBytes(): options", false);
+  const int rows = static_cast<int>(intField(o, "rows", w, 1, 1 << 30, std::nullopt));
+  const bool train = boolField(o, "train", w, true);
+  const bool checkpointing = boolField(o, "checkpointing", w, state_->model->gradientCheckpointing());
+  return Napi::Number::New(env, static_cast<double>(state_->model->activationBytes(rows, train, rows, checkpointing)));
+}
+
 Napi::Value EngineWrap::Profile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   usable(env, "profile()");

@@ -278,6 +278,70 @@ size_t alignFloats(size_t floats) { return (floats + 15) / 16 * 16; }
 // each has one buffer shared by all layers (the backward pass recomputes into it, bit for bit). Inference
 // keeps one layer's worth of everything, reused by every layer. Logits (and the final norm) are kept for
 // logitRows rows: all N in training and forward(), the last position of each sequence when decoding.
+// The buffers training (or inference) needs for N rows, as (where the pointer goes, floats) pairs.
+void LlamaModel::planActivations(Acts& a, int N, bool train, int logitRows, bool checkpointing, ActPlan& plan) const {
+  const LlamaConfig& c = config_;
+  const size_t C = c.hiddenSize, F = c.intermediateSize, D = c.headDim(), L = c.numHiddenLayers;
+  const size_t qDim = c.numAttentionHeads * D, kvDim = c.numKeyValueHeads * D, V = c.vocabSize;
+  const size_t n = static_cast<size_t>(N);
+  const size_t inDims[kNumModules] = {C, C, C, qDim, C, C, F};
+  // Layers with their own activations (checkpointing keeps only the residual stream of every layer).
+  const size_t kept = train && !checkpointing ? L : 1;
+  a.resid.assign(L + 1, nullptr);
+  for (auto* vec : {&a.ln1r, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.mid, &a.ln2r, &a.gate, &a.up})
+    vec->assign(L, nullptr);
+  a.loraH.assign(L * kNumModules, nullptr);
+  a.loraX.assign(L * kNumModules, nullptr);
+  for (size_t l = 0; l < (train ? L + 1 : 1); ++l) plan.push_back({&a.resid[l], n * C});
+  // (The dropout inputs of checkpointed layers are redrawn from the same seeds: one layer's worth.)
+  for (size_t l = 0; l < kept; ++l) {
+    plan.push_back({&a.ln1r[l], n});
+    plan.push_back({&a.q[l], n * qDim});
+    plan.push_back({&a.k[l], n * kvDim});
+    plan.push_back({&a.v[l], n * kvDim});
+    plan.push_back({&a.att[l], n * qDim});
+    plan.push_back({&a.lse[l], n * c.numAttentionHeads});
+    plan.push_back({&a.mid[l], n * C});
+    plan.push_back({&a.ln2r[l], n});
+    plan.push_back({&a.gate[l], n * F});
+    plan.push_back({&a.up[l], n * F});
+    for (size_t m = 0; m < kNumModules; ++m) {
+      const size_t slot = l * kNumModules + m;
+      if (idxA_[slot] < 0) continue;
+      plan.push_back({&a.loraH[slot], n * lora_.r});
+      if (train && lora_.dropout > 0.0f) plan.push_back({&a.loraX[slot], n * inDims[m]});
+    }
+  }
+  const size_t wide = std::max({C, F, qDim});
+  plan.push_back({&a.ln, n * C});
+  plan.push_back({&a.act, n * F});
+  const size_t heads = static_cast<size_t>(logitRows);
+  plan.push_back({&a.lnf, heads * C});
+  plan.push_back({&a.lnfr, heads});
+  plan.push_back({&a.logits, heads * V});
+  plan.push_back({&a.losses, n});
+  plan.push_back({&a.dtmp, n * wide});
+  plan.push_back({&a.dln, n * C});
+  if (train) {
+    plan.push_back({&a.dres, n * C});
+    // The MLP's gradients (dgate, dup, dact) are dead before the attention's (datt, dq, dk, dv) are
+    // written: they share one region.
+    plan.push_back({&a.mlpGrads, std::max(3 * alignFloats(n * F), 2 * alignFloats(n * qDim) + 2 * alignFloats(n * kvDim))});
+    plan.push_back({&a.dh, n * std::max(1, lora_.r)});
+  }
+  plan.push_back({&a.tokenSlot, n});
+  plan.push_back({&a.targetSlot, n});
+}
+
+size_t LlamaModel::activationBytes(int N, bool train, int logitRows, bool checkpointing) const {
+  Acts a;
+  ActPlan plan;
+  planActivations(a, N, train, logitRows, checkpointing, plan);
+  size_t total = 0;
+  for (auto& p : plan) total += alignFloats(p.second);
+  return total * sizeof(float);
+}
+
 void LlamaModel::ensureActivations(int N, bool train, int logitRows) {
   if (N <= actN_ && logitRows <= actLogitRows_ && (actTrain_ || !train)) return;
   if (actBuf_) be_.release(actBuf_);
@@ -285,61 +349,9 @@ void LlamaModel::ensureActivations(int N, bool train, int logitRows) {
   actN_ = 0;
   actLogitRows_ = 0;
   actFloats_ = 0;
-  const LlamaConfig& c = config_;
-  const size_t C = c.hiddenSize, F = c.intermediateSize, D = c.headDim(), L = c.numHiddenLayers;
-  const size_t qDim = c.numAttentionHeads * D, kvDim = c.numKeyValueHeads * D, V = c.vocabSize;
-  const size_t n = static_cast<size_t>(N);
-  const size_t inDims[kNumModules] = {C, C, C, qDim, C, C, F};
-  // Layers with their own activations (checkpointing keeps only the residual stream of every layer).
-  const size_t kept = train && !checkpointing_ ? L : 1;
-  std::vector<std::pair<float**, size_t>> plan;
-  a_.resid.assign(L + 1, nullptr);
-  for (auto* vec : {&a_.ln1r, &a_.q, &a_.k, &a_.v, &a_.att, &a_.lse, &a_.mid, &a_.ln2r, &a_.gate, &a_.up})
-    vec->assign(L, nullptr);
-  a_.loraH.assign(L * kNumModules, nullptr);
-  a_.loraX.assign(L * kNumModules, nullptr);
-  for (size_t l = 0; l < (train ? L + 1 : 1); ++l) plan.push_back({&a_.resid[l], n * C});
-  // (The dropout inputs of checkpointed layers are redrawn from the same seeds: one layer's worth.)
-  for (size_t l = 0; l < kept; ++l) {
-    plan.push_back({&a_.ln1r[l], n});
-    plan.push_back({&a_.q[l], n * qDim});
-    plan.push_back({&a_.k[l], n * kvDim});
-    plan.push_back({&a_.v[l], n * kvDim});
-    plan.push_back({&a_.att[l], n * qDim});
-    plan.push_back({&a_.lse[l], n * c.numAttentionHeads});
-    plan.push_back({&a_.mid[l], n * C});
-    plan.push_back({&a_.ln2r[l], n});
-    plan.push_back({&a_.gate[l], n * F});
-    plan.push_back({&a_.up[l], n * F});
-    for (size_t m = 0; m < kNumModules; ++m) {
-      const size_t slot = l * kNumModules + m;
-      if (idxA_[slot] < 0) continue;
-      plan.push_back({&a_.loraH[slot], n * lora_.r});
-      if (train && lora_.dropout > 0.0f) plan.push_back({&a_.loraX[slot], n * inDims[m]});
-    }
-  }
-  const size_t wide = std::max({C, F, qDim});
-  plan.push_back({&a_.ln, n * C});
-  plan.push_back({&a_.act, n * F});
-  const size_t heads = static_cast<size_t>(logitRows);
-  plan.push_back({&a_.lnf, heads * C});
-  plan.push_back({&a_.lnfr, heads});
-  plan.push_back({&a_.logits, heads * V});
-  plan.push_back({&a_.losses, n});
-  plan.push_back({&a_.dtmp, n * wide});
-  plan.push_back({&a_.dln, n * C});
-  float* mlpGrads = nullptr;
-  if (train) {
-    plan.push_back({&a_.dres, n * C});
-    // The MLP's gradients (dgate, dup, dact) are dead before the attention's (datt, dq, dk, dv) are
-    // written: they share one region.
-    plan.push_back({&mlpGrads, std::max(3 * alignFloats(n * F), 2 * alignFloats(n * qDim) + 2 * alignFloats(n * kvDim))});
-    plan.push_back({&a_.dh, n * std::max(1, lora_.r)});
-  }
-  float* tokensSlot = nullptr;
-  float* targetsSlot = nullptr;
-  plan.push_back({&tokensSlot, n});
-  plan.push_back({&targetsSlot, n});
+  ActPlan plan;
+  a_ = Acts{};
+  planActivations(a_, N, train, logitRows, checkpointing_, plan);
   size_t total = 0;
   for (auto& p : plan) total += alignFloats(p.second);
   actBuf_ = static_cast<float*>(be_.allocate(total * sizeof(float)));
@@ -348,8 +360,12 @@ void LlamaModel::ensureActivations(int N, bool train, int logitRows) {
     *p.first = actBuf_ + off;
     off += alignFloats(p.second);
   }
+  const LlamaConfig& c = config_;
+  const size_t F = c.intermediateSize, L = c.numHiddenLayers, n = static_cast<size_t>(N);
+  const size_t qDim = static_cast<size_t>(c.numAttentionHeads) * c.headDim(),
+               kvDim = static_cast<size_t>(c.numKeyValueHeads) * c.headDim();
   // Layers without their own buffers share layer 0's (inference; training with gradient checkpointing).
-  for (size_t l = kept; l < L; ++l) {
+  for (size_t l = train && !checkpointing_ ? L : 1; l < L; ++l) {
     for (auto* vec : {&a_.ln1r, &a_.q, &a_.k, &a_.v, &a_.att, &a_.lse, &a_.mid, &a_.ln2r, &a_.gate, &a_.up})
       (*vec)[l] = (*vec)[0];
     for (size_t m = 0; m < kNumModules; ++m) {
@@ -361,15 +377,16 @@ void LlamaModel::ensureActivations(int N, bool train, int logitRows) {
     for (size_t l = 1; l <= L; ++l) a_.resid[l] = a_.resid[0];
   a_.dxl = a_.dtmp;  // the dropout branch's scratch in backward; dtmp is only used in forward
   const size_t nF = alignFloats(n * F), nQ = alignFloats(n * qDim), nKv = alignFloats(n * kvDim);
-  a_.dgate = mlpGrads;
-  a_.dup = mlpGrads ? mlpGrads + nF : nullptr;
-  a_.dact = mlpGrads ? mlpGrads + 2 * nF : nullptr;
-  a_.datt = mlpGrads;
-  a_.dq = mlpGrads ? mlpGrads + nQ : nullptr;
-  a_.dk = mlpGrads ? mlpGrads + 2 * nQ : nullptr;
-  a_.dv = mlpGrads ? mlpGrads + 2 * nQ + nKv : nullptr;
-  a_.tokens = reinterpret_cast<int32_t*>(tokensSlot);
-  a_.targets = reinterpret_cast<int32_t*>(targetsSlot);
+  float* g = a_.mlpGrads;
+  a_.dgate = g;
+  a_.dup = g ? g + nF : nullptr;
+  a_.dact = g ? g + 2 * nF : nullptr;
+  a_.datt = g;
+  a_.dq = g ? g + nQ : nullptr;
+  a_.dk = g ? g + 2 * nQ : nullptr;
+  a_.dv = g ? g + 2 * nQ + nKv : nullptr;
+  a_.tokens = reinterpret_cast<int32_t*>(a_.tokenSlot);
+  a_.targets = reinterpret_cast<int32_t*>(a_.targetSlot);
   actFloats_ = total;
   actN_ = N;
   actLogitRows_ = logitRows;

@@ -108,6 +108,10 @@ class LlamaModel {
     checkpointing_ = on;
   }
   bool gradientCheckpointing() const { return checkpointing_; }
+  // The bytes of activation buffers a training step (train) or a forward pass over N rows allocates, with
+  // logits for logitRows rows, with or without gradient checkpointing; the model's own arrays
+  // (memoryBytes) come on top.
+  size_t activationBytes(int N, bool train, int logitRows, bool checkpointing) const;
   int stepCount() const { return step_; }
   void setStepCount(int step) { step_ = step; }
 
@@ -199,8 +203,12 @@ class LlamaModel {
     std::vector<float*> loraH, loraX;  // [L*kNumModules]: [N,r] and dropout input [N,in]
     float *lnf, *lnfr, *logits, *losses;
     float *dres, *dtmp, *dln, *dq, *dk, *dv, *datt, *dgate, *dup, *dact, *dh, *dxl;
+    float* mlpGrads;                 // the region dgate/dup/dact and datt/dq/dk/dv share
+    float *tokenSlot, *targetSlot;   // where tokens and targets (int32) go
     int32_t *tokens, *targets;
   } a_{};
+  using ActPlan = std::vector<std::pair<float**, size_t>>;
+  void planActivations(Acts& a, int N, bool train, int logitRows, bool checkpointing, ActPlan& plan) const;
 
   // KV cache for decoding.
   float* cacheBuf_ = nullptr;

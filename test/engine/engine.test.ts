@@ -294,6 +294,29 @@ describe('Engine memory', () => {
     );
   });
 
+  it('activationBytes() is what a step or a forward pass then allocates', async () => {
+    const lora = { r: 4, alpha: 8, dropout: 0.1, targets: ['q_proj', 'v_proj', 'down_proj'] };
+    const { tokens, targets } = batch(3, 20, 32, 14);
+    for (const gradientCheckpointing of [false, true]) {
+      const engine = await Engine.create({ config: small, lora, seed: 2, threads: 1, device: 'cpu', gradientCheckpointing });
+      const before = engine.info().allocatedBytes;
+      const forward = engine.activationBytes({ batch: 3, seq: 20 }, { mode: 'forward' });
+      await engine.forward(tokens, { batch: 3, seq: 20 });
+      expect(engine.info().allocatedBytes - before).toBe(forward);
+      const training = engine.activationBytes({ batch: 3, seq: 20 });
+      expect(training).toBeGreaterThan(forward);
+      const other = engine.activationBytes({ batch: 3, seq: 20 }, { gradientCheckpointing: !gradientCheckpointing });
+      expect(gradientCheckpointing ? other > training : other < training).toBe(true);
+      await engine.forwardBackward(tokens, targets, { batch: 3, seq: 20 });
+      expect(engine.info().allocatedBytes - before).toBe(training); // the forward pass's buffers were replaced
+      engine.dispose();
+    }
+    const engine = await Engine.create({ config: small, seed: 2, threads: 1, device: 'cpu' });
+    expect(() => engine.activationBytes({ batch: 0, seq: 20 })).toThrow(/activationBytes\(\): batch must be a positive integer, got 0/);
+    expect(() => engine.activationBytes({ batch: 2, seq: 20 }, { mode: 'eval' as 'train' })).toThrow(/mode must be 'train' or 'forward', got "eval"/);
+    engine.dispose();
+  });
+
   it('decoding keeps logits for the last position of each sequence only', async () => {
     const config = { ...small, vocab_size: 512 };
     const prompts = Int32Array.from({ length: 4 * 32 }, (_, i) => (i * 37) % 512);
