@@ -284,16 +284,13 @@ void LlamaModel::planActivations(Acts& a, int N, bool train, int logitRows, bool
   const size_t C = c.hiddenSize, F = c.intermediateSize, D = c.headDim(), L = c.numHiddenLayers;
   const size_t qDim = c.numAttentionHeads * D, kvDim = c.numKeyValueHeads * D, V = c.vocabSize;
   const size_t n = static_cast<size_t>(N);
-  const size_t inDims[kNumModules] = {C, C, C, qDim, C, C, F};
   // Layers with their own activations (checkpointing keeps only the residual stream of every layer).
   const size_t kept = train && !checkpointing ? L : 1;
   a.resid.assign(L + 1, nullptr);
   for (auto* vec : {&a.ln1r, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.mid, &a.ln2r, &a.gate, &a.up})
     vec->assign(L, nullptr);
   a.loraH.assign(L * kNumModules, nullptr);
-  a.loraX.assign(L * kNumModules, nullptr);
   for (size_t l = 0; l < (train ? L + 1 : 1); ++l) plan.push_back({&a.resid[l], n * C});
-  // (The dropout inputs of checkpointed layers are redrawn from the same seeds: one layer's worth.)
   for (size_t l = 0; l < kept; ++l) {
     plan.push_back({&a.ln1r[l], n});
     plan.push_back({&a.q[l], n * qDim});
@@ -309,7 +306,6 @@ void LlamaModel::planActivations(Acts& a, int N, bool train, int logitRows, bool
       const size_t slot = l * kNumModules + m;
       if (idxA_[slot] < 0) continue;
       plan.push_back({&a.loraH[slot], n * lora_.r});
-      if (train && lora_.dropout > 0.0f) plan.push_back({&a.loraX[slot], n * inDims[m]});
     }
   }
   const size_t wide = std::max({C, F, qDim});
@@ -321,6 +317,8 @@ void LlamaModel::planActivations(Acts& a, int N, bool train, int logitRows, bool
   plan.push_back({&a.logits, heads * V});
   plan.push_back({&a.losses, n});
   plan.push_back({&a.dtmp, n * wide});
+  // LoRA dropout's output, the input of A: one buffer, since the backward pass draws the same mask again.
+  if (train && lora_.enabled() && lora_.dropout > 0.0f) plan.push_back({&a.xdrop, n * wide});
   plan.push_back({&a.dln, n * C});
   if (train) {
     plan.push_back({&a.dres, n * C});
@@ -368,10 +366,7 @@ void LlamaModel::ensureActivations(int N, bool train, int logitRows) {
   for (size_t l = train && !checkpointing_ ? L : 1; l < L; ++l) {
     for (auto* vec : {&a_.ln1r, &a_.q, &a_.k, &a_.v, &a_.att, &a_.lse, &a_.mid, &a_.ln2r, &a_.gate, &a_.up})
       (*vec)[l] = (*vec)[0];
-    for (size_t m = 0; m < kNumModules; ++m) {
-      a_.loraH[l * kNumModules + m] = a_.loraH[m];
-      a_.loraX[l * kNumModules + m] = a_.loraX[m];
-    }
+    for (size_t m = 0; m < kNumModules; ++m) a_.loraH[l * kNumModules + m] = a_.loraH[m];
   }
   if (!train)
     for (size_t l = 1; l <= L; ++l) a_.resid[l] = a_.resid[0];
@@ -431,14 +426,14 @@ LinearWeights LlamaModel::linearWeights(int layer, int module) {
 
 void LlamaModel::linearForward(float* y, const float* x, int M, int layer, int module, bool train, uint64_t seed) {
   const int slot = layer * kNumModules + module;
-  loraLinearForward(be_, y, x, M, linearWeights(layer, module), a_.loraH[slot], a_.loraX[slot], train,
+  loraLinearForward(be_, y, x, M, linearWeights(layer, module), a_.loraH[slot], a_.xdrop, train,
                     mixSeed(seed, static_cast<uint64_t>(slot)));
 }
 
 void LlamaModel::linearBackward(float* dx, float dxBeta, const float* dy, const float* x, int M, int layer,
                                 int module, uint64_t seed) {
   const int slot = layer * kNumModules + module;
-  loraLinearBackward(be_, dx, dxBeta, dy, x, M, linearWeights(layer, module), a_.loraH[slot], a_.loraX[slot], a_.dh,
+  loraLinearBackward(be_, dx, dxBeta, dy, x, M, linearWeights(layer, module), a_.loraH[slot], nullptr, a_.dh,
                      a_.dxl, true, mixSeed(seed, static_cast<uint64_t>(slot)));
 }
 

@@ -200,7 +200,8 @@ class LlamaModel {
     std::vector<float*> resid;  // [L+1] x [N,C]
     std::vector<float*> ln1r, q, k, v, att, lse, mid, ln2r, gate, up;  // [L]
     float *ln, *act;  // RMSNorm output [N,C] and SwiGLU product [N,F]: one of each, recomputed in backward
-    std::vector<float*> loraH, loraX;  // [L*kNumModules]: [N,r] and dropout input [N,in]
+    std::vector<float*> loraH;  // [L*kNumModules]: A's output [N,r]
+    float* xdrop;               // LoRA dropout's output [N,in] (training with dropout), redrawn in backward
     float *lnf, *lnfr, *logits, *losses;
     float *dres, *dtmp, *dln, *dq, *dk, *dv, *datt, *dgate, *dup, *dact, *dh, *dxl;
     float* mlpGrads;                 // the region dgate/dup/dact and datt/dq/dk/dv share

@@ -41,7 +41,12 @@ void loraLinearBackward(Backend& be, float* dx, float dxBeta, const float* dy, c
     return;
   }
   const bool dropped = train && w.dropout > 0.0f;
-  const float* input = dropped ? xd : x;
+  const float* input = x;
+  if (dropped) {
+    // The forward pass's dropout output: given, or drawn again from the same seed into dxl (free until dx).
+    if (!xd) be.dropoutForward(dxl, x, static_cast<size_t>(M) * w.in, w.dropout, seed);
+    input = xd ? xd : dxl;
+  }
   if (w.dB) be.gemm(w.dB, dy, h, w.out, w.r, M, true, false, w.scale, 1.0f);    // dB += s dy^T h
   be.gemm(dh, dy, w.B, M, w.r, w.out, false, false, w.scale, 0.0f);             // dh = s dy B
   if (w.dA) be.gemm(w.dA, dh, input, w.r, w.in, M, true, false, 1.0f, 1.0f);    // dA += dh^T xd

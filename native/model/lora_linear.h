@@ -28,7 +28,8 @@ void loraLinearForward(Backend& be, float* y, const float* x, int M, const Linea
                        bool train, uint64_t seed);
 
 // dx[M,in] = dxBeta * dx + dL/dx; weight gradients accumulate. dh[M,r] and dxl[M,in] are scratch.
-// train/seed must match the forward call.
+// train/seed must match the forward call. xd: the forward's dropout output, or null to draw it again
+// (the same mask: dropout is a function of the seed).
 void loraLinearBackward(Backend& be, float* dx, float dxBeta, const float* dy, const float* x, int M,
                         const LinearWeights& w, const float* h, const float* xd, float* dh, float* dxl, bool train,
                         uint64_t seed);
