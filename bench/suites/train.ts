@@ -45,12 +45,15 @@ export const trainSuite: BenchSuite = {
     const steps = options.quick ? 5 : 30;
     const rows: BenchRow[] = [];
     const lora: LoraOptions = { r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
-    for (const [label, loraOpt] of [
-      ['full', null],
-      ['LoRA r=8 all-linear', lora],
+    for (const [label, loraOpt, gradientCheckpointing] of [
+      ['full', null, false],
+      ['LoRA r=8 all-linear', lora, false],
+      // Memory for time: one layer's activations; the peer keeps every layer's.
+      ['LoRA r=8 all-linear, gradient checkpointing', lora, true],
     ] as const) {
-      const engine = await Engine.create({ config, lora: loraOpt, seed: 1, threads });
+      const engine = await Engine.create({ config, lora: loraOpt, seed: 1, threads, gradientCheckpointing });
       const rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
+      const activations = engine.activationBytes({ batch, seq });
       engine.dispose();
       const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
       const peer = await runPeer('train_step', { config, lora: loraOpt, batch, seq, threads, steps, adamw });
@@ -61,6 +64,7 @@ export const trainSuite: BenchSuite = {
         higherIsBetter: true,
         target: 2.0,
         ...peerNumber(peer, 'tokensPerSecond'),
+        note: `activations ${(activations / 2 ** 20).toFixed(1)} MiB`,
       });
     }
 
