@@ -110,6 +110,8 @@ async function matmulSection({ options, avail, note, push }: Section): Promise<v
     const wide = bf16 && bf16.tileWidth !== 256
       ? await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, repeats, device: 'cuda', operands: 'bf16', tileWidth: 256 })
       : null;
+    // The ping-pong schedule (opt-in for the model until it has been timed against the cooperative one).
+    const pingPong = bf16 ? await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, repeats, device: 'cuda', operands: 'bf16', schedule: 'pingpong' }) : null;
     const ours = bf16 ?? fp32;
     const peer = await runPeer('matmul', { m: w.m, n: w.n, k: w.k, repeats, warmup: 3, device: 'cuda', dtype: 'bf16', threads: options.threads });
     push({
@@ -119,7 +121,7 @@ async function matmulSection({ options, avail, note, push }: Section): Promise<v
       higherIsBetter: true,
       ...peerOf(peer, 'gflops', 1 / 1000, 'cuBLAS via torch.mm (A@B, no transposes)'),
       note: bf16
-        ? `${note}: wgmma + TMA on bf16 A and B^T, 128x${bf16.tileWidth} tiles, median of ${repeats} (best ${(bf16.gflops / 1000).toFixed(1)})${wide ? `; 128x256 tiles ${(wide.medianGflops / 1000).toFixed(1)}` : ''}; through the fp32 interface (op(A), op(B) converted each call) ${(fp32.medianGflops / 1000).toFixed(1)}`
+        ? `${note}: wgmma + TMA on bf16 A and B^T, 128x${bf16.tileWidth} tiles, median of ${repeats} (best ${(bf16.gflops / 1000).toFixed(1)})${wide ? `; 128x256 tiles ${(wide.medianGflops / 1000).toFixed(1)}` : ''}${pingPong ? `; ping-pong 128x128 ${(pingPong.medianGflops / 1000).toFixed(1)}` : ''}; through the fp32 interface (op(A), op(B) converted each call) ${(fp32.medianGflops / 1000).toFixed(1)}`
         : `${note}: ${avail.gemm ?? 'bf16 tensor cores'}, fp32 in memory; median of ${repeats} (best ${(fp32.gflops / 1000).toFixed(1)})`,
     });
   }

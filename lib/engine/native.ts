@@ -298,9 +298,10 @@ export interface NativeKernels {
    * operands 'bf16' (device 'cuda' on a Hopper GPU only) times the bf16 GEMM alone on operands already
    * converted to bf16, A row-major and B transposed (the inputs torch.mm gets in bf16); the default 'fp32'
    * times the backend's gemm() as the model calls it, conversions included. With bf16 operands, tileWidth
-   * forces the kernel's output-tile width (one of the widths it has) and the result says which width ran.
+   * forces the kernel's output-tile width (one of the widths it has) and the result says which width ran;
+   * schedule 'pingpong' runs the ping-pong kernel (128-wide tiles) instead of the cooperative one.
    */
-  timeMatmul(options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; repeats?: number; operands?: 'fp32' | 'bf16'; tileWidth?: number }): Promise<{
+  timeMatmul(options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; repeats?: number; operands?: 'fp32' | 'bf16'; tileWidth?: number; schedule?: 'cooperative' | 'pingpong' }): Promise<{
     bestSeconds: number;
     meanSeconds: number;
     medianSeconds: number;
@@ -308,6 +309,7 @@ export interface NativeKernels {
     meanGflops: number;
     medianGflops: number;
     tileWidth?: number;
+    schedule?: 'cooperative' | 'pingpong';
   }>;
   /** Times causal attention forward, then forward+backward, as timeMatmul does; msFwd / msFwdBwd are the best calls. */
   timeAttention(options: AttentionDims & { repeats?: number }): Promise<{ msFwd: number; medianMsFwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;

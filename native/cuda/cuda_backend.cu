@@ -44,6 +44,13 @@ bool fusedLoraFromEnv() {
   return s && std::strcmp(s, "1") == 0;
 }
 
+// PUZZLE_LLAMA_CUDA_PINGPONG=1 runs the Hopper GEMMs on the ping-pong schedule (opt-in until a GPU run has
+// checked it and timed it against the cooperative one).
+bool pingPongFromEnv() {
+  const char* s = std::getenv("PUZZLE_LLAMA_CUDA_PINGPONG");
+  return s && std::strcmp(s, "1") == 0;
+}
+
 // PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels; unset (or flash), attention_flash.cu.
 AttentionPath attentionPathFromEnv() {
   const char* s = std::getenv("PUZZLE_LLAMA_CUDA_ATTENTION");
@@ -57,7 +64,8 @@ CudaBackend::CudaBackend(int device, const std::string& deviceName, int multipro
       gemmPath_(static_cast<int>(gemmPathFromEnv())),
       attentionPath_(static_cast<int>(attentionPathFromEnv())),
       skinnyGemm_(skinnyFromEnv()),
-      fusedLora_(fusedLoraFromEnv()) {
+      fusedLora_(fusedLoraFromEnv()),
+      pingPong_(pingPongFromEnv()) {
   use();
   cudaStream_t stream = nullptr;
   cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -239,7 +247,7 @@ void CudaBackend::gemm(float* C, const float* A, const float* B, int M, int N, i
   if (hopperFor(M, N, K)) {
     ProfileScope span(profile_.get(), "gemm: wgmma (with fp32->bf16 conversions)");
     void* scratch = scratchFor(gemmHopperScratchBytes(M, N, K));
-    cuda::gemmHopper(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, scratch, multiprocessors_);
+    cuda::gemmHopper(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, scratch, multiprocessors_, {}, pingPong_);
     return;
   }
   if (skinnyGemm_ && path == GemmPath::Auto && gemmSkinnyApplies(M, N, K, transA, transB)) {
@@ -285,7 +293,7 @@ void CudaBackend::gemmWeightBf16Hopper(float* C, const float* A, const uint16_t*
       const int kn = std::min(kc, K - k0), ld = static_cast<int>(alignUp(kn, 8));
       cuda::toBf16KMajor(stream_, a, A + k0, M, kn, true, ld, size_t(K));
       cuda::toBf16KMajor(stream_, wt, w + size_t(k0) * N, N, kn, false, ld);
-      cuda::gemmBf16(stream_, C, a, wt, M, N, kn, ld, ld, alpha, k0 == 0 ? beta : 1.0f, multiprocessors_);
+      cuda::gemmBf16(stream_, C, a, wt, M, N, kn, ld, ld, alpha, k0 == 0 ? beta : 1.0f, multiprocessors_, {}, pingPong_);
     }
     return;
   }
@@ -300,7 +308,7 @@ void CudaBackend::gemmWeightBf16Hopper(float* C, const float* A, const uint16_t*
     cuda::toBf16KMajor(stream_, wt, w, N, K, transW, ldk);
     b = wt;
   }
-  cuda::gemmBf16(stream_, C, a, b, M, N, K, ldk, direct ? K : ldk, alpha, beta, multiprocessors_, lr);
+  cuda::gemmBf16(stream_, C, a, b, M, N, K, ldk, direct ? K : ldk, alpha, beta, multiprocessors_, lr, pingPong_);
 }
 
 void CudaBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
@@ -353,12 +361,14 @@ void CudaBackend::toBf16KMajor(void* out, const float* X, int rows, int K, bool 
 }
 
 void CudaBackend::gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
-                           float beta, int width) {
+                           float beta, int width, bool pingPong) {
   use();
   if (!hopperGemm_) throw Error("gemmBf16: " + deviceLabel() + " does not run this build's sm_90a (Hopper) GEMM");
   const auto* a = static_cast<const __nv_bfloat16*>(A);
   const auto* b = static_cast<const __nv_bfloat16*>(B);
-  if (width == 0)
+  if (pingPong)
+    cuda::gemmBf16PingPong(stream_, C, a, b, M, N, K, lda, ldb, alpha, beta, multiprocessors_);
+  else if (width == 0)
     cuda::gemmBf16(stream_, C, a, b, M, N, K, lda, ldb, alpha, beta, multiprocessors_);
   else
     cuda::gemmBf16Width(stream_, C, a, b, M, N, K, lda, ldb, alpha, beta, multiprocessors_, width);

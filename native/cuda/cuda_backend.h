@@ -89,9 +89,10 @@ class CudaBackend final : public Backend {
   // (X[k*rows+r]), zero-padded to ldk (a multiple of 8).
   void toBf16KMajor(void* out, const float* X, int rows, int K, bool kContiguous, int ldk);
   // C[M,N] = alpha * A[M,K] B[N,K]^T + beta * C on bf16 rows lda / ldb apart. Needs hopperGemm().
-  // width: the output-tile width (one of hopperGemmWidths()), 0 to let the kernel pick.
+  // width: the output-tile width (one of hopperGemmWidths()), 0 to let the kernel pick; pingPong: the
+  // ping-pong schedule (128-wide tiles) instead.
   void gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
-                float beta, int width = 0);
+                float beta, int width = 0, bool pingPong = false);
   // The tile widths the Hopper kernel has, and the one it picks for an M x N output on a device with
   // `multiprocessors` SMs.
   static std::vector<int> hopperGemmWidths();
@@ -114,6 +115,7 @@ class CudaBackend final : public Backend {
   int attentionPath_;          // an AttentionPath
   bool skinnyGemm_;            // gemm_skinny.cu for products with a side <= 16
   bool fusedLora_;             // gemmLowRank fused into the wgmma epilogue
+  bool pingPong_;              // Hopper GEMMs on the ping-pong schedule
   bool hopperGemm_ = false;    // the sm_90a wgmma/TMA GEMM runs here
   std::unique_ptr<OpProfile> profile_;  // while profiling
   MemoryMeter meter_;                   // allocations and the scratch buffer

@@ -111,6 +111,39 @@ __device__ __forceinline__ void tileCoords(int t, int tilesM, int tilesN, int& t
   tm = first + inGroup % rows;
   tn = inGroup / rows;
 }
+
+// C[row0 + .., col0 + ..] = alpha * d + beta * C for one warp group's m64 x BN accumulators (d[4j+e]: row
+// 16*warp + lane/4 (+8 for e >= 2), column 8j + 2*(lane%4) + e%2). pairs: rows are 8-byte aligned, so a
+// thread's two columns go as one access.
+template <int BN>
+__device__ __forceinline__ void storeTile(float* C, const float (&d)[BN / 2], int row0, int col0, int M, int N,
+                                          float alpha, float beta, bool pairs) {
+  const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
+  const int row = row0 + warp * 16 + lane / 4;
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    const int col = col0 + 8 * j + 2 * (lane % 4);  // even
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = row + 8 * h;
+      if (r >= M) continue;
+      float* out = C + size_t(r) * N + col;
+      const float v0 = alpha * d[4 * j + 2 * h], v1 = alpha * d[4 * j + 2 * h + 1];
+      if (pairs && col + 1 < N) {
+        float2 v = make_float2(v0, v1);
+        if (beta != 0.0f) {
+          const float2 old = *reinterpret_cast<const float2*>(out);
+          v.x += beta * old.x;
+          v.y += beta * old.y;
+        }
+        *reinterpret_cast<float2*>(out) = v;
+      } else {
+        if (col < N) out[0] = beta == 0.0f ? v0 : v0 + beta * out[0];
+        if (col + 1 < N) out[1] = beta == 0.0f ? v1 : v1 + beta * out[1];
+      }
+    }
+  }
+}
 #endif  // PL_HOPPER_DEVICE
 
 // kLowRank: the variant with the fused rank-r update in its epilogue (128-wide tiles only: with any wider
@@ -222,29 +255,116 @@ __global__ void __launch_bounds__(kHThreads, 1)
             }
         }
       }
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const int col = col0 + 8 * j;  // even
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int r = row + 8 * h;
-          if (r >= M) continue;
-          float* out = C + size_t(r) * N + col;
-          const float v0 = alpha * d[4 * j + 2 * h], v1 = alpha * d[4 * j + 2 * h + 1];
-          if (pairs && col + 1 < N) {  // one 8-byte access for the thread's two columns
-            float2 v = make_float2(v0, v1);
-            if (beta != 0.0f) {
-              const float2 old = *reinterpret_cast<const float2*>(out);
-              v.x += beta * old.x;
-              v.y += beta * old.y;
-            }
-            *reinterpret_cast<float2*>(out) = v;
-          } else {
-            if (col < N) out[0] = beta == 0.0f ? v0 : v0 + beta * out[0];
-            if (col + 1 < N) out[1] = beta == 0.0f ? v1 : v1 + beta * out[1];
-          }
+      storeTile<BN>(C, d, tm * kHBM + c * 64, tn * BN, M, N, alpha, beta, pairs);
+    }
+  }
+#else
+  (void)mapA;
+  (void)mapB;
+  (void)C;
+  (void)M;
+  (void)N;
+  (void)K;
+  (void)alpha;
+  (void)beta;
+  __trap();
+#endif
+}
+
+// Ping-pong schedule: each consumer warp group owns whole 128 x BN tiles (two m64 halves, BN registers a
+// thread), taking the block's tiles alternately. The producer fills the ring tile by tile in that order,
+// and an ordering barrier hands the tensor cores from one group's main loop to the other's, so each
+// group's epilogue (the stores of C) runs while the other group multiplies. A group never waits on a ring
+// stage more than one fill ahead: the other group has consumed the fill before it. 128-wide tiles only
+// (two halves of a wider tile would not fit the registers).
+template <int BN>
+__global__ void __launch_bounds__(kHThreads, 1)
+    gemm_wgmma_pingpong_kernel(const __grid_constant__ CUtensorMap mapA, const __grid_constant__ CUtensorMap mapB,
+                               float* C, int M, int N, int K, float alpha, float beta) {
+#ifdef PL_HOPPER_DEVICE
+  using Tile = HopperTile<BN>;
+  constexpr int S = Tile::kStages;
+  extern __shared__ uint8_t smemRaw[];
+  uint8_t* smem = smemRaw + ((1024 - (smemAddr(smemRaw) & 1023)) & 1023);
+  __nv_bfloat16* sA = reinterpret_cast<__nv_bfloat16*>(smem);
+  __nv_bfloat16* sB = reinterpret_cast<__nv_bfloat16*>(smem + S * kHBM * kHBK * 2);
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * Tile::kStageBytes);
+  uint64_t* empty = full + S;
+  uint64_t* order = empty + S;  // order[g]: group g may start its next main loop
+
+  const int tilesM = (M + kHBM - 1) / kHBM, tilesN = (N + BN - 1) / BN, tiles = tilesM * tilesN;
+  const int kTiles = (K + kHBK - 1) / kHBK;
+  const bool pairs = N % 2 == 0 && reinterpret_cast<uintptr_t>(C) % 8 == 0;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S; ++s) {
+      mbarInit(&full[s], 1);   // the producer's arrive (with the expected bytes)
+      mbarInit(&empty[s], 1);  // the one group that consumed the stage
+    }
+    mbarInit(&order[0], 1);
+    mbarInit(&order[1], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  const int wg = threadIdx.x / 128;
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if (threadIdx.x == 0) {
+      int it = 0;
+      for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+        int tm, tn;
+        tileCoords(t, tilesM, tilesN, tm, tn);
+        for (int kt = 0; kt < kTiles; ++kt, ++it) {
+          const int s = it % S;
+          mbarWait(&empty[s], ((it / S) & 1) ^ 1);
+          mbarExpectTx(&full[s], Tile::kStageBytes);
+          tmaLoad(sA + s * kHBM * kHBK, &mapA, kt * kHBK, tm * kHBM, &full[s]);
+          tmaLoad(sB + s * BN * kHBK, &mapB, kt * kHBK, tn * BN, &full[s]);
         }
       }
+    }
+  } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    const int g = wg - 1;  // this group takes the block's tiles g, g + 2, g + 4, ...
+    const bool leader = threadIdx.x % 128 == 0;
+    float d[2][BN / 2];
+    int n = 0;  // how many tiles this group has taken
+    for (int t = blockIdx.x + g * gridDim.x; t < tiles; t += 2 * gridDim.x, ++n) {
+      int tm, tn;
+      tileCoords(t, tilesM, tilesN, tm, tn);
+      // Group 0 starts at once; after that each group waits for the other's main loop before its own.
+      if (g == 1) mbarWait(&order[1], n & 1);
+      else if (n > 0) mbarWait(&order[0], (n - 1) & 1);
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i) d[h][i] = 0.0f;
+      int it = (2 * n + g) * kTiles;  // this tile's place in the ring order
+      int prev = -1;
+      for (int kt = 0; kt < kTiles; ++kt, ++it) {
+        const int s = it % S;
+        mbarWait(&full[s], (it / S) & 1);
+        wgmmaFence();
+        const uint64_t descA = smemDesc(sA + s * kHBM * kHBK);
+        const uint64_t descA1 = smemDesc(sA + s * kHBM * kHBK + 64 * kHBK);
+        const uint64_t descB = smemDesc(sB + s * BN * kHBK);
+#pragma unroll
+        for (int kk = 0; kk < kHBK / 16; ++kk) {
+          wgmmaBf16<BN>(d[0], descA + 2 * kk, descB + 2 * kk);
+          wgmmaBf16<BN>(d[1], descA1 + 2 * kk, descB + 2 * kk);
+        }
+        wgmmaCommit();
+        wgmmaWait<1>();  // the previous stage's products are done: hand its buffers back
+        if (prev >= 0 && leader) mbarArrive(&empty[prev]);
+        prev = s;
+      }
+      wgmmaWait<0>();
+      if (leader) {
+        if (prev >= 0) mbarArrive(&empty[prev]);
+        mbarArrive(&order[g ^ 1]);  // the other group's turn at the tensor cores
+      }
+      storeTile<BN>(C, d[0], tm * kHBM, tn * BN, M, N, alpha, beta, pairs);
+      storeTile<BN>(C, d[1], tm * kHBM + 64, tn * BN, M, N, alpha, beta, pairs);
     }
   }
 #else
@@ -349,6 +469,20 @@ CUtensorMap tensorMap(const __nv_bfloat16* base, int rows, int K, int ld, int bo
   return map;
 }
 
+template <int BN>
+void launchWgmmaPingPong(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N,
+                         int K, int lda, int ldb, float alpha, float beta, int multiprocessors) {
+  using Tile = HopperTile<BN>;
+  constexpr int smem = Tile::kSmemBytes + 16;  // + the two ordering barriers
+  allowSharedMemory(gemm_wgmma_pingpong_kernel<BN>, smem, "gemm_wgmma_pingpong_kernel");
+  const CUtensorMap mapA = tensorMap(A, M, K, lda, kHBM);
+  const CUtensorMap mapB = tensorMap(B, N, K, ldb, BN);
+  const int tiles = int(ceilDiv(M, kHBM)) * int(ceilDiv(N, BN));
+  const int grid = tiles < multiprocessors ? tiles : multiprocessors;
+  gemm_wgmma_pingpong_kernel<BN><<<grid, kHThreads, smem, stream>>>(mapA, mapB, C, M, N, K, alpha, beta);
+  checkLaunch("gemm_wgmma_pingpong_kernel");
+}
+
 template <int BN, bool kLowRank = false>
 void launchWgmma(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
                  int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr = {}) {
@@ -443,7 +577,7 @@ void checkOperands(const __nv_bfloat16* A, const __nv_bfloat16* B, int K, int ld
 }  // namespace
 
 void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
-              int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr) {
+              int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr, bool pingPong) {
   if (M <= 0 || N <= 0) return;
   checkOperands(A, B, K, lda, ldb);
   if (lr.H) {
@@ -452,6 +586,10 @@ void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_
                   std::to_string(kMaxLowRank) + "], got alpha " + std::to_string(alpha) + ", rank " +
                   std::to_string(lr.r));
     launchWgmma<128, true>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors, lr);
+    return;
+  }
+  if (pingPong) {
+    launchWgmmaPingPong<128>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
     return;
   }
   gemmBf16Width(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors, hopperGemmWidth(M, N, multiprocessors));
@@ -486,6 +624,13 @@ bool launchWidth(int width, cudaStream_t stream, float* C, const __nv_bfloat16* 
 }
 }  // namespace
 
+void gemmBf16PingPong(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N,
+                      int K, int lda, int ldb, float alpha, float beta, int multiprocessors) {
+  if (M <= 0 || N <= 0) return;
+  checkOperands(A, B, K, lda, ldb);
+  launchWgmmaPingPong<128>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
+}
+
 void gemmBf16Width(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
                    int lda, int ldb, float alpha, float beta, int multiprocessors, int width) {
   static_assert(sizeof(kHWidths) / sizeof(int) == 5, "launchWidth lists every width of kHWidths");
@@ -503,7 +648,8 @@ size_t gemmHopperScratchBytes(int M, int N, int K) {
 }
 
 void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
-                bool transB, float alpha, float beta, void* scratch, int multiprocessors, const LowRankUpdate& lr) {
+                bool transB, float alpha, float beta, void* scratch, int multiprocessors, const LowRankUpdate& lr,
+                bool pingPong) {
   if (M <= 0 || N <= 0) return;
   const int ldk = static_cast<int>(alignUp(K, 8));
   auto* a = static_cast<__nv_bfloat16*>(scratch);
@@ -512,7 +658,7 @@ void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, i
   // only when B is transposed.
   toBf16KMajor(stream, a, A, M, K, !transA, ldk);
   toBf16KMajor(stream, b, B, N, K, transB, ldk);
-  gemmBf16(stream, C, a, b, M, N, K, ldk, ldk, alpha, beta, multiprocessors, lr);
+  gemmBf16(stream, C, a, b, M, N, K, ldk, ldk, alpha, beta, multiprocessors, lr, pingPong);
 }
 
 }  // namespace pl::cuda

@@ -40,14 +40,20 @@ bool hopperGemmSupported(cudaStream_t stream);
 // C[M,N] = alpha * A[M,K] B[N,K]^T + beta * C: bf16 rows `lda` / `ldb` elements apart (multiples of 8,
 // bases 16-byte aligned), fp32 accumulation and output.
 // lr (with alpha 1 only): the fused low-rank update.
+// pingPong (without lr): the ping-pong schedule below instead of the picked width.
 void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
-              int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr = {});
+              int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr = {},
+              bool pingPong = false);
 // The output-tile width gemmBf16 picks for an M x N product (the fewest idle tile slots in the last wave),
 // the widths it has, and the product at a given width (checks and benchmarks of each kernel).
 int hopperGemmWidth(int M, int N, int multiprocessors);
 std::vector<int> hopperGemmWidths();
 void gemmBf16Width(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
                    int lda, int ldb, float alpha, float beta, int multiprocessors, int width);
+// The same product on the ping-pong schedule (128-wide tiles, each consumer warp group owning whole tiles
+// so that one group's stores overlap the other's multiplications).
+void gemmBf16PingPong(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N,
+                      int K, int lda, int ldb, float alpha, float beta, int multiprocessors);
 // out[r * ldk + k] = bf16(element (r, k)) of an fp32 rows x K operand, stored with K contiguous
 // (X[r * ldx + k], ldx 0 meaning K) or not (X[k * rows + r]); columns K..ldk-1 are zero. ldk is a
 // multiple of 8.
@@ -61,7 +67,8 @@ void widenBf16(cudaStream_t stream, float* out, const __nv_bfloat16* in, size_t 
 // (gemmHopperScratchBytes) and multiplies them.
 size_t gemmHopperScratchBytes(int M, int N, int K);
 void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
-                bool transB, float alpha, float beta, void* scratch, int multiprocessors, const LowRankUpdate& lr = {});
+                bool transB, float alpha, float beta, void* scratch, int multiprocessors, const LowRankUpdate& lr = {},
+                bool pingPong = false);
 
 // ---- gemm_skinny.cu (one side <= 16: LoRA ranks) -------------------------------------------------------
 bool gemmSkinnyApplies(int M, int N, int K, bool transA, bool transB);

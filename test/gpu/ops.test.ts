@@ -289,6 +289,8 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
     expect(widths).toContain(picked.tileWidth);
     const forced = await kernels.timeMatmul({ m: 300, n: 500, k: 64, repeats: 1, operands: 'bf16', tileWidth: 216, ...gpu });
     expect(forced.tileWidth).toBe(216);
+    const pingPong = await kernels.timeMatmul({ m: 1024, n: 1024, k: 512, repeats: 1, operands: 'bf16', schedule: 'pingpong', ...gpu });
+    expect([pingPong.tileWidth, pingPong.schedule]).toEqual([128, 'pingpong']);
     expect(forced.gflops).toBeGreaterThan(0);
     await expect(kernels.timeMatmul({ m: 64, n: 64, k: 64, repeats: 1, operands: 'bf16', tileWidth: 100, ...gpu })).rejects.toThrow(
       /options\.tileWidth must be one of 256, 216, 200, 192, 128, got 100/,

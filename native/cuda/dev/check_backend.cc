@@ -214,6 +214,7 @@ void checkGemmWeightBf16(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
 // The Hopper kernel at each of its tile widths, on bf16 operands (the reference multiplies the same
 // rounded values in fp32, so only the summation order differs): shapes with a partial last tile in both
 // directions and a K that is not a whole number of 64-wide stages.
+// Width 0 below stands for the ping-pong schedule (128-wide tiles).
 void checkGemmWidths(pl::cpu::CpuBackend& cpu, pl::cuda::CudaBackend& gpu) {
   // The picks the widths were added for (132 SMs: H100 SXM, H200): whole waves at open-llama-3b's shapes.
   struct Pick { int M, N, want; };
@@ -222,8 +223,12 @@ void checkGemmWidths(pl::cpu::CpuBackend& cpu, pl::cuda::CudaBackend& gpu) {
     expect("wgmma tile width for " + std::to_string(p.M) + " x " + std::to_string(p.N) + " on 132 SMs", got == p.want,
            std::to_string(got) + " (want " + std::to_string(p.want) + ")");
   }
-  for (int width : pl::cuda::CudaBackend::hopperGemmWidths()) {
-    const int shapes[][3] = {{200, 2 * width + 8, 200}, {129, width - 8, 64}, {384, width, 1000}};
+  std::vector<int> widths = pl::cuda::CudaBackend::hopperGemmWidths();
+  widths.push_back(0);
+  for (int width : widths) {
+    const int w = width == 0 ? 128 : width;
+    // (1000 x 1000: eight 128 x 128 tiles a block on most GPUs, so the ping-pong groups alternate several times.)
+    const int shapes[][3] = {{200, 2 * w + 8, 200}, {129, w - 8, 64}, {384, w, 1000}, {1000, 1000, 136}};
     for (const auto& s : shapes) {
       const int M = s[0], N = s[1], K = s[2], ld = (K + 7) / 8 * 8;
       Vec a = randn(size_t(M) * K, 61), b = randn(size_t(N) * K, 62), c = randn(size_t(M) * N, 63);
@@ -245,9 +250,12 @@ void checkGemmWidths(pl::cpu::CpuBackend& cpu, pl::cuda::CudaBackend& gpu) {
         Dev gc(gpu, beta == 0.0f ? Vec(c.size(), NAN) : c);  // beta 0 must ignore NaN C
         gpu.upload(ga.p, ah.data(), ah.size() * sizeof(uint16_t));
         gpu.upload(gb.p, bh.data(), bh.size() * sizeof(uint16_t));
-        gpu.gemmBf16(gc.f(), ga.p, gb.p, M, N, K, ld, ld, 0.75f, beta, width);
+        gpu.gemmBf16(gc.f(), ga.p, gb.p, M, N, K, ld, ld, 0.75f, beta, width, width == 0);
         char name[160];
-        std::snprintf(name, sizeof name, "gemmBf16[wgmma %d wide] M%d N%d K%d beta%.1f", width, M, N, K, beta);
+        if (width == 0)
+          std::snprintf(name, sizeof name, "gemmBf16[wgmma ping-pong] M%d N%d K%d beta%.1f", M, N, K, beta);
+        else
+          std::snprintf(name, sizeof name, "gemmBf16[wgmma %d wide] M%d N%d K%d beta%.1f", width, M, N, K, beta);
         compare(name, gc.get(), ref, 1e-4 * std::sqrt(double(K)), 1e-4);
       }
     }
@@ -556,6 +564,17 @@ int main(int argc, char** argv) {
       checkGemmLarge(cpu, *wgmma, "wgmma");
       checkGemmWidths(cpu, static_cast<pl::cuda::CudaBackend&>(*wgmma));
     }
+    // The model's products on the ping-pong schedule.
+    setenv("PUZZLE_LLAMA_CUDA_PINGPONG", "1", 1);
+    setenv("PUZZLE_LLAMA_CUDA_GEMM", "wgmma", 1);
+    try {
+      auto pingPong = pl::cuda::createBackend(device);
+      checkGemmLarge(cpu, *pingPong, "wgmma ping-pong");
+      checkGemmWeightBf16(cpu, *pingPong, "wgmma ping-pong");
+    } catch (const pl::Error& e) {
+      std::printf("skip gemm[wgmma ping-pong]: %s\n", e.what());
+    }
+    unsetenv("PUZZLE_LLAMA_CUDA_PINGPONG");
   } catch (const std::exception& e) {
     std::printf("FAIL exception: %s\n", e.what());
     return 2;
