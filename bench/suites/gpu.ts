@@ -132,6 +132,8 @@ async function attentionSection({ options, note, push }: Section): Promise<void>
   for (const a of attentionShapes(options.quick)) {
     const r = options.quick ? 3 : 10;
     const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' });
+    // The opt-in backward that keeps dS for the dQ pass (PUZZLE_LLAMA_CUDA_ATTENTION=flash-ds).
+    const keptDs = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda', dq: 'kept-ds' });
     const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
     // Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
     const flops = 3.5 * 2 * a.b * a.h * a.t * a.t * a.d;
@@ -141,7 +143,7 @@ async function attentionSection({ options, note, push }: Section): Promise<void>
       value: ours.medianMsFwdBwd,
       higherIsBetter: false,
       ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
-      note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
+      note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms; with dQ from the kept dS ${keptDs.medianMsFwdBwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
     });
   }
 }

@@ -311,8 +311,12 @@ export interface NativeKernels {
     tileWidth?: number;
     schedule?: 'cooperative' | 'pingpong';
   }>;
-  /** Times causal attention forward, then forward+backward, as timeMatmul does; msFwd / msFwdBwd are the best calls. */
-  timeAttention(options: AttentionDims & { repeats?: number }): Promise<{ msFwd: number; medianMsFwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;
+  /**
+   * Times causal attention forward, then forward+backward, as timeMatmul does; msFwd / msFwdBwd are the best
+   * calls. dq (CUDA flash kernels): 'kept-ds' has the dK/dV pass keep dS and computes dQ from it,
+   * 'recompute' recomputes S and dP for dQ; by default, the backend's own choice.
+   */
+  timeAttention(options: AttentionDims & { repeats?: number; dq?: 'recompute' | 'kept-ds' }): Promise<{ msFwd: number; medianMsFwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;
 }
 
 /** Every function the addon exports. */

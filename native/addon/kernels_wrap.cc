@@ -850,13 +850,29 @@ Napi::Value TimeMatmul(const Napi::CallbackInfo& info) {
 
 class TimeAttentionJob : public PromiseWorker {
  public:
-  TimeAttentionJob(Napi::Env env, AttnDims d, int repeats, int threads, Device device)
-      : PromiseWorker(env, "puzzle-llama:timeAttention"), d_(d), repeats_(repeats), threads_(threads), device_(device) {}
+  // keptDs: -1 the backend's own choice, else whether the CUDA flash backward keeps dS for the dQ pass.
+  TimeAttentionJob(Napi::Env env, AttnDims d, int repeats, int threads, Device device, int keptDs)
+      : PromiseWorker(env, "puzzle-llama:timeAttention"), d_(d), repeats_(repeats), threads_(threads), device_(device),
+        keptDs_(keptDs) {}
 
  protected:
   void Run(const ExecutionProgress&) override {
     JobBackend jb(device_, threads_);
     Backend& be = *jb;
+#ifdef PUZZLE_LLAMA_CUDA
+    // The shared CUDA backend's setting, for this job only (the job holds the backend's lock).
+    struct KeptDs {
+      cuda::CudaBackend* cuda;
+      bool before;
+      ~KeptDs() {
+        if (cuda) cuda->setAttentionKeepsDs(before);
+      }
+    } keptDs{device_ == Device::Cuda && keptDs_ >= 0 ? static_cast<cuda::CudaBackend*>(&be) : nullptr, false};
+    if (keptDs.cuda) {
+      keptDs.before = keptDs.cuda->attentionKeepsDs();
+      keptDs.cuda->setAttentionKeepsDs(keptDs_ == 1);
+    }
+#endif
     Scratch mem(be);
     const size_t qn = static_cast<size_t>(d_.B) * d_.T * d_.H * d_.D, kn = static_cast<size_t>(d_.B) * d_.T * d_.Hkv * d_.D;
     float *q = mem.floats(qn), *k = mem.floats(kn), *v = mem.floats(kn), *out = mem.floats(qn), *dout = mem.floats(qn);
@@ -886,6 +902,7 @@ class TimeAttentionJob : public PromiseWorker {
   AttnDims d_;
   int repeats_, threads_;
   Device device_;
+  int keptDs_;
   std::vector<double> times_, fwdTimes_;
 };
 
@@ -893,9 +910,15 @@ Napi::Value TimeAttention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string w = "kernels.timeAttention(): options.";
   Napi::Object o = objectArg(info, 0, "kernels.timeAttention(): options", false);
+  int keptDs = -1;
+  if (!o.Get("dq").IsUndefined()) {
+    const std::string v = stringField(o, "dq", w, std::string("recompute"));
+    if (v != "recompute" && v != "kept-ds") throwRange(env, w + "dq must be 'recompute' or 'kept-ds', got '" + v + "'");
+    keptDs = v == "kept-ds" ? 1 : 0;
+  }
   auto* job = new TimeAttentionJob(env, attnDims(o, w), static_cast<int>(intField(o, "repeats", w, 1, 100000, 10)),
                                    static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)),
-                                   deviceArg(o, w));
+                                   deviceArg(o, w), keptDs);
   job->Queue();
   return job->Promise();
 }

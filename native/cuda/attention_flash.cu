@@ -20,6 +20,8 @@
 //     an fp32 buffer [B,T,H,D] and a second pass sums the group's shares in head order (a block per kv head
 //     looping over the group would leave the longest block with group times the average work).
 //   dQ: a block per (b, h, 64 queries) over key tiles of 32: S, P, dP = dO V^T, dS, dQ += dS K; times scale.
+//     Or, with the dS path (AttentionPath::FlashDs, up to 1 GiB of dS), the dK/dV pass also writes dS^T in
+//     bf16 and dQ = dS K is a single product over it.
 // Expected error vs the fp32 CPU: bf16 rounding of q, k, v, P, dO and dS (~1e-2 of each tensor's scale).
 #include <cmath>
 #include <string>
@@ -102,6 +104,12 @@ template <int kD>
 __device__ __forceinline__ void fragB2Trans(uint32_t (&b)[4], const __nv_bfloat16* S, int n0, int j) {
   const int lane = threadIdx.x % 32;
   ldmatrixX4Trans(b, S + (16 * j + lane % 8 + ((lane / 8) % 2) * 8) * rowLd<kD>() + n0 + (lane / 16) * 8);
+}
+
+// A fragment (rows m0..m0+15, k 16j..16j+15) of the transpose of a tile stored [k][m], rows `ld` apart.
+__device__ __forceinline__ void fragATrans(uint32_t (&a)[4], const __nv_bfloat16* S, int ld, int m0, int j) {
+  const int lane = threadIdx.x % 32;
+  ldmatrixX4Trans(a, S + (16 * j + lane % 8 + 8 * (lane / 16)) * ld + m0 + 8 * ((lane / 8) % 2));
 }
 
 __device__ __forceinline__ void mmaPair(float (&c0)[4], float (&c1)[4], const uint32_t (&a)[4], const uint32_t (&b)[4]) {
@@ -328,8 +336,9 @@ template <int kD>
 __global__ void __launch_bounds__(kThreadsF)
     attention_flash_dkdv_kernel(float* dk, float* dv, const __nv_bfloat16* qh, const __nv_bfloat16* kh,
                                 const __nv_bfloat16* vh, const __nv_bfloat16* doh, const float* lse,
-                                const float* delta, int T, int H, int Hkv, int D) {
-  // dk, dv: [B,T,H,D], this query head's share (the gradients themselves when H == Hkv).
+                                const float* delta, int T, int H, int Hkv, int D, __nv_bfloat16* dsT, int ldq) {
+  // dk, dv: [B,T,H,D], this query head's share (the gradients themselves when H == Hkv). dsT (or null):
+  // dS^T for the dQ pass, [B,H,T keys,ldq], every query at or after the block's first key (masked ones 0).
   constexpr int kLd = rowLd<kD>(), kNd = kD / 8, kKs = kD / 16;
   extern __shared__ __align__(16) uint8_t smemBytes[];
   __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(smemBytes);
@@ -411,6 +420,20 @@ __global__ void __launch_bounds__(kThreadsF)
         st[n][e] = p;
         dpt[n][e] = p * (dpt[n][e] - deltaS[qi]);
       }
+    if (dsT) {
+#pragma unroll
+      for (int n = 0; n < kBq / 8; ++n)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int key = keyOf[r], query = q0 + 8 * n + 2 * t;
+          if (key >= T || query >= T) continue;
+          __nv_bfloat16* dst = dsT + ((size_t(b) * H + h) * T + key) * ldq + query;
+          if (query + 1 < T)
+            *reinterpret_cast<uint32_t*>(dst) = packBf16(dpt[n][2 * r], dpt[n][2 * r + 1]);
+          else
+            *dst = __float2bfloat16_rn(dpt[n][2 * r]);
+        }
+    }
 #pragma unroll
     for (int j = 0; j < kBq / 16; ++j) {
       uint32_t pa[4], sa[4];
@@ -570,6 +593,96 @@ __global__ void __launch_bounds__(kThreadsF)
   }
 }
 
+// ---- backward: dQ from the stored dS ------------------------------------------------------------------------
+
+// With dS^T kept by the dK/dV pass, dQ = dS K (times scale) is one product: a block per (b, h, 64 queries)
+// over key tiles of 32, dS^T and K double-buffered, dS's A fragments read transposed.
+constexpr int kSq = 64, kSk = 32, kSld = kSq + 8;
+
+template <int kD>
+constexpr size_t dqDsSmem() {
+  return 2 * (2 * size_t(kSk) * kSld + 2 * size_t(kSk) * rowLd<kD>());  // two dS^T and two K tiles
+}
+
+template <int kD>
+__global__ void __launch_bounds__(kThreadsF)
+    attention_flash_dq_ds_kernel(float* dq, const __nv_bfloat16* kh, const __nv_bfloat16* dsT, int ldq, int T, int H,
+                                 int Hkv, int D, float scale) {
+  constexpr int kLd = rowLd<kD>(), kNd = kD / 8;
+  extern __shared__ __align__(16) uint8_t smemBytes[];
+  __nv_bfloat16* Ss = reinterpret_cast<__nv_bfloat16*>(smemBytes);  // [2][kSk][kSld]
+  __nv_bfloat16* Ks = Ss + 2 * kSk * kSld;                          // [2][kSk][kLd]
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * kSq, h = blockIdx.y, b = blockIdx.z;
+  const int hk = h / (H / Hkv);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const __nv_bfloat16* kHead = kh + (size_t(b) * Hkv + hk) * T * kD;
+  const __nv_bfloat16* dsHead = dsT + (size_t(b) * H + h) * T * ldq;
+  const int tiles = (min(T, q0 + kSq) - 1) / kSk + 1;
+  // Keys [key0, key0 + kSk) x this block's queries; keys past T and queries past T load as zeros.
+  auto loadDs = [&](__nv_bfloat16* S, int key0) {
+    for (int i = threadIdx.x; i < kSk * (kSq / 8); i += kThreadsF) {
+      const int r = i / (kSq / 8), c = (i % (kSq / 8)) * 8;
+      const bool valid = key0 + r < T && q0 + c < T;
+      cpAsync16(S + r * kSld + c, dsHead + (valid ? size_t(key0 + r) * ldq + q0 + c : 0), valid);
+    }
+  };
+  loadDs(Ss, 0);
+  loadTile<kSk, kD>(Ks, kHead, 0, T);
+  cpAsyncCommit();
+
+  float acc[kNd][4];
+#pragma unroll
+  for (int i = 0; i < kNd; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int cur = kt & 1;
+    if (kt + 1 < tiles) {
+      loadDs(Ss + (cur ^ 1) * kSk * kSld, (kt + 1) * kSk);
+      loadTile<kSk, kD>(Ks + (cur ^ 1) * kSk * kLd, kHead, (kt + 1) * kSk, T);
+      cpAsyncCommit();
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const __nv_bfloat16* S = Ss + cur * kSk * kSld;
+    const __nv_bfloat16* K = Ks + cur * kSk * kLd;
+#pragma unroll
+    for (int j = 0; j < kSk / 16; ++j) {
+      uint32_t sa[4];
+      fragATrans(sa, S, kSld, 16 * warp, j);
+#pragma unroll
+      for (int i = 0; i < kNd; i += 2) {
+        uint32_t kb[4];
+        fragB2Trans<kD>(kb, K, 8 * i, j);
+        mmaPair(acc[i], acc[i + 1], sa, kb);
+      }
+    }
+    __syncthreads();
+  }
+
+  const size_t qStride = size_t(H) * D;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = q0 + 16 * warp + g + 8 * r;
+    if (row >= T) continue;
+    float* dst = dq + (size_t(b) * T + row) * qStride + size_t(h) * D;
+#pragma unroll
+    for (int i = 0; i < kNd; ++i) {
+      const int d = 8 * i + 2 * t;
+      if (d < D) dst[d] = acc[i][2 * r] * scale;
+      if (d + 1 < D) dst[d + 1] = acc[i][2 * r + 1] * scale;
+    }
+  }
+}
+
+// dS^T's bytes when kept (the dQ pass then reads it instead of recomputing S and dP), or 0 past the cap.
+constexpr size_t kMaxDsBytes = size_t(1) << 30;
+int dsLd(int T) { return int(alignUp(T, 8)); }
+size_t dsBytes(int B, int T, int H, bool keepDs) {
+  const size_t bytes = alignUp(size_t(B) * H * T * dsLd(T) * 2);
+  return keepDs && bytes <= kMaxDsBytes ? bytes : 0;
+}
+
 // ---- backward: the group's shares of dK and dV ------------------------------------------------------------
 
 // out[b,t,hk,d] = sum over j < group, in order, of part[b,t,hk*group+j,d] (for dK and dV at once).
@@ -615,7 +728,7 @@ void forwardFlash(cudaStream_t stream, float* out, float* lse, const float* q, c
 template <int kD>
 void backwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
                    const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H, int Hkv,
-                   int D, void* scratch) {
+                   int D, void* scratch, bool keepDs) {
   const float scale = 1.0f / std::sqrt(float(D));
   auto* qh = static_cast<__nv_bfloat16*>(scratch);
   auto* doh = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<uint8_t*>(qh) + packedBytes(B, T, H, kD));
@@ -632,16 +745,29 @@ void backwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const f
     dkShare = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(vh) + packedBytes(B, T, Hkv, kD));
     dvShare = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(dkShare) + sharesBytes(B, T, H, Hkv, D) / 2);
   }
+  // dS^T, when kept, after the shares.
+  __nv_bfloat16* dsT = nullptr;
+  if (dsBytes(B, T, H, keepDs) > 0)
+    dsT = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<uint8_t*>(vh) + packedBytes(B, T, Hkv, kD) +
+                                           sharesBytes(B, T, H, Hkv, D));
   constexpr size_t smemKv = dkdvSmem<kD>();
   allowSharedMemory(attention_flash_dkdv_kernel<kD>, smemKv, "attention_flash_dkdv_kernel");
   attention_flash_dkdv_kernel<kD><<<dim3(ceilDiv(T, kBk), H, B), kThreadsF, smemKv, stream>>>(
-      dkShare, dvShare, qh, kh, vh, doh, lse, delta, T, H, Hkv, D);
+      dkShare, dvShare, qh, kh, vh, doh, lse, delta, T, H, Hkv, D, dsT, dsLd(T));
   checkLaunch("attention_flash_dkdv_kernel");
   if (H != Hkv) {
     const size_t work = size_t(B) * T * Hkv * D;
     sum_group_kernel<<<elementwiseBlocks(work, 256), 256, 0, stream>>>(dk, dv, dkShare, dvShare, size_t(B) * T, Hkv,
                                                                          H / Hkv, D);
     checkLaunch("sum_group_kernel");
+  }
+  if (dsT) {
+    constexpr size_t smemDs = dqDsSmem<kD>();
+    allowSharedMemory(attention_flash_dq_ds_kernel<kD>, smemDs, "attention_flash_dq_ds_kernel");
+    attention_flash_dq_ds_kernel<kD><<<dim3(ceilDiv(T, kSq), H, B), kThreadsF, smemDs, stream>>>(
+        dq, kh, dsT, dsLd(T), T, H, Hkv, D, scale);
+    checkLaunch("attention_flash_dq_ds_kernel");
+    return;
   }
   constexpr size_t smemQ = dqSmem<kD>();
   allowSharedMemory(attention_flash_dq_kernel<kD>, smemQ, "attention_flash_dq_kernel");
@@ -661,9 +787,10 @@ size_t attentionFlashForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv
   return packedBytes(B, Tq, H, kD) + 2 * packedBytes(B, Tcap, Hkv, kD);
 }
 
-size_t attentionFlashBackwardScratchBytes(int B, int T, int H, int Hkv, int D) {
+size_t attentionFlashBackwardScratchBytes(int B, int T, int H, int Hkv, int D, bool keepDs) {
   const int kD = paddedDim(D);
-  return 2 * packedBytes(B, T, H, kD) + 2 * packedBytes(B, T, Hkv, kD) + sharesBytes(B, T, H, Hkv, D);
+  return 2 * packedBytes(B, T, H, kD) + 2 * packedBytes(B, T, Hkv, kD) + sharesBytes(B, T, H, Hkv, D) +
+         dsBytes(B, T, H, keepDs);
 }
 
 void attentionForwardFlash(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
@@ -674,9 +801,11 @@ void attentionForwardFlash(cudaStream_t stream, float* out, float* lse, const fl
 
 void attentionBackwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
                             const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
-                            int Hkv, int D, void* scratch) {
-  if (paddedDim(D) == 64) backwardFlash<64>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch);
-  else backwardFlash<128>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch);
+                            int Hkv, int D, void* scratch, bool keepDs) {
+  if (paddedDim(D) == 64)
+    backwardFlash<64>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch, keepDs);
+  else
+    backwardFlash<128>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch, keepDs);
 }
 
 }  // namespace pl::cuda

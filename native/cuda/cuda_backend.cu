@@ -51,10 +51,13 @@ bool pingPongFromEnv() {
   return s && std::strcmp(s, "1") == 0;
 }
 
-// PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels; unset (or flash), attention_flash.cu.
+// PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels; flash-ds computes dQ from the kept
+// dS (opt-in until a GPU run has checked and timed it); unset (or flash), attention_flash.cu.
 AttentionPath attentionPathFromEnv() {
   const char* s = std::getenv("PUZZLE_LLAMA_CUDA_ATTENTION");
-  return s && std::strcmp(s, "simt") == 0 ? AttentionPath::Simt : AttentionPath::Flash;
+  if (s && std::strcmp(s, "simt") == 0) return AttentionPath::Simt;
+  if (s && std::strcmp(s, "flash-ds") == 0) return AttentionPath::FlashDs;
+  return AttentionPath::Flash;
 }
 
 }  // namespace
@@ -375,6 +378,13 @@ void CudaBackend::gemmBf16(float* C, const void* A, const void* B, int M, int N,
 }
 
 std::vector<int> CudaBackend::hopperGemmWidths() { return cuda::hopperGemmWidths(); }
+
+bool CudaBackend::attentionKeepsDs() const { return static_cast<AttentionPath>(attentionPath_) == AttentionPath::FlashDs; }
+
+void CudaBackend::setAttentionKeepsDs(bool on) {
+  if (static_cast<AttentionPath>(attentionPath_) == AttentionPath::Simt) return;
+  attentionPath_ = static_cast<int>(on ? AttentionPath::FlashDs : AttentionPath::Flash);
+}
 int CudaBackend::hopperGemmWidth(int M, int N, int multiprocessors) {
   return cuda::hopperGemmWidth(M, N, multiprocessors);
 }

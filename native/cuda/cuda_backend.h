@@ -93,6 +93,10 @@ class CudaBackend final : public Backend {
   // ping-pong schedule (128-wide tiles) instead.
   void gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
                 float beta, int width = 0, bool pingPong = false);
+  // Whether the flash attention backward keeps dS for the dQ pass (PUZZLE_LLAMA_CUDA_ATTENTION=flash-ds);
+  // settable per call by timing code (no effect when attention is on the fp32 kernels).
+  bool attentionKeepsDs() const;
+  void setAttentionKeepsDs(bool on);
   // The tile widths the Hopper kernel has, and the one it picks for an M x N output on a device with
   // `multiprocessors` SMs.
   static std::vector<int> hopperGemmWidths();

@@ -103,9 +103,10 @@ void rope(cudaStream_t stream, float* x, const float* cosTable, const float* sin
 
 // ---- attention.cu ----------------------------------------------------------------------------------
 constexpr int kAttentionMaxD = 256;
-// Flash: attention_flash.cu's bf16 tensor-core kernels where they apply (attentionFlashSupports); Simt,
-// and the shapes they do not cover (head dims <= 32 or > 128, decode steps of < 8 queries): fp32 kernels.
-enum class AttentionPath { Flash, Simt };
+// Flash: attention_flash.cu's bf16 tensor-core kernels where they apply (attentionFlashSupports); FlashDs:
+// the same, with dQ computed from the dS the dK/dV pass keeps (up to 1 GiB of it) instead of recomputed;
+// Simt, and the shapes they do not cover (head dims <= 32 or > 128, decode steps of < 8 queries): fp32.
+enum class AttentionPath { Flash, FlashDs, Simt };
 size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path);
 void attentionForward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
                       int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, AttentionPath path, void* scratch);
@@ -117,12 +118,12 @@ void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, con
 // ---- attention_flash.cu (bf16 tensor cores, cp.async + ldmatrix) ------------------------------------------
 bool attentionFlashSupports(int D, int Tq);  // 32 < D <= 128 and Tq >= 8
 size_t attentionFlashForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D);
-size_t attentionFlashBackwardScratchBytes(int B, int T, int H, int Hkv, int D);
+size_t attentionFlashBackwardScratchBytes(int B, int T, int H, int Hkv, int D, bool keepDs);
 void attentionForwardFlash(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
                            int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch);
 void attentionBackwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
                             const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
-                            int Hkv, int D, void* scratch);
+                            int Hkv, int D, void* scratch, bool keepDs);
 
 
 // ---- cross_entropy.cu ------------------------------------------------------------------------------

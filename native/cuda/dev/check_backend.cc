@@ -521,6 +521,11 @@ int main(int argc, char** argv) {
     checkMemory(*gpu);
     checkOps(cpu, *gpu);
     checkAttention(cpu, *gpu, true, "flash");
+    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "flash-ds", 1);
+    {
+      auto keptDs = pl::cuda::createBackend(device);
+      checkAttention(cpu, *keptDs, true, "flash, dQ from kept dS");
+    }
     setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "simt", 1);
     {
       auto fp32Attention = pl::cuda::createBackend(device);

@@ -33,6 +33,10 @@ def forward_keys(kd): return 32 if kd > 64 else 64
 # dK/dV: 64 keys a block, query tiles of 32; dQ: 64 queries a block, key tiles of 32
 BK, BQ = 64, 32
 QQ, QK = 64, 32
+# dQ from the kept dS: 64 queries a block, key tiles of 32, dS^T tiles with rows of 64 + 8
+SQ, SK = 64, 32
+SLD = SQ + 8
+GARBAGE = 1e30  # what a global buffer holds where nothing was written (finite: it must not reach an output)
 
 
 class EmulationError(Exception):
@@ -159,6 +163,11 @@ def frag_b2(sm, S, kd, n0, ks, what):
 
 def frag_b2_trans(sm, S, kd, n0, j, what):
     addr = S + (16 * j + LANES % 8 + ((LANES // 8) % 2) * 8) * row_ld(kd) + n0 + (LANES // 16) * 8
+    return ldmatrix_x4(sm, addr, True, what)
+
+
+def frag_a_trans(sm, S, ld, m0, j, what):
+    addr = S + (16 * j + LANES % 8 + 8 * (LANES // 16)) * ld + m0 + 8 * ((LANES // 8) % 2)
     return ldmatrix_x4(sm, addr, True, what)
 
 
@@ -321,8 +330,8 @@ def store_rows(out, acc, rows, b, T, heads, h, D, mul=1.0):
                         out.put(base + d + e, acc[i, lane, 2 * r + e] * mul)
 
 
-def emulate_dkdv_share(qh, kh, vh, doh, lse, delta, B, T, H, Hkv, D, kd):
-    """attention_flash_dkdv_kernel: each query head's share, [B,T,H,D]."""
+def emulate_dkdv_share(qh, kh, vh, doh, lse, delta, B, T, H, Hkv, D, kd, ds=None):
+    """attention_flash_dkdv_kernel: each query head's share, [B,T,H,D]; with ds ([B,H,T,ldq]), dS^T too."""
     ld, nd, kks = row_ld(kd), kd // 8, kd // 16
     dk, dv = Output((B, T, H, D), "dk share"), Output((B, T, H, D), "dv share")
     for bx in range(-(-T // BK)):
@@ -382,6 +391,16 @@ def emulate_dkdv_share(qh, kh, vh, doh, lse, delta, B, T, H, Hkv, D, kd):
                                 p = np.where(live, np.exp(st_[n, :, e] - lseS[qi]), 0.0)
                                 st_[n, :, e] = p
                                 dpt[n, :, e] = p * (dpt[n, :, e] - deltaS[qi])
+                        if ds is not None:
+                            for n in range(BQ // 8):
+                                for r in range(2):
+                                    for lane in range(32):
+                                        key, query = key_of[r][lane], q0 + 8 * n + 2 * T4[lane]
+                                        if key >= T or query >= T:
+                                            continue
+                                        ds[b, h, key, query] = dpt[n, lane, 2 * r]
+                                        if query + 1 < T:
+                                            ds[b, h, key, query + 1] = dpt[n, lane, 2 * r + 1]
                         for j in range(BQ // 16):
                             pa, sa = c_to_a(st_[2 * j], st_[2 * j + 1]), c_to_a(dpt[2 * j], dpt[2 * j + 1])
                             for i in range(0, nd, 2):
@@ -478,7 +497,54 @@ def emulate_dq(qh, kh, vh, doh, lse, delta, B, T, H, Hkv, D, kd):
     return dq.v
 
 
-def emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D):
+def emulate_dq_ds(kh, ds, B, T, H, Hkv, D, kd):
+    """attention_flash_dq_ds_kernel: dQ = dS K from dS^T ([B,H,T,ldq], what the dK/dV pass wrote)."""
+    ld = row_ld(kd)
+    nd = kd // 8
+    scale = 1.0 / math.sqrt(D)
+    dq = Output((B, T, H, D), "dq (from dS)")
+    grid = -(-T // SQ)
+    for bx in range(grid):
+        for h in range(H):
+            for b in range(B):
+                sm = Shared(2 * SK * SLD + 2 * SK * ld)
+                Ss, Ks = 0, 2 * SK * SLD
+                q0, hk = (grid - 1 - bx) * SQ, h // (H // Hkv)
+                tiles = (min(T, q0 + SQ) - 1) // SK + 1
+
+                def load_ds(S, key0):
+                    for i in range(SK * (SQ // 8)):
+                        r, c = i // (SQ // 8), (i % (SQ // 8)) * 8
+                        valid = key0 + r < T and q0 + c < T
+                        sm.cp_async16(S + r * SLD + c, ds[b, h, key0 + r, q0 + c:q0 + c + 8] if valid else np.zeros(8))
+
+                load_ds(Ss, 0)
+                load_tile(sm, Ks, SK, kd, kh[b, hk], 0, T)
+                sm.commit()
+                acc = [np.zeros((nd, 32, 4)) for _ in range(WARPS)]
+                for kt in range(tiles):
+                    cur = kt & 1
+                    if kt + 1 < tiles:
+                        load_ds(Ss + (cur ^ 1) * SK * SLD, (kt + 1) * SK)
+                        load_tile(sm, Ks + (cur ^ 1) * SK * ld, SK, kd, kh[b, hk], (kt + 1) * SK, T)
+                        sm.commit()
+                        sm.wait(1)
+                    else:
+                        sm.wait(0)
+                    S, K = Ss + cur * SK * SLD, Ks + cur * SK * ld
+                    for warp in range(WARPS):
+                        for j in range(SK // 16):
+                            sa = frag_a_trans(sm, S, SLD, 16 * warp, j, "dq dS")
+                            for i in range(0, nd, 2):
+                                kb = frag_b2_trans(sm, K, kd, 8 * i, j, "dq K^T (dS path)")
+                                mma_pair(acc[warp][i], acc[warp][i + 1], sa, kb)
+                for warp in range(WARPS):
+                    store_rows(dq, acc[warp], [q0 + 16 * warp + G + 8 * r for r in range(2)], b, T, H, h, D, scale)
+    dq.check_once()
+    return dq.v
+
+
+def emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D, keep_ds=False):
     kd = 64 if D <= 64 else 128
     scale = 1.0 / math.sqrt(D)
     delta = np.einsum("bthd,bthd->bht", dout, out)
@@ -487,12 +553,16 @@ def emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D):
     kh = to_heads(k, B, T, Hkv, D, kd, 1.0)
     vh = to_heads(v, B, T, Hkv, D, kd, 1.0)
     lse3 = lse.reshape(B, H, T)
-    dk_s, dv_s = emulate_dkdv_share(qh, kh, vh, doh, lse3, delta, B, T, H, Hkv, D, kd)
+    ds = np.full((B, H, T, -(-T // 8) * 8 + 8), GARBAGE) if keep_ds else None  # rows ldq apart (+8: a chunk past the row's end)
+    dk_s, dv_s = emulate_dkdv_share(qh, kh, vh, doh, lse3, delta, B, T, H, Hkv, D, kd, ds)
     if H != Hkv:
         dk, dv = emulate_sum_group(dk_s, dv_s, B, T, H, Hkv, D)
     else:
         dk, dv = dk_s, dv_s
-    dq = emulate_dq(qh, kh, vh, doh, lse3, delta, B, T, H, Hkv, D, kd)
+    if keep_ds:
+        dq = emulate_dq_ds(kh, ds, B, T, H, Hkv, D, kd)
+    else:
+        dq = emulate_dq(qh, kh, vh, doh, lse3, delta, B, T, H, Hkv, D, kd)
     return dq, dk, dv
 
 
@@ -566,16 +636,16 @@ def main():
         ok &= close(name + " out", out, want)
         ok &= close(name + " lse", lse, want_lse)
     backward_cases = [(1, 8, 1, 1, 64), (1, 100, 4, 2, 128), (2, 70, 4, 1, 80), (1, 129, 2, 2, 64), (1, 65, 6, 3, 40)]
-    for B, T, H, Hkv, D in backward_cases:
+    for (B, T, H, Hkv, D), keep_ds in [(c, False) for c in backward_cases] + [(c, True) for c in backward_cases]:
         q = rng.standard_normal((B, T, H, D))
         k = rng.standard_normal((B, T, Hkv, D))
         v = rng.standard_normal((B, T, Hkv, D))
         dout = rng.standard_normal((B, T, H, D))
         out, lse = reference(q, k, v, B, T, H, Hkv, D, 0)
-        name = f"backward B{B} T{T} H{H}/{Hkv} D{D}"
+        name = f"backward B{B} T{T} H{H}/{Hkv} D{D}{' (dQ from kept dS)' if keep_ds else ''}"
         try:
             with np.errstate(invalid="raise", divide="raise"):
-                dq, dk, dv = emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D)
+                dq, dk, dv = emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D, keep_ds)
         except (EmulationError, ArithmeticError, ValueError) as e:
             print(f"FAIL  {name}: {e}")
             ok = False
