@@ -135,6 +135,19 @@ __device__ __forceinline__ float quadSum(float v) {
   return v + __shfl_xor_sync(kFullMask, v, 2);
 }
 
+// One row of an output [.., D] starting at `dst`: the thread's values of C-fragment row r (acc[i][2r],
+// acc[i][2r+1] at columns 8i + 2t, 8i + 2t + 1), times mul; columns past D are padding.
+template <int kNd>
+__device__ __forceinline__ void storeRow(float* dst, const float (&acc)[kNd][4], int r, int D, float mul) {
+  const int t = threadIdx.x % 4;
+#pragma unroll
+  for (int i = 0; i < kNd; ++i) {
+    const int d = 8 * i + 2 * t;
+    if (d < D) dst[d] = acc[i][2 * r] * mul;
+    if (d + 1 < D) dst[d + 1] = acc[i][2 * r + 1] * mul;
+  }
+}
+
 // ---- packing: [B,T,heads,D] fp32 -> [B,heads,T,kD] bf16 (times mul, zero-padded) ------------------------
 
 template <int kD>
@@ -311,14 +324,7 @@ __global__ void __launch_bounds__(kThreadsF)
       const int row = q0 + row0 + 16 * rb + g + 8 * r;
       const float total = quadSum(l[rb][r]);
       if (row >= Tq) continue;
-      const float inv = 1.0f / total;
-      float* dst = out + (size_t(b) * Tq + row) * qStride + size_t(h) * D;
-#pragma unroll
-      for (int i = 0; i < kNd; ++i) {
-        const int d = 8 * i + 2 * t;
-        if (d < D) dst[d] = o[rb][i][2 * r] * inv;
-        if (d + 1 < D) dst[d + 1] = o[rb][i][2 * r + 1] * inv;
-      }
+      storeRow<kNd>(out + (size_t(b) * Tq + row) * qStride + size_t(h) * D, o[rb], r, D, 1.0f / total);
       if (lse && t == 0) lse[(size_t(b) * H + h) * Tq + row] = m[rb][r] + logf(total);
     }
 }
@@ -457,18 +463,8 @@ __global__ void __launch_bounds__(kThreadsF)
     const int key = keyOf[r];
     if (key >= T) continue;
     const size_t off = (size_t(b) * T + key) * kStride + size_t(h) * D;
-#pragma unroll
-    for (int i = 0; i < kNd; ++i) {
-      const int d = 8 * i + 2 * t;
-      if (d < D) {
-        dk[off + d] = dkAcc[i][2 * r];
-        dv[off + d] = dvAcc[i][2 * r];
-      }
-      if (d + 1 < D) {
-        dk[off + d + 1] = dkAcc[i][2 * r + 1];
-        dv[off + d + 1] = dvAcc[i][2 * r + 1];
-      }
-    }
+    storeRow<kNd>(dk + off, dkAcc, r, D, 1.0f);
+    storeRow<kNd>(dv + off, dvAcc, r, D, 1.0f);
   }
 }
 
@@ -581,16 +577,8 @@ __global__ void __launch_bounds__(kThreadsF)
 
   const size_t qStride = size_t(H) * D;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (rowOf[r] >= T) continue;
-    float* dst = dq + (size_t(b) * T + rowOf[r]) * qStride + size_t(h) * D;
-#pragma unroll
-    for (int i = 0; i < kNd; ++i) {
-      const int d = 8 * i + 2 * t;
-      if (d < D) dst[d] = acc[i][2 * r] * scale;
-      if (d + 1 < D) dst[d + 1] = acc[i][2 * r + 1] * scale;
-    }
-  }
+  for (int r = 0; r < 2; ++r)
+    if (rowOf[r] < T) storeRow<kNd>(dq + (size_t(b) * T + rowOf[r]) * qStride + size_t(h) * D, acc, r, D, scale);
 }
 
 // ---- backward: dQ from the stored dS ------------------------------------------------------------------------
@@ -614,7 +602,7 @@ __global__ void __launch_bounds__(kThreadsF)
   __nv_bfloat16* Ks = Ss + 2 * kSk * kSld;                          // [2][kSk][kLd]
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kSq, h = blockIdx.y, b = blockIdx.z;
   const int hk = h / (H / Hkv);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4;
   const __nv_bfloat16* kHead = kh + (size_t(b) * Hkv + hk) * T * kD;
   const __nv_bfloat16* dsHead = dsT + (size_t(b) * H + h) * T * ldq;
   const int tiles = (min(T, q0 + kSq) - 1) / kSk + 1;
@@ -664,14 +652,7 @@ __global__ void __launch_bounds__(kThreadsF)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = q0 + 16 * warp + g + 8 * r;
-    if (row >= T) continue;
-    float* dst = dq + (size_t(b) * T + row) * qStride + size_t(h) * D;
-#pragma unroll
-    for (int i = 0; i < kNd; ++i) {
-      const int d = 8 * i + 2 * t;
-      if (d < D) dst[d] = acc[i][2 * r] * scale;
-      if (d + 1 < D) dst[d + 1] = acc[i][2 * r + 1] * scale;
-    }
+    if (row < T) storeRow<kNd>(dq + (size_t(b) * T + row) * qStride + size_t(h) * D, acc, r, D, scale);
   }
 }
 

@@ -144,6 +144,52 @@ __device__ __forceinline__ void storeTile(float* C, const float (&d)[BN / 2], in
     }
   }
 }
+
+// The shared-memory ring both kernels use: S stages of an A tile (128 x 64) and a B tile (BN x 64), their
+// full / empty barriers, then `extra` barriers of the kernel's own. Thread 0 initializes the barriers
+// (empty ones counting `consumers` arrivals) before the block synchronizes.
+template <int BN>
+struct Ring {
+  static constexpr int S = HopperTile<BN>::kStages;
+  __nv_bfloat16 *a, *b;
+  uint64_t *full, *empty, *extra;
+  __device__ Ring(uint8_t* raw, int consumers, int extraBarriers) {
+    // 128-byte swizzled tiles must start on 1024-byte boundaries.
+    uint8_t* smem = raw + ((1024 - (smemAddr(raw) & 1023)) & 1023);
+    a = reinterpret_cast<__nv_bfloat16*>(smem);
+    b = reinterpret_cast<__nv_bfloat16*>(smem + S * kHBM * kHBK * 2);
+    full = reinterpret_cast<uint64_t*>(smem + S * HopperTile<BN>::kStageBytes);
+    empty = full + S;
+    extra = empty + S;
+    if (threadIdx.x == 0) {
+      for (int s = 0; s < S; ++s) {
+        mbarInit(&full[s], 1);  // the producer's arrive (with the expected bytes)
+        mbarInit(&empty[s], consumers);
+      }
+      for (int i = 0; i < extraBarriers; ++i) mbarInit(&extra[i], 1);
+      asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+  }
+  __device__ __nv_bfloat16* tileA(int s) const { return a + s * kHBM * kHBK; }
+  __device__ __nv_bfloat16* tileB(int s) const { return b + s * BN * kHBK; }
+
+  // The producer (one thread): every k-step of the block's tiles t = blockIdx.x, + gridDim.x, ... in order.
+  __device__ void produce(const CUtensorMap* mapA, const CUtensorMap* mapB, int tilesM, int tilesN, int kTiles) {
+    int it = 0;
+    for (int t = blockIdx.x; t < tilesM * tilesN; t += gridDim.x) {
+      int tm, tn;
+      tileCoords(t, tilesM, tilesN, tm, tn);
+      for (int kt = 0; kt < kTiles; ++kt, ++it) {
+        const int s = it % S;
+        mbarWait(&empty[s], ((it / S) & 1) ^ 1);  // the first pass finds every stage free
+        mbarExpectTx(&full[s], HopperTile<BN>::kStageBytes);
+        tmaLoad(tileA(s), mapA, kt * kHBK, tm * kHBM, &full[s]);
+        tmaLoad(tileB(s), mapB, kt * kHBK, tn * BN, &full[s]);
+      }
+    }
+  }
+};
 #endif  // PL_HOPPER_DEVICE
 
 // kLowRank: the variant with the fused rank-r update in its epilogue (128-wide tiles only: with any wider
@@ -153,46 +199,19 @@ __global__ void __launch_bounds__(kHThreads, 1)
     gemm_wgmma_kernel(const __grid_constant__ CUtensorMap mapA, const __grid_constant__ CUtensorMap mapB, float* C,
                       int M, int N, int K, float alpha, float beta, LowRankUpdate lr) {
 #ifdef PL_HOPPER_DEVICE
-  using Tile = HopperTile<BN>;
-  constexpr int S = Tile::kStages;
+  constexpr int S = HopperTile<BN>::kStages;
   extern __shared__ uint8_t smemRaw[];
-  // 128-byte swizzled tiles must start on 1024-byte boundaries.
-  uint8_t* smem = smemRaw + ((1024 - (smemAddr(smemRaw) & 1023)) & 1023);
-  __nv_bfloat16* sA = reinterpret_cast<__nv_bfloat16*>(smem);
-  __nv_bfloat16* sB = reinterpret_cast<__nv_bfloat16*>(smem + S * kHBM * kHBK * 2);
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * Tile::kStageBytes);
-  uint64_t* empty = full + S;
-
+  Ring<BN> ring(smemRaw, 2, 0);  // one arrive per consumer warp group frees a stage
+  uint64_t* full = ring.full;
+  uint64_t* empty = ring.empty;
   const int tilesM = (M + kHBM - 1) / kHBM, tilesN = (N + BN - 1) / BN, tiles = tilesM * tilesN;
   const int kTiles = (K + kHBK - 1) / kHBK;
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < S; ++s) {
-      mbarInit(&full[s], 1);      // the producer's arrive (with the expected bytes)
-      mbarInit(&empty[s], 2);     // one arrive per consumer warp group
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
-
   // Column pairs are 8-byte aligned when rows are an even number of floats apart and C is 8-byte aligned.
   const bool pairs = N % 2 == 0 && reinterpret_cast<uintptr_t>(C) % 8 == 0;
   const int wg = threadIdx.x / 128;
   if (wg == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-    if (threadIdx.x == 0) {
-      int it = 0;
-      for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-        int tm, tn;
-        tileCoords(t, tilesM, tilesN, tm, tn);
-        for (int kt = 0; kt < kTiles; ++kt, ++it) {
-          const int s = it % S;
-          mbarWait(&empty[s], ((it / S) & 1) ^ 1);  // the first pass finds every stage free
-          mbarExpectTx(&full[s], Tile::kStageBytes);
-          tmaLoad(sA + s * kHBM * kHBK, &mapA, kt * kHBK, tm * kHBM, &full[s]);
-          tmaLoad(sB + s * BN * kHBK, &mapB, kt * kHBK, tn * BN, &full[s]);
-        }
-      }
-    }
+    if (threadIdx.x == 0) ring.produce(&mapA, &mapB, tilesM, tilesN, kTiles);
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     const int c = wg - 1;  // rows 64c .. 64c+63 of each tile
@@ -209,8 +228,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
         const int s = it % S;
         mbarWait(&full[s], (it / S) & 1);
         wgmmaFence();
-        const uint64_t descA = smemDesc(sA + s * kHBM * kHBK + c * 64 * kHBK);
-        const uint64_t descB = smemDesc(sB + s * BN * kHBK);
+        const uint64_t descA = smemDesc(ring.tileA(s) + c * 64 * kHBK);
+        const uint64_t descB = smemDesc(ring.tileB(s));
 #pragma unroll
         for (int kk = 0; kk < kHBK / 16; ++kk) wgmmaBf16<BN>(d, descA + 2 * kk, descB + 2 * kk);
         wgmmaCommit();
@@ -282,47 +301,19 @@ __global__ void __launch_bounds__(kHThreads, 1)
     gemm_wgmma_pingpong_kernel(const __grid_constant__ CUtensorMap mapA, const __grid_constant__ CUtensorMap mapB,
                                float* C, int M, int N, int K, float alpha, float beta) {
 #ifdef PL_HOPPER_DEVICE
-  using Tile = HopperTile<BN>;
-  constexpr int S = Tile::kStages;
+  constexpr int S = HopperTile<BN>::kStages;
   extern __shared__ uint8_t smemRaw[];
-  uint8_t* smem = smemRaw + ((1024 - (smemAddr(smemRaw) & 1023)) & 1023);
-  __nv_bfloat16* sA = reinterpret_cast<__nv_bfloat16*>(smem);
-  __nv_bfloat16* sB = reinterpret_cast<__nv_bfloat16*>(smem + S * kHBM * kHBK * 2);
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * Tile::kStageBytes);
-  uint64_t* empty = full + S;
-  uint64_t* order = empty + S;  // order[g]: group g may start its next main loop
-
+  Ring<BN> ring(smemRaw, 1, 2);  // the one group that consumed a stage frees it; two ordering barriers
+  uint64_t* full = ring.full;
+  uint64_t* empty = ring.empty;
+  uint64_t* order = ring.extra;  // order[g]: group g may start its next main loop
   const int tilesM = (M + kHBM - 1) / kHBM, tilesN = (N + BN - 1) / BN, tiles = tilesM * tilesN;
   const int kTiles = (K + kHBK - 1) / kHBK;
   const bool pairs = N % 2 == 0 && reinterpret_cast<uintptr_t>(C) % 8 == 0;
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < S; ++s) {
-      mbarInit(&full[s], 1);   // the producer's arrive (with the expected bytes)
-      mbarInit(&empty[s], 1);  // the one group that consumed the stage
-    }
-    mbarInit(&order[0], 1);
-    mbarInit(&order[1], 1);
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
-
   const int wg = threadIdx.x / 128;
   if (wg == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-    if (threadIdx.x == 0) {
-      int it = 0;
-      for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-        int tm, tn;
-        tileCoords(t, tilesM, tilesN, tm, tn);
-        for (int kt = 0; kt < kTiles; ++kt, ++it) {
-          const int s = it % S;
-          mbarWait(&empty[s], ((it / S) & 1) ^ 1);
-          mbarExpectTx(&full[s], Tile::kStageBytes);
-          tmaLoad(sA + s * kHBM * kHBK, &mapA, kt * kHBK, tm * kHBM, &full[s]);
-          tmaLoad(sB + s * BN * kHBK, &mapB, kt * kHBK, tn * BN, &full[s]);
-        }
-      }
-    }
+    if (threadIdx.x == 0) ring.produce(&mapA, &mapB, tilesM, tilesN, kTiles);
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     const int g = wg - 1;  // this group takes the block's tiles g, g + 2, g + 4, ...
@@ -345,9 +336,9 @@ __global__ void __launch_bounds__(kHThreads, 1)
         const int s = it % S;
         mbarWait(&full[s], (it / S) & 1);
         wgmmaFence();
-        const uint64_t descA = smemDesc(sA + s * kHBM * kHBK);
-        const uint64_t descA1 = smemDesc(sA + s * kHBM * kHBK + 64 * kHBK);
-        const uint64_t descB = smemDesc(sB + s * BN * kHBK);
+        const uint64_t descA = smemDesc(ring.tileA(s));
+        const uint64_t descA1 = smemDesc(ring.tileA(s) + 64 * kHBK);
+        const uint64_t descB = smemDesc(ring.tileB(s));
 #pragma unroll
         for (int kk = 0; kk < kHBK / 16; ++kk) {
           wgmmaBf16<BN>(d[0], descA + 2 * kk, descB + 2 * kk);
