@@ -135,6 +135,18 @@ __device__ __forceinline__ float quadSum(float v) {
   return v + __shfl_xor_sync(kFullMask, v, 2);
 }
 
+// acc (16 rows x kD) += A (16 x 16, in fragments) times rows 16j..16j+15 of K, a [keys][kD] tile.
+template <int kD>
+__device__ __forceinline__ void addTimesK(float (&acc)[kD / 8][4], const uint32_t (&a)[4], const __nv_bfloat16* K,
+                                          int j) {
+#pragma unroll
+  for (int i = 0; i < kD / 8; i += 2) {
+    uint32_t kb[4];
+    fragB2Trans<kD>(kb, K, 8 * i, j);
+    mmaPair(acc[i], acc[i + 1], a, kb);
+  }
+}
+
 // One row of an output [.., D] starting at `dst`: the thread's values of C-fragment row r (acc[i][2r],
 // acc[i][2r+1] at columns 8i + 2t, 8i + 2t + 1), times mul; columns past D are padding.
 template <int kNd>
@@ -565,12 +577,7 @@ __global__ void __launch_bounds__(kThreadsF)
     for (int j = 0; j < kQk / 16; ++j) {
       uint32_t sa[4];
       cToA(sa, s[2 * j], s[2 * j + 1]);
-#pragma unroll
-      for (int i = 0; i < kNd; i += 2) {
-        uint32_t kb[4];
-        fragB2Trans<kD>(kb, K, 8 * i, j);
-        mmaPair(acc[i], acc[i + 1], sa, kb);
-      }
+      addTimesK<kD>(acc, sa, K, j);
     }
     __syncthreads();
   }
@@ -638,12 +645,7 @@ __global__ void __launch_bounds__(kThreadsF)
     for (int j = 0; j < kSk / 16; ++j) {
       uint32_t sa[4];
       fragATrans(sa, S, kSld, 16 * warp, j);
-#pragma unroll
-      for (int i = 0; i < kNd; i += 2) {
-        uint32_t kb[4];
-        fragB2Trans<kD>(kb, K, 8 * i, j);
-        mmaPair(acc[i], acc[i + 1], sa, kb);
-      }
+      addTimesK<kD>(acc, sa, K, j);
     }
     __syncthreads();
   }

@@ -20,6 +20,10 @@
 #include "common.cuh"
 #include "kernels.h"
 
+// Silences unused parameters where a kernel has no body (images other than sm_90a).
+template <typename... T>
+__host__ __device__ inline void unused(const T&...) {}
+
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define PL_HOPPER_DEVICE 1
 #include "wgmma.cuh"
@@ -278,14 +282,7 @@ __global__ void __launch_bounds__(kHThreads, 1)
     }
   }
 #else
-  (void)mapA;
-  (void)mapB;
-  (void)C;
-  (void)M;
-  (void)N;
-  (void)K;
-  (void)alpha;
-  (void)beta;
+  unused(mapA, mapB, C, M, N, K, alpha, beta);
   __trap();
 #endif
 }
@@ -359,14 +356,7 @@ __global__ void __launch_bounds__(kHThreads, 1)
     }
   }
 #else
-  (void)mapA;
-  (void)mapB;
-  (void)C;
-  (void)M;
-  (void)N;
-  (void)K;
-  (void)alpha;
-  (void)beta;
+  unused(mapA, mapB, C, M, N, K, alpha, beta);
   __trap();
 #endif
 }
