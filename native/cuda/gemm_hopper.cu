@@ -291,8 +291,9 @@ __global__ void __launch_bounds__(kHThreads, 1)
 // thread), taking the block's tiles alternately. The producer fills the ring tile by tile in that order,
 // and an ordering barrier hands the tensor cores from one group's main loop to the other's, so each
 // group's epilogue (the stores of C) runs while the other group multiplies. A group never waits on a ring
-// stage more than one fill ahead: the other group has consumed the fill before it. 128-wide tiles only
-// (two halves of a wider tile would not fit the registers).
+// stage more than one fill ahead: the other group has consumed the fill before it (dev/simulate_pingpong.py
+// runs this synchronization under random schedules). 128-wide tiles only (two halves of a wider tile
+// would not fit the registers).
 template <int BN>
 __global__ void __launch_bounds__(kHThreads, 1)
     gemm_wgmma_pingpong_kernel(const __grid_constant__ CUtensorMap mapA, const __grid_constant__ CUtensorMap mapB,
