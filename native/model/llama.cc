@@ -272,13 +272,14 @@ namespace {
 size_t alignFloats(size_t floats) { return (floats + 15) / 16 * 16; }
 }  // namespace
 
-// Training keeps what the backward pass reads, per layer: the residual stream, the RMSNorm scales, q/k/v
-// (after RoPE), the attention output and its log-sum-exp, the mid-layer residual, and the MLP's gate and up
-// projections. The RMSNorm outputs and the SwiGLU product are cheap to recompute from those and are not kept:
-// each has one buffer shared by all layers (the backward pass recomputes into it, bit for bit). Inference
-// keeps one layer's worth of everything, reused by every layer. Logits (and the final norm) are kept for
+// The buffers a training step (or an inference pass) over N rows needs, as (where the pointer goes, floats)
+// pairs. Training keeps what the backward pass reads, per layer: the residual stream, the RMSNorm scales,
+// q/k/v (after RoPE), the attention output and its log-sum-exp, the mid-layer residual, and the MLP's gate
+// and up projections. The RMSNorm outputs, the SwiGLU product and LoRA dropout's output are cheap to
+// recompute from those (dropout from its seed) and are not kept: each has one buffer shared by all layers,
+// which the backward pass fills again, bit for bit. With gradient checkpointing only the residual stream is
+// kept per layer. Inference keeps one layer's worth of everything. Logits (and the final norm) are kept for
 // logitRows rows: all N in training and forward(), the last position of each sequence when decoding.
-// The buffers training (or inference) needs for N rows, as (where the pointer goes, floats) pairs.
 void LlamaModel::planActivations(Acts& a, int N, bool train, int logitRows, bool checkpointing, ActPlan& plan) const {
   const LlamaConfig& c = config_;
   const size_t C = c.hiddenSize, F = c.intermediateSize, D = c.headDim(), L = c.numHiddenLayers;
