@@ -503,12 +503,16 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
   // The loss is the mean over counted targets: each row's gradient is scaled by 1/count.
   const float dscale = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
   be_.crossEntropy(a_.losses, a_.logits, a_.targets, N, V, dscale, true);
-  std::vector<float> losses(N);
-  be_.download(losses.data(), a_.losses, sizeof(float) * N);
-  double sum = 0.0;
-  for (float x : losses) sum += x;
-  const double loss = count > 0 ? sum / static_cast<double>(count) : 0.0;
-  if (trainableCount_ == 0) return loss;
+  // The per-row losses come back after the backward pass (nothing there writes them): a download waits
+  // for the device, and one here would leave it idle while the backward pass is being queued.
+  auto meanLoss = [&] {
+    std::vector<float> losses(N);
+    be_.download(losses.data(), a_.losses, sizeof(float) * N);
+    double sum = 0.0;
+    for (float x : losses) sum += x;
+    return count > 0 ? sum / static_cast<double>(count) : 0.0;
+  };
+  if (trainableCount_ == 0) return meanLoss();
 
   // lm_head: logits = lnf W^T  (a_.logits now holds dlogits)
   const TensorInfo& head = tensors_[idxHead_];
@@ -552,7 +556,7 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
   }
   const TensorInfo& emb = tensors_[idxEmbed_];
   if (emb.trainable) be_.embeddingBackward(grads_ + emb.offset, a_.dres, a_.tokens, N, C, V);
-  be_.synchronize();
+  const double loss = meanLoss();  // (waits for the device)
   if (progress) progress(total, total);
   return loss;
 }
