@@ -132,8 +132,8 @@ async function attentionSection({ options, note, push }: Section): Promise<void>
   for (const a of attentionShapes(options.quick)) {
     const r = options.quick ? 3 : 10;
     const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' });
-    // The opt-in backward that keeps dS for the dQ pass (PUZZLE_LLAMA_CUDA_ATTENTION=flash-ds).
-    const keptDs = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda', dq: 'kept-ds' });
+    // The backward that recomputes S and dP for dQ instead of keeping dS (PUZZLE_LLAMA_CUDA_ATTENTION=flash-recompute).
+    const recompute = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda', dq: 'recompute' });
     const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
     // Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
     const flops = 3.5 * 2 * a.b * a.h * a.t * a.t * a.d;
@@ -143,7 +143,7 @@ async function attentionSection({ options, note, push }: Section): Promise<void>
       value: ours.medianMsFwdBwd,
       higherIsBetter: false,
       ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
-      note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms; with dQ from the kept dS ${keptDs.medianMsFwdBwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
+      note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms; with dQ recomputed instead of from the kept dS ${recompute.medianMsFwdBwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
     });
   }
 }
@@ -200,7 +200,7 @@ export const gpuSuite: BenchSuite = {
         ...attentionShapes(options.quick).map((a) => row(`attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`, 'ms', false)),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen fp32', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16', 'tokens/s', true),
-        row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, skinny GEMMs, fused LoRA, dQ from kept dS', 'tokens/s', true),
+        row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, skinny GEMMs, fused LoRA', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, gradient checkpointing', 'tokens/s', true),
         ...PRESETS_TIMED.map((p) => row(`train step ${p} (full)`, 'tokens/s', true)),
       ];
@@ -246,16 +246,17 @@ async function loraStep3b(options: BenchOptions, note: string): Promise<BenchRow
   });
   const peerMemory = peer.ok && typeof peer.result.peakGpuMb === 'number' ? `${(peer.result.peakGpuMb / 1024).toFixed(1)} GiB peak` : 'peak unknown';
   const rows: BenchRow[] = [];
-  // The third variant adds the opt-in kernels not yet checked on a GPU: skinny GEMMs, the LoRA update
-  // fused into the wgmma epilogue and the attention backward that keeps dS (switches read when the engine's
-  // backend is made). Not ping-pong: its 128-wide tiles lose whole waves at these shapes.
+  // The third variant adds the opt-in kernels: skinny GEMMs and the LoRA update fused into the wgmma
+  // epilogue (switches read when the engine's backend is made; on an H200 the skinny kernels were 4x slower
+  // per call than split-K mma.sync, and the fused update applies only where tiles are 128 wide). Not
+  // ping-pong: its 128-wide tiles lose whole waves at these shapes.
   const variants = [
     { frozenWeights: 'fp32', env: {}, label: 'frozen fp32' },
     { frozenWeights: 'bf16', env: {}, label: 'frozen bf16' },
     {
       frozenWeights: 'bf16',
-      env: { PUZZLE_LLAMA_CUDA_SKINNY: '1', PUZZLE_LLAMA_CUDA_FUSED_LORA: '1', PUZZLE_LLAMA_CUDA_ATTENTION: 'flash-ds' },
-      label: 'frozen bf16, skinny GEMMs, fused LoRA, dQ from kept dS',
+      env: { PUZZLE_LLAMA_CUDA_SKINNY: '1', PUZZLE_LLAMA_CUDA_FUSED_LORA: '1' },
+      label: 'frozen bf16, skinny GEMMs, fused LoRA',
     },
     // Memory for time: one layer's activations (PEFT's counterpart is gradient_checkpointing_enable()).
     { frozenWeights: 'bf16', env: {}, label: 'frozen bf16, gradient checkpointing', gradientCheckpointing: true },

@@ -20,8 +20,8 @@
 //     an fp32 buffer [B,T,H,D] and a second pass sums the group's shares in head order (a block per kv head
 //     looping over the group would leave the longest block with group times the average work).
 //   dQ: a block per (b, h, 64 queries) over key tiles of 32: S, P, dP = dO V^T, dS, dQ += dS K; times scale.
-//     Or, with the dS path (AttentionPath::FlashDs, up to 1 GiB of dS), the dK/dV pass also writes dS^T in
-//     bf16 and dQ = dS K is a single product over it.
+//     Or, with the dS path (AttentionPath::FlashDs, the default, up to 1 GiB of dS), the dK/dV pass also
+//     writes dS^T in bf16 and dQ = dS K is a single product over it.
 // Expected error vs the fp32 CPU: bf16 rounding of q, k, v, P, dO and dS (~1e-2 of each tensor's scale).
 #include <cmath>
 #include <string>

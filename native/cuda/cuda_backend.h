@@ -93,7 +93,8 @@ class CudaBackend final : public Backend {
   // ping-pong schedule (128-wide tiles) instead.
   void gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
                 float beta, int width = 0, bool pingPong = false);
-  // Whether the flash attention backward keeps dS for the dQ pass (PUZZLE_LLAMA_CUDA_ATTENTION=flash-ds);
+  // Whether the flash attention backward keeps dS for the dQ pass (the default; PUZZLE_LLAMA_CUDA_ATTENTION=
+  // flash-recompute turns it off);
   // settable per call by timing code (no effect when attention is on the fp32 kernels).
   bool attentionKeepsDs() const;
   void setAttentionKeepsDs(bool on);

@@ -103,8 +103,9 @@ void rope(cudaStream_t stream, float* x, const float* cosTable, const float* sin
 
 // ---- attention.cu ----------------------------------------------------------------------------------
 constexpr int kAttentionMaxD = 256;
-// Flash: attention_flash.cu's bf16 tensor-core kernels where they apply (attentionFlashSupports); FlashDs:
-// the same, with dQ computed from the dS the dK/dV pass keeps (up to 1 GiB of it) instead of recomputed;
+// Flash: attention_flash.cu's bf16 tensor-core kernels where they apply (attentionFlashSupports), dQ
+// recomputing S and dP; FlashDs (the backend's default): the same, with dQ computed from the dS the dK/dV
+// pass keeps (up to 1 GiB of it, else as Flash);
 // Simt, and the shapes they do not cover (head dims <= 32 or > 128, decode steps of < 8 queries): fp32.
 enum class AttentionPath { Flash, FlashDs, Simt };
 size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path);

@@ -51,7 +51,7 @@ const small: LlamaConfig = {
 
 describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'})`, () => {
   const allProjections = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-  const cases: Array<[string, LoraOptions | null, 'fp32' | 'bf16', boolean, boolean?, 'flash-ds'?]> = [
+  const cases: Array<[string, LoraOptions | null, 'fp32' | 'bf16', boolean, boolean?, 'flash-recompute'?]> = [
     ['full', null, 'fp32', false],
     ['LoRA r=8 dropout 0.1', { r: 8, alpha: 16, dropout: 0.1, targets: allProjections }, 'fp32', false],
     // The frozen base in bf16 on both: the GPU takes the weight as it is (wgmma) or widens it (mma.sync).
@@ -60,8 +60,8 @@ describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'}
     // update fused into the wgmma epilogue (no dropout, so the backward fuses too).
     ['LoRA r=8 dropout 0.1, skinny GEMMs', { r: 8, alpha: 16, dropout: 0.1, targets: allProjections }, 'fp32', true],
     ['LoRA r=8, fused LoRA update, frozen weights in bf16', { r: 8, alpha: 16, dropout: 0, targets: allProjections }, 'bf16', false, true],
-    // The opt-in attention backward that keeps dS for the dQ pass.
-    ['full, attention dQ from the kept dS', null, 'fp32', false, false, 'flash-ds'],
+    // The attention backward that recomputes S and dP for dQ (the default keeps dS).
+    ['full, attention dQ recomputed', null, 'fp32', false, false, 'flash-recompute'],
   ];
   it.each(cases)('forwardBackward + step of a small model (%s): logits, loss, every gradient, updated weights', async (label, lora, frozenWeights, skinny, fused, attention) => {
     const cpu = await Engine.create({ config: small, lora, device: 'cpu', seed: 3, frozenWeights });

@@ -521,10 +521,10 @@ int main(int argc, char** argv) {
     checkMemory(*gpu);
     checkOps(cpu, *gpu);
     checkAttention(cpu, *gpu, true, "flash");
-    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "flash-ds", 1);
+    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "flash-recompute", 1);
     {
-      auto keptDs = pl::cuda::createBackend(device);
-      checkAttention(cpu, *keptDs, true, "flash, dQ from kept dS");
+      auto recompute = pl::cuda::createBackend(device);
+      checkAttention(cpu, *recompute, true, "flash, dQ recomputed");
     }
     setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "simt", 1);
     {
