@@ -533,6 +533,9 @@ void backwardD(cudaStream_t stream, float* dq, float* dk, float* dv, const float
   checkLaunch("attention_dq_kernel");
 }
 
+// Whether a call of this shape runs on attention_flash.cu's kernels.
+bool onFlash(AttentionPath path, int D, int Tq) { return path != AttentionPath::Simt && attentionFlashSupports(D, Tq); }
+
 }  // namespace
 
 void attentionForward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
@@ -542,7 +545,7 @@ void attentionForward(cudaStream_t stream, float* out, float* lse, const float* 
   if (pos0 < 0 || pos0 + Tq > Tcap)
     throw Error("attentionForward: pos0 + Tq = " + std::to_string(pos0 + Tq) + " exceeds the cache length " +
                 std::to_string(Tcap));
-  if (path != AttentionPath::Simt && attentionFlashSupports(D, Tq))
+  if (onFlash(path, D, Tq))
     attentionForwardFlash(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
   else if (D <= 32) forwardD<32>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else if (D <= 64) forwardD<64>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
@@ -551,7 +554,7 @@ void attentionForward(cudaStream_t stream, float* out, float* lse, const float* 
 }
 
 size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path) {
-  return path != AttentionPath::Simt && attentionFlashSupports(D, Tq)
+  return onFlash(path, D, Tq)
              ? attentionFlashForwardScratchBytes(B, Tq, Tcap, H, Hkv, D)
              : 0;
 }
@@ -561,7 +564,7 @@ size_t deltaBytes(int B, int T, int H) { return alignUp(sizeof(float) * size_t(B
 }  // namespace
 
 size_t attentionBackwardScratchBytes(int B, int T, int H, int Hkv, int D, AttentionPath path) {
-  return deltaBytes(B, T, H) + (path != AttentionPath::Simt && attentionFlashSupports(D, T)
+  return deltaBytes(B, T, H) + (onFlash(path, D, T)
                                     ? attentionFlashBackwardScratchBytes(B, T, H, Hkv, D, path == AttentionPath::FlashDs)
                                     : 0);
 }
@@ -575,7 +578,7 @@ void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, con
   const size_t rows = size_t(B) * T * H;
   attention_delta_kernel<<<ceilDiv(rows, kWarps), kThreads, 0, stream>>>(delta, dout, out, B, T, H, D);
   checkLaunch("attention_delta_kernel");
-  if (path != AttentionPath::Simt && attentionFlashSupports(D, T))
+  if (onFlash(path, D, T))
     attentionBackwardFlash(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D,
                            static_cast<uint8_t*>(scratch) + deltaBytes(B, T, H), path == AttentionPath::FlashDs);
   else if (D <= 32) backwardD<32>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);

@@ -30,24 +30,12 @@ GemmPath gemmPathFromEnv() {
   return GemmPath::Auto;
 }
 
-// PUZZLE_LLAMA_CUDA_SKINNY=1 routes products with a side of at most 16 to gemm_skinny.cu (opt-in until a
-// GPU run has checked those kernels).
-bool skinnyFromEnv() {
-  const char* s = std::getenv("PUZZLE_LLAMA_CUDA_SKINNY");
-  return s && std::strcmp(s, "1") == 0;
-}
-
-// PUZZLE_LLAMA_CUDA_FUSED_LORA=1 fuses LoRA updates into the wgmma epilogue (opt-in until a GPU run has
-// checked it).
-bool fusedLoraFromEnv() {
-  const char* s = std::getenv("PUZZLE_LLAMA_CUDA_FUSED_LORA");
-  return s && std::strcmp(s, "1") == 0;
-}
-
-// PUZZLE_LLAMA_CUDA_PINGPONG=1 runs the Hopper GEMMs on the ping-pong schedule (opt-in until a GPU run has
-// checked it and timed it against the cooperative one).
-bool pingPongFromEnv() {
-  const char* s = std::getenv("PUZZLE_LLAMA_CUDA_PINGPONG");
+// The opt-in kernels, on with NAME=1 (each checked on an H200 and slower there than the default):
+// PUZZLE_LLAMA_CUDA_SKINNY routes products with a side of at most 16 to gemm_skinny.cu,
+// PUZZLE_LLAMA_CUDA_FUSED_LORA fuses LoRA updates into the wgmma epilogue, PUZZLE_LLAMA_CUDA_PINGPONG runs
+// the Hopper GEMMs on the ping-pong schedule.
+bool envFlagOn(const char* name) {
+  const char* s = std::getenv(name);
   return s && std::strcmp(s, "1") == 0;
 }
 
@@ -67,9 +55,9 @@ CudaBackend::CudaBackend(int device, const std::string& deviceName, int multipro
     : device_(device), deviceName_(deviceName), multiprocessors_(multiprocessors),
       gemmPath_(static_cast<int>(gemmPathFromEnv())),
       attentionPath_(static_cast<int>(attentionPathFromEnv())),
-      skinnyGemm_(skinnyFromEnv()),
-      fusedLora_(fusedLoraFromEnv()),
-      pingPong_(pingPongFromEnv()) {
+      skinnyGemm_(envFlagOn("PUZZLE_LLAMA_CUDA_SKINNY")),
+      fusedLora_(envFlagOn("PUZZLE_LLAMA_CUDA_FUSED_LORA")),
+      pingPong_(envFlagOn("PUZZLE_LLAMA_CUDA_PINGPONG")) {
   use();
   cudaStream_t stream = nullptr;
   cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -286,33 +274,20 @@ void CudaBackend::gemmWeightBf16Hopper(float* C, const float* A, const uint16_t*
   // weight and of A. Slices are whole 64-wide stages; W's rows k0.. are contiguous for dx = dy W.
   constexpr size_t kMaxWeightCopy = size_t(64) << 20;
   const size_t copyBytes = size_t(N) * ldk * 2;
-  if (!direct && !transW && !lr.H && copyBytes > kMaxWeightCopy) {
-    const int slices = static_cast<int>((copyBytes + kMaxWeightCopy - 1) / kMaxWeightCopy);
-    const int kc = static_cast<int>(alignUp((K + slices - 1) / slices, 64));
-    const size_t aBytes = alignUp(size_t(M) * kc * 2);
-    auto* scratch = static_cast<uint8_t*>(scratchFor(aBytes + alignUp(size_t(N) * kc * 2)));
-    auto* a = reinterpret_cast<__nv_bfloat16*>(scratch);
-    auto* wt = reinterpret_cast<__nv_bfloat16*>(scratch + aBytes);
-    for (int k0 = 0; k0 < K; k0 += kc) {
-      const int kn = std::min(kc, K - k0), ld = static_cast<int>(alignUp(kn, 8));
-      cuda::toBf16KMajor(stream_, a, A + k0, M, kn, true, ld, size_t(K));
-      cuda::toBf16KMajor(stream_, wt, w + size_t(k0) * N, N, kn, false, ld);
-      cuda::gemmBf16(stream_, C, a, wt, M, N, kn, ld, ld, alpha, k0 == 0 ? beta : 1.0f, multiprocessors_, {}, pingPong_);
-    }
-    return;
-  }
-  const size_t aBytes = alignUp(size_t(M) * ldk * 2);
-  const size_t wBytes = direct ? 0 : alignUp(size_t(N) * ldk * 2);
+  const int slices = direct || transW || lr.H ? 1 : static_cast<int>((copyBytes + kMaxWeightCopy - 1) / kMaxWeightCopy);
+  const int kc = slices == 1 ? K : static_cast<int>(alignUp((K + slices - 1) / slices, 64));
+  const size_t aBytes = alignUp(size_t(M) * alignUp(kc, 8) * 2);
+  const size_t wBytes = direct ? 0 : alignUp(size_t(N) * alignUp(kc, 8) * 2);
   auto* scratch = static_cast<uint8_t*>(scratchFor(aBytes + wBytes));
   auto* a = reinterpret_cast<__nv_bfloat16*>(scratch);
-  cuda::toBf16KMajor(stream_, a, A, M, K, true, ldk);
-  const __nv_bfloat16* b = w;
-  if (!direct) {
-    auto* wt = reinterpret_cast<__nv_bfloat16*>(scratch + aBytes);
-    cuda::toBf16KMajor(stream_, wt, w, N, K, transW, ldk);
-    b = wt;
+  auto* wt = reinterpret_cast<__nv_bfloat16*>(scratch + aBytes);
+  for (int k0 = 0; k0 < K; k0 += kc) {
+    const int kn = std::min(kc, K - k0), ld = static_cast<int>(alignUp(kn, 8));
+    cuda::toBf16KMajor(stream_, a, A + k0, M, kn, true, ld, size_t(K));
+    if (!direct) cuda::toBf16KMajor(stream_, wt, w + (transW ? 0 : size_t(k0) * N), N, kn, transW, ld);
+    cuda::gemmBf16(stream_, C, a, direct ? w : wt, M, N, kn, ld, direct ? K : ld, alpha, k0 == 0 ? beta : 1.0f,
+                   multiprocessors_, lr, pingPong_);
   }
-  cuda::gemmBf16(stream_, C, a, b, M, N, K, ldk, direct ? K : ldk, alpha, beta, multiprocessors_, lr, pingPong_);
 }
 
 void CudaBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
@@ -386,6 +361,7 @@ void CudaBackend::setAttentionKeepsDs(bool on) {
   if (static_cast<AttentionPath>(attentionPath_) == AttentionPath::Simt) return;
   attentionPath_ = static_cast<int>(on ? AttentionPath::FlashDs : AttentionPath::Flash);
 }
+
 int CudaBackend::hopperGemmWidth(int M, int N, int multiprocessors) {
   return cuda::hopperGemmWidth(M, N, multiprocessors);
 }
