@@ -3,7 +3,7 @@
 // [B,Tq,H,D]; k, v [B,Tcap,Hkv,D]; lse, delta [B,H,Tq]; query t at position pos0 + t sees keys
 // [0, pos0 + t]; scale 1/sqrt(D) folded into q before it is rounded.
 //
-// Each call first packs its fp32 operands into bf16 copies in scratch (to_heads_kernel): [B, heads, T, kD],
+// Each call first packs its fp32 operands into bf16 copies in scratch (attention_bf16.cuh): [B, heads, T, kD],
 // kD = 64 or 128 (zero-padded), q times scale, so that every tile is one contiguous block that cp.async
 // copies 16 bytes a thread into shared memory, double-buffered behind the math. Fragments come from
 // shared memory through ldmatrix (.trans where the product wants the tile's columns), so no operand is
@@ -26,9 +26,11 @@
 #include <cmath>
 #include <string>
 
+#include "attention_bf16.cuh"
 #include "common.cuh"
 #include "kernels.h"
 #include "mma.cuh"
+#include "smem_copy.cuh"
 
 namespace pl::cuda {
 
@@ -37,33 +39,6 @@ namespace {
 constexpr int kWarpsF = 4;
 constexpr int kThreadsF = 32 * kWarpsF;
 constexpr float kLog2e = 1.4426950408889634f;
-
-// ---- shared-memory plumbing ----------------------------------------------------------------------------
-
-__device__ __forceinline__ uint32_t sharedAddr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-
-// 16 bytes global -> shared, asynchronously; zero-filled when !valid.
-__device__ __forceinline__ void cpAsync16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sharedAddr(dst)), "l"(src),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldmatrixX4(uint32_t (&r)[4], const __nv_bfloat16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(sharedAddr(p)));
-}
-__device__ __forceinline__ void ldmatrixX4Trans(uint32_t (&r)[4], const __nv_bfloat16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(sharedAddr(p)));
-}
 
 // Tiles in shared memory are row-major bf16 with rows of kD + 8 elements (16 bytes of padding: ldmatrix's
 // eight row addresses fall in distinct banks).
@@ -104,12 +79,6 @@ template <int kD>
 __device__ __forceinline__ void fragB2Trans(uint32_t (&b)[4], const __nv_bfloat16* S, int n0, int j) {
   const int lane = threadIdx.x % 32;
   ldmatrixX4Trans(b, S + (16 * j + lane % 8 + ((lane / 8) % 2) * 8) * rowLd<kD>() + n0 + (lane / 16) * 8);
-}
-
-// A fragment (rows m0..m0+15, k 16j..16j+15) of the transpose of a tile stored [k][m], rows `ld` apart.
-__device__ __forceinline__ void fragATrans(uint32_t (&a)[4], const __nv_bfloat16* S, int ld, int m0, int j) {
-  const int lane = threadIdx.x % 32;
-  ldmatrixX4Trans(a, S + (16 * j + lane % 8 + 8 * (lane / 16)) * ld + m0 + 8 * ((lane / 8) % 2));
 }
 
 __device__ __forceinline__ void mmaPair(float (&c0)[4], float (&c1)[4], const uint32_t (&a)[4], const uint32_t (&b)[4]) {
@@ -159,34 +128,6 @@ __device__ __forceinline__ void storeRow(float* dst, const float (&acc)[kNd][4],
     if (d + 1 < D) dst[d + 1] = acc[i][2 * r + 1] * mul;
   }
 }
-
-// ---- packing: [B,T,heads,D] fp32 -> [B,heads,T,kD] bf16 (times mul, zero-padded) ------------------------
-
-template <int kD>
-__global__ void to_heads_kernel(__nv_bfloat16* out, const float* x, int B, int T, int heads, int D, float mul) {
-  const size_t total = size_t(B) * heads * T * (kD / 8);
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
-    const int c = int(i % (kD / 8)) * 8;
-    const size_t row = i / (kD / 8);  // (b * heads + h) * T + t
-    const int t = int(row % T);
-    const size_t bh = row / T;
-    const int h = int(bh % heads), b = int(bh / heads);
-    const float* src = x + ((size_t(b) * T + t) * heads + h) * D;
-    __align__(16) __nv_bfloat16 v[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(c + e < D ? src[c + e] * mul : 0.0f);
-    *reinterpret_cast<uint4*>(out + row * kD + c) = *reinterpret_cast<const uint4*>(v);
-  }
-}
-
-template <int kD>
-void toHeads(cudaStream_t stream, __nv_bfloat16* out, const float* x, int B, int T, int heads, int D, float mul) {
-  const size_t work = size_t(B) * heads * T * (kD / 8);
-  to_heads_kernel<kD><<<elementwiseBlocks(work, 256), 256, 0, stream>>>(out, x, B, T, heads, D, mul);
-  checkLaunch("to_heads_kernel");
-}
-
-size_t packedBytes(int B, int T, int heads, int kD) { return alignUp(size_t(B) * heads * T * kD * 2); }
 
 // ---- forward ---------------------------------------------------------------------------------------------
 
@@ -658,38 +599,6 @@ __global__ void __launch_bounds__(kThreadsF)
   }
 }
 
-// dS^T's bytes when kept (the dQ pass then reads it instead of recomputing S and dP), or 0 past the cap.
-constexpr size_t kMaxDsBytes = size_t(1) << 30;
-int dsLd(int T) { return int(alignUp(T, 8)); }
-size_t dsBytes(int B, int T, int H, bool keepDs) {
-  const size_t bytes = alignUp(size_t(B) * H * T * dsLd(T) * 2);
-  return keepDs && bytes <= kMaxDsBytes ? bytes : 0;
-}
-
-// ---- backward: the group's shares of dK and dV ------------------------------------------------------------
-
-// out[b,t,hk,d] = sum over j < group, in order, of part[b,t,hk*group+j,d] (for dK and dV at once).
-__global__ void sum_group_kernel(float* dk, float* dv, const float* dkPart, const float* dvPart, size_t rows, int Hkv,
-                                 int group, int D) {
-  const size_t total = rows * Hkv * D;  // rows = B*T
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
-    const int d = int(i % D);
-    const size_t rowHead = i / D;  // (b*T + t) * Hkv + hk
-    const size_t src = (rowHead * group) * D + d;  // head hk*group of row b*T+t: ((b*T+t)*H + hk*group)*D + d
-    float sk = 0.0f, sv = 0.0f;
-    for (int j = 0; j < group; ++j) {
-      sk += dkPart[src + size_t(j) * D];
-      sv += dvPart[src + size_t(j) * D];
-    }
-    dk[i] = sk;
-    dv[i] = sv;
-  }
-}
-
-size_t sharesBytes(int B, int T, int H, int Hkv, int D) {
-  return H == Hkv ? 0 : 2 * alignUp(size_t(B) * T * H * D * sizeof(float));
-}
-
 // ---- launchers ---------------------------------------------------------------------------------------------
 
 template <int kD>
@@ -738,12 +647,7 @@ void backwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const f
   attention_flash_dkdv_kernel<kD><<<dim3(ceilDiv(T, kBk), H, B), kThreadsF, smemKv, stream>>>(
       dkShare, dvShare, qh, kh, vh, doh, lse, delta, T, H, Hkv, D, dsT, dsLd(T));
   checkLaunch("attention_flash_dkdv_kernel");
-  if (H != Hkv) {
-    const size_t work = size_t(B) * T * Hkv * D;
-    sum_group_kernel<<<elementwiseBlocks(work, 256), 256, 0, stream>>>(dk, dv, dkShare, dvShare, size_t(B) * T, Hkv,
-                                                                         H / Hkv, D);
-    checkLaunch("sum_group_kernel");
-  }
+  sumGroupShares(stream, dk, dv, dkShare, dvShare, B, T, H, Hkv, D);
   if (dsT) {
     constexpr size_t smemDs = dqDsSmem<kD>();
     allowSharedMemory(attention_flash_dq_ds_kernel<kD>, smemDs, "attention_flash_dq_ds_kernel");
@@ -761,7 +665,34 @@ void backwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const f
 
 int paddedDim(int D) { return D <= 64 ? 64 : 128; }
 
+// out[b,t,hk,d] = sum over j < group, in order, of part[b,t,hk*group+j,d] (for dK and dV at once).
+__global__ void sum_group_kernel(float* dk, float* dv, const float* dkPart, const float* dvPart, size_t rows, int Hkv,
+                                 int group, int D) {
+  const size_t total = rows * Hkv * D;  // rows = B*T
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int d = int(i % D);
+    const size_t rowHead = i / D;  // (b*T + t) * Hkv + hk
+    const size_t src = (rowHead * group) * D + d;  // head hk*group of row b*T+t: ((b*T+t)*H + hk*group)*D + d
+    float sk = 0.0f, sv = 0.0f;
+    for (int j = 0; j < group; ++j) {
+      sk += dkPart[src + size_t(j) * D];
+      sv += dvPart[src + size_t(j) * D];
+    }
+    dk[i] = sk;
+    dv[i] = sv;
+  }
+}
+
 }  // namespace
+
+void sumGroupShares(cudaStream_t stream, float* dk, float* dv, const float* dkShare, const float* dvShare, int B,
+                    int T, int H, int Hkv, int D) {
+  if (H == Hkv) return;
+  const size_t work = size_t(B) * T * Hkv * D;
+  sum_group_kernel<<<elementwiseBlocks(work, 256), 256, 0, stream>>>(dk, dv, dkShare, dvShare, size_t(B) * T, Hkv,
+                                                                       H / Hkv, D);
+  checkLaunch("sum_group_kernel");
+}
 
 bool attentionFlashSupports(int D, int Tq) { return D > 32 && D <= 128 && Tq >= 8; }
 

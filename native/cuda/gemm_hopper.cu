@@ -18,16 +18,8 @@
 #include <vector>
 
 #include "common.cuh"
+#include "hopper.cuh"
 #include "kernels.h"
-
-// Silences unused parameters where a kernel has no body (images other than sm_90a).
-template <typename... T>
-__host__ __device__ inline void unused(const T&...) {}
-
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define PL_HOPPER_DEVICE 1
-#include "wgmma.cuh"
-#endif
 
 namespace pl::cuda {
 
@@ -55,33 +47,6 @@ struct HopperTile {
 #ifdef PL_HOPPER_DEVICE
 constexpr int kGroupM = 16;  // tiles are walked in groups of 16 tile-rows (L2 reuse)
 
-__device__ __forceinline__ uint32_t smemAddr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-
-__device__ __forceinline__ void mbarInit(uint64_t* bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smemAddr(bar)), "r"(count) : "memory");
-}
-
-__device__ __forceinline__ void mbarExpectTx(uint64_t* bar, int bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smemAddr(bar)), "r"(bytes) : "memory");
-}
-
-__device__ __forceinline__ void mbarArrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smemAddr(bar)) : "memory");
-}
-
-// Waits until the barrier's phase with the given parity has completed.
-__device__ __forceinline__ void mbarWait(uint64_t* bar, int parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred done;\n"
-      "wait_loop:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_loop;\n"
-      "}\n" ::"r"(smemAddr(bar)),
-      "r"(parity)
-      : "memory");
-}
-
 // One 2-D box of a tensor map into shared memory; completion is counted in bytes on `bar`.
 __device__ __forceinline__ void tmaLoad(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar) {
   asm volatile(
@@ -89,20 +54,6 @@ __device__ __forceinline__ void tmaLoad(void* dst, const CUtensorMap* map, int c
           "r"(smemAddr(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smemAddr(bar))
       : "memory");
-}
-
-// Shared-memory matrix descriptor: K-major tile whose rows are 128 bytes, 128-byte swizzle, 8-row groups
-// 1024 bytes apart. Stepping K by 16 elements adds 32 bytes (2 in the encoded start address).
-__device__ __forceinline__ uint64_t smemDesc(const void* p) {
-  const uint64_t addr = smemAddr(p);
-  return ((addr & 0x3FFFF) >> 4) | (uint64_t(16 >> 4) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
-}
-
-__device__ __forceinline__ void wgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wgmmaWait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 
 // Tile t of the walk: groups of kGroupM tile-rows, column-major inside a group, so that CTAs running at
