@@ -127,24 +127,42 @@ async function matmulSection({ options, avail, note, push }: Section): Promise<v
   }
 }
 
-async function attentionSection({ options, note, push }: Section): Promise<void> {
+async function attentionSection({ options, avail, note, push }: Section): Promise<void> {
   checkAttention();
+  // The wgmma kernels (attention_hopper.cu, opt-in with PUZZLE_LLAMA_CUDA_ATTENTION=wgmma) where the device
+  // runs the sm_90a image: a row of their own beside the same peer run.
+  const hopper = (avail.gemm ?? '').includes('wgmma');
   for (const a of attentionShapes(options.quick)) {
     const r = options.quick ? 3 : 10;
-    const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' });
+    const dims = { b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' as const };
+    const ours = await kernels.timeAttention(dims);
     // The backward that recomputes S and dP for dQ instead of keeping dS (PUZZLE_LLAMA_CUDA_ATTENTION=flash-recompute).
-    const recompute = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda', dq: 'recompute' });
+    const recompute = await kernels.timeAttention({ ...dims, kernel: 'flash-recompute' });
+    const wgmma = hopper ? await kernels.timeAttention({ ...dims, kernel: 'wgmma' }) : null;
     const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
+    const peerFwd = peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : '';
     // Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
     const flops = 3.5 * 2 * a.b * a.h * a.t * a.t * a.d;
+    const rate = (ms: number): string => `~${(flops / (ms * 1e-3) / 1e12).toFixed(1)} TFLOP/s`;
+    const name = `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`;
     push({
-      name: `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`,
+      name,
       unit: 'ms',
       value: ours.medianMsFwdBwd,
       higherIsBetter: false,
       ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
-      note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms; with dQ recomputed instead of from the kept dS ${recompute.medianMsFwdBwd.toFixed(2)} ms${peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : ''}; ~${(flops / (ours.medianMsFwdBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
+      note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peerFwd}; with dQ recomputed instead of from the kept dS ${recompute.medianMsFwdBwd.toFixed(2)} ms; ${rate(ours.medianMsFwdBwd)}`,
     });
+    if (wgmma) {
+      push({
+        name: `${name}, wgmma kernels`,
+        unit: 'ms',
+        value: wgmma.medianMsFwdBwd,
+        higherIsBetter: false,
+        ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
+        note: `${note}: attention_hopper.cu (wgmma, A of P V / dV / dK / dQ from registers; fp32 in memory, packed to bf16 per call); forward alone ${wgmma.medianMsFwd.toFixed(2)} ms${peerFwd}; ${rate(wgmma.medianMsFwdBwd)}`,
+      });
+    }
   }
 }
 

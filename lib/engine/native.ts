@@ -313,10 +313,11 @@ export interface NativeKernels {
   }>;
   /**
    * Times causal attention forward, then forward+backward, as timeMatmul does; msFwd / msFwdBwd are the best
-   * calls. dq (CUDA flash kernels): 'kept-ds' has the dK/dV pass keep dS and computes dQ from it,
-   * 'recompute' recomputes S and dP for dQ; by default, the backend's own choice.
+   * calls. kernel (CUDA; no effect on the CPU): 'flash' (the default: the flash kernels, dQ from the dS the
+   * dK/dV pass keeps), 'flash-recompute' (dQ recomputes S and dP) or 'wgmma' (the Hopper kernels; rejects
+   * where the device does not run them); by default, the backend's own choice.
    */
-  timeAttention(options: AttentionDims & { repeats?: number; dq?: 'recompute' | 'kept-ds' }): Promise<{ msFwd: number; medianMsFwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;
+  timeAttention(options: AttentionDims & { repeats?: number; kernel?: 'flash' | 'flash-recompute' | 'wgmma' }): Promise<{ msFwd: number; medianMsFwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;
 }
 
 /** Every function the addon exports. */

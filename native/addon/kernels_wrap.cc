@@ -850,10 +850,10 @@ Napi::Value TimeMatmul(const Napi::CallbackInfo& info) {
 
 class TimeAttentionJob : public PromiseWorker {
  public:
-  // keptDs: -1 the backend's own choice, else whether the CUDA flash backward keeps dS for the dQ pass.
-  TimeAttentionJob(Napi::Env env, AttnDims d, int repeats, int threads, Device device, int keptDs)
+  // kernel: "" for the backend's own choice, else the CUDA attention kernels to time (no effect on the CPU).
+  TimeAttentionJob(Napi::Env env, AttnDims d, int repeats, int threads, Device device, std::string kernel)
       : PromiseWorker(env, "puzzle-llama:timeAttention"), d_(d), repeats_(repeats), threads_(threads), device_(device),
-        keptDs_(keptDs) {}
+        kernel_(std::move(kernel)) {}
 
  protected:
   void Run(const ExecutionProgress&) override {
@@ -861,16 +861,19 @@ class TimeAttentionJob : public PromiseWorker {
     Backend& be = *jb;
 #ifdef PUZZLE_LLAMA_CUDA
     // The shared CUDA backend's setting, for this job only (the job holds the backend's lock).
-    struct KeptDs {
+    struct Kernel {
       cuda::CudaBackend* cuda;
-      bool before;
-      ~KeptDs() {
-        if (cuda) cuda->setAttentionKeepsDs(before);
+      std::string before;
+      ~Kernel() {
+        if (cuda) cuda->setAttentionKernel(before);
       }
-    } keptDs{device_ == Device::Cuda && keptDs_ >= 0 ? static_cast<cuda::CudaBackend*>(&be) : nullptr, false};
-    if (keptDs.cuda) {
-      keptDs.before = keptDs.cuda->attentionKeepsDs();
-      keptDs.cuda->setAttentionKeepsDs(keptDs_ == 1);
+    } kernel{nullptr, ""};
+    if (device_ == Device::Cuda && !kernel_.empty()) {
+      auto* cuda = static_cast<cuda::CudaBackend*>(&be);
+      const std::string before = cuda->attentionKernel();
+      cuda->setAttentionKernel(kernel_);  // throws (nothing changed) where the kernels cannot run
+      kernel.before = before;
+      kernel.cuda = cuda;
     }
 #endif
     Scratch mem(be);
@@ -902,7 +905,7 @@ class TimeAttentionJob : public PromiseWorker {
   AttnDims d_;
   int repeats_, threads_;
   Device device_;
-  int keptDs_;
+  std::string kernel_;
   std::vector<double> times_, fwdTimes_;
 };
 
@@ -910,15 +913,15 @@ Napi::Value TimeAttention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string w = "kernels.timeAttention(): options.";
   Napi::Object o = objectArg(info, 0, "kernels.timeAttention(): options", false);
-  int keptDs = -1;
-  if (!o.Get("dq").IsUndefined()) {
-    const std::string v = stringField(o, "dq", w, std::string("recompute"));
-    if (v != "recompute" && v != "kept-ds") throwRange(env, w + "dq must be 'recompute' or 'kept-ds', got '" + v + "'");
-    keptDs = v == "kept-ds" ? 1 : 0;
+  std::string kernel;
+  if (!o.Get("kernel").IsUndefined()) {
+    kernel = stringField(o, "kernel", w, std::string("flash"));
+    if (kernel != "flash" && kernel != "flash-recompute" && kernel != "wgmma")
+      throwRange(env, w + "kernel must be 'flash', 'flash-recompute' or 'wgmma', got '" + kernel + "'");
   }
   auto* job = new TimeAttentionJob(env, attnDims(o, w), static_cast<int>(intField(o, "repeats", w, 1, 100000, 10)),
                                    static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)),
-                                   deviceArg(o, w), keptDs);
+                                   deviceArg(o, w), kernel);
   job->Queue();
   return job->Promise();
 }

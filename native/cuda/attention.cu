@@ -533,8 +533,14 @@ void backwardD(cudaStream_t stream, float* dq, float* dk, float* dv, const float
   checkLaunch("attention_dq_kernel");
 }
 
-// Whether a call of this shape runs on attention_flash.cu's kernels.
+// Whether a call of this shape runs on attention_hopper.cu's kernels, else on attention_flash.cu's.
+bool onHopper(AttentionPath path, int D, int Tq) { return path == AttentionPath::Wgmma && attentionHopperSupports(D, Tq); }
+bool onHopperBackward(AttentionPath path, int B, int T, int H, int D) {
+  return onHopper(path, D, T) && attentionHopperBackwardFits(B, T, H);
+}
 bool onFlash(AttentionPath path, int D, int Tq) { return path != AttentionPath::Simt && attentionFlashSupports(D, Tq); }
+// The flash backward keeps dS for dQ on the default path and where the wgmma one falls back to it.
+bool keepsDs(AttentionPath path) { return path == AttentionPath::FlashDs || path == AttentionPath::Wgmma; }
 
 }  // namespace
 
@@ -545,7 +551,9 @@ void attentionForward(cudaStream_t stream, float* out, float* lse, const float* 
   if (pos0 < 0 || pos0 + Tq > Tcap)
     throw Error("attentionForward: pos0 + Tq = " + std::to_string(pos0 + Tq) + " exceeds the cache length " +
                 std::to_string(Tcap));
-  if (onFlash(path, D, Tq))
+  if (onHopper(path, D, Tq))
+    attentionForwardHopper(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
+  else if (onFlash(path, D, Tq))
     attentionForwardFlash(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
   else if (D <= 32) forwardD<32>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else if (D <= 64) forwardD<64>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
@@ -554,9 +562,8 @@ void attentionForward(cudaStream_t stream, float* out, float* lse, const float* 
 }
 
 size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path) {
-  return onFlash(path, D, Tq)
-             ? attentionFlashForwardScratchBytes(B, Tq, Tcap, H, Hkv, D)
-             : 0;
+  if (onHopper(path, D, Tq)) return attentionHopperForwardScratchBytes(B, Tq, Tcap, H, Hkv);
+  return onFlash(path, D, Tq) ? attentionFlashForwardScratchBytes(B, Tq, Tcap, H, Hkv, D) : 0;
 }
 
 namespace {
@@ -564,9 +571,8 @@ size_t deltaBytes(int B, int T, int H) { return alignUp(sizeof(float) * size_t(B
 }  // namespace
 
 size_t attentionBackwardScratchBytes(int B, int T, int H, int Hkv, int D, AttentionPath path) {
-  return deltaBytes(B, T, H) + (onFlash(path, D, T)
-                                    ? attentionFlashBackwardScratchBytes(B, T, H, Hkv, D, path == AttentionPath::FlashDs)
-                                    : 0);
+  if (onHopperBackward(path, B, T, H, D)) return deltaBytes(B, T, H) + attentionHopperBackwardScratchBytes(B, T, H, Hkv, D);
+  return deltaBytes(B, T, H) + (onFlash(path, D, T) ? attentionFlashBackwardScratchBytes(B, T, H, Hkv, D, keepsDs(path)) : 0);
 }
 
 void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
@@ -578,9 +584,11 @@ void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, con
   const size_t rows = size_t(B) * T * H;
   attention_delta_kernel<<<ceilDiv(rows, kWarps), kThreads, 0, stream>>>(delta, dout, out, B, T, H, D);
   checkLaunch("attention_delta_kernel");
-  if (onFlash(path, D, T))
-    attentionBackwardFlash(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D,
-                           static_cast<uint8_t*>(scratch) + deltaBytes(B, T, H), path == AttentionPath::FlashDs);
+  uint8_t* rest = static_cast<uint8_t*>(scratch) + deltaBytes(B, T, H);
+  if (onHopperBackward(path, B, T, H, D))
+    attentionBackwardHopper(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, rest);
+  else if (onFlash(path, D, T))
+    attentionBackwardFlash(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, rest, keepsDs(path));
   else if (D <= 32) backwardD<32>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else if (D <= 64) backwardD<64>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else if (D <= 128) backwardD<128>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);

@@ -39,14 +39,27 @@ bool envFlagOn(const char* name) {
   return s && std::strcmp(s, "1") == 0;
 }
 
-// PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention on the fp32 kernels; flash-recompute has the flash
-// backward recompute S and dP for dQ; unset (or flash), the flash kernels with dQ from the kept dS (on an
-// H200: 1.85 -> 1.65 ms fwd+bwd at t 2048, 3.26 -> 2.90 at t 4096).
+// The attention kernels by name (PUZZLE_LLAMA_CUDA_ATTENTION, timeAttention's kernel option): unset or
+// flash, the flash kernels with dQ from the kept dS (on an H200: 1.85 -> 1.65 ms fwd+bwd at t 2048, 3.26 ->
+// 2.90 at t 4096 against flash-recompute, which recomputes S and dP for dQ); wgmma, attention_hopper.cu's
+// kernels (opt-in until a GPU run has timed them); simt, the fp32 kernels.
+constexpr struct {
+  const char* name;
+  AttentionPath path;
+} kAttentionKernels[] = {{"flash", AttentionPath::FlashDs},
+                         {"flash-recompute", AttentionPath::Flash},
+                         {"wgmma", AttentionPath::Wgmma},
+                         {"simt", AttentionPath::Simt}};
+
+AttentionPath attentionPathNamed(const std::string& name, const std::string& where) {
+  for (const auto& k : kAttentionKernels)
+    if (name == k.name) return k.path;
+  throw Error(where + " must be flash, flash-recompute, wgmma or simt, got '" + name + "'");
+}
+
 AttentionPath attentionPathFromEnv() {
   const char* s = std::getenv("PUZZLE_LLAMA_CUDA_ATTENTION");
-  if (s && std::strcmp(s, "simt") == 0) return AttentionPath::Simt;
-  if (s && std::strcmp(s, "flash-recompute") == 0) return AttentionPath::Flash;
-  return AttentionPath::FlashDs;
+  return s && *s ? attentionPathNamed(s, "PUZZLE_LLAMA_CUDA_ATTENTION") : AttentionPath::FlashDs;
 }
 
 }  // namespace
@@ -70,11 +83,14 @@ CudaBackend::CudaBackend(int device, const std::string& deviceName, int multipro
     fail(err, "cudaMalloc (backend scratch)");
   }
   hopperGemm_ = hopperGemmSupported(stream_);
-  if (static_cast<GemmPath>(gemmPath_) == GemmPath::Wgmma && !hopperGemm_) {
+  const char* refused = static_cast<GemmPath>(gemmPath_) == GemmPath::Wgmma ? "PUZZLE_LLAMA_CUDA_GEMM=wgmma"
+                        : static_cast<AttentionPath>(attentionPath_) == AttentionPath::Wgmma
+                            ? "PUZZLE_LLAMA_CUDA_ATTENTION=wgmma"
+                            : nullptr;
+  if (refused && !hopperGemm_) {
     cudaFree(result_);
     cudaStreamDestroy(stream_);
-    throw Error("PUZZLE_LLAMA_CUDA_GEMM=wgmma, but " + deviceLabel() +
-                " does not run this build's sm_90a (Hopper) image");
+    throw Error(std::string(refused) + ", but " + deviceLabel() + " does not run this build's sm_90a (Hopper) image");
   }
 }
 
@@ -355,11 +371,17 @@ void CudaBackend::gemmBf16(float* C, const void* A, const void* B, int M, int N,
 
 std::vector<int> CudaBackend::hopperGemmWidths() { return cuda::hopperGemmWidths(); }
 
-bool CudaBackend::attentionKeepsDs() const { return static_cast<AttentionPath>(attentionPath_) == AttentionPath::FlashDs; }
+std::string CudaBackend::attentionKernel() const {
+  for (const auto& k : kAttentionKernels)
+    if (static_cast<int>(k.path) == attentionPath_) return k.name;
+  return "flash";
+}
 
-void CudaBackend::setAttentionKeepsDs(bool on) {
-  if (static_cast<AttentionPath>(attentionPath_) == AttentionPath::Simt) return;
-  attentionPath_ = static_cast<int>(on ? AttentionPath::FlashDs : AttentionPath::Flash);
+void CudaBackend::setAttentionKernel(const std::string& name) {
+  const AttentionPath path = attentionPathNamed(name, "the attention kernel");
+  if (path == AttentionPath::Wgmma && !hopperGemm_)
+    throw Error("attention kernel 'wgmma': " + deviceLabel() + " does not run this build's sm_90a (Hopper) image");
+  attentionPath_ = static_cast<int>(path);
 }
 
 int CudaBackend::hopperGemmWidth(int M, int N, int multiprocessors) {

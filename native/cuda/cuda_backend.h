@@ -93,11 +93,11 @@ class CudaBackend final : public Backend {
   // ping-pong schedule (128-wide tiles) instead.
   void gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
                 float beta, int width = 0, bool pingPong = false);
-  // Whether the flash attention backward keeps dS for the dQ pass (the default; PUZZLE_LLAMA_CUDA_ATTENTION=
-  // flash-recompute turns it off);
-  // settable per call by timing code (no effect when attention is on the fp32 kernels).
-  bool attentionKeepsDs() const;
-  void setAttentionKeepsDs(bool on);
+  // The attention kernels by name, as PUZZLE_LLAMA_CUDA_ATTENTION spells them: "flash" (the default, dQ
+  // from the kept dS), "flash-recompute", "wgmma" (sm_90a only: throws pl::Error elsewhere) or "simt";
+  // settable per call by timing code.
+  std::string attentionKernel() const;
+  void setAttentionKernel(const std::string& name);
   // The tile widths the Hopper kernel has, and the one it picks for an M x N output on a device with
   // `multiprocessors` SMs.
   static std::vector<int> hopperGemmWidths();
@@ -137,7 +137,8 @@ class CudaBackend final : public Backend {
 // build, or its stream cannot be created. PUZZLE_LLAMA_CUDA_GEMM=simt|mma|wgmma (read here) forces one
 // GEMM kernel for parity tests and benchmarks (wgmma: the Hopper one, refused where it cannot run); unset,
 // the backend picks by device and shape. PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention in fp32 (unset:
-// attention_flash.cu's tensor-core kernels where they apply). PUZZLE_LLAMA_CUDA_SKINNY=1 sends products with a
+// attention_flash.cu's tensor-core kernels where they apply; wgmma: attention_hopper.cu's where they apply,
+// refused off sm_90a; flash-recompute: no kept dS; anything else is refused). PUZZLE_LLAMA_CUDA_SKINNY=1 sends products with a
 // side of at most 16 (LoRA ranks) to gemm_skinny.cu's fp32 kernels; PUZZLE_LLAMA_CUDA_FUSED_LORA=1 fuses the
 // LoRA update into the wgmma epilogue. Both are opt-in until a GPU run has checked them.
 std::unique_ptr<Backend> createBackend(int deviceIndex);

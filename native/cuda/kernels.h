@@ -105,9 +105,11 @@ void rope(cudaStream_t stream, float* x, const float* cosTable, const float* sin
 constexpr int kAttentionMaxD = 256;
 // Flash: attention_flash.cu's bf16 tensor-core kernels where they apply (attentionFlashSupports), dQ
 // recomputing S and dP; FlashDs (the backend's default): the same, with dQ computed from the dS the dK/dV
-// pass keeps (up to 1 GiB of it, else as Flash);
+// pass keeps (up to 1 GiB of it, else as Flash); Wgmma (sm_90a only, the caller checks): attention_hopper.cu's
+// wgmma kernels where they apply (attentionHopperSupports, and for the backward attentionHopperBackwardFits),
+// else as FlashDs;
 // Simt, and the shapes they do not cover (head dims <= 32 or > 128, decode steps of < 8 queries): fp32.
-enum class AttentionPath { Flash, FlashDs, Simt };
+enum class AttentionPath { Flash, FlashDs, Wgmma, Simt };
 size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path);
 void attentionForward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
                       int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, AttentionPath path, void* scratch);
@@ -125,6 +127,17 @@ void attentionForwardFlash(cudaStream_t stream, float* out, float* lse, const fl
 void attentionBackwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
                             const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
                             int Hkv, int D, void* scratch, bool keepDs);
+
+// ---- attention_hopper.cu (sm_90a: wgmma) -------------------------------------------------------------------
+bool attentionHopperSupports(int D, int Tq);          // 64 < D <= 128 and Tq >= 8
+bool attentionHopperBackwardFits(int B, int T, int H);  // dS within the kept-dS cap
+size_t attentionHopperForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv);
+size_t attentionHopperBackwardScratchBytes(int B, int T, int H, int Hkv, int D);
+void attentionForwardHopper(cudaStream_t stream, float* out, float* lse, const float* q, const float* k,
+                            const float* v, int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch);
+void attentionBackwardHopper(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                             const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
+                             int Hkv, int D, void* scratch);
 
 
 // ---- cross_entropy.cu ------------------------------------------------------------------------------

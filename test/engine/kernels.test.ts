@@ -213,8 +213,8 @@ describe('kernel timing', () => {
     await expect(kernels.timeMatmul({ m: 8, n: 8, k: 8, device: 'cpu', operands: 'bf16' })).rejects.toThrow(/operands 'bf16' needs/);
     expect(() => kernels.timeMatmul({ m: 8, n: 8, k: 8, device: 'cpu', tileWidth: 200 })).toThrow(/options\.tileWidth applies to operands 'bf16' only/);
     expect(() => kernels.timeMatmul({ m: 8, n: 8, k: 8, operands: 'bf16', tileWidth: 300 })).toThrow(/options\.tileWidth = 300 is out of range \[8, 256\]/);
-    expect(() => kernels.timeAttention({ b: 1, t: 8, h: 2, hkv: 1, d: 16, device: 'cpu', dq: 'fast' as 'kept-ds' })).toThrow(/options\.dq must be 'recompute' or 'kept-ds', got 'fast'/);
-    const attention = await kernels.timeAttention({ b: 1, t: 16, h: 2, hkv: 1, d: 16, repeats: 2, device: 'cpu', dq: 'kept-ds' }); // no effect on the CPU
+    expect(() => kernels.timeAttention({ b: 1, t: 8, h: 2, hkv: 1, d: 16, device: 'cpu', kernel: 'fast' as 'wgmma' })).toThrow(/options\.kernel must be 'flash', 'flash-recompute' or 'wgmma', got 'fast'/);
+    const attention = await kernels.timeAttention({ b: 1, t: 16, h: 2, hkv: 1, d: 16, repeats: 2, device: 'cpu', kernel: 'wgmma' }); // no effect on the CPU
     expect(attention.msFwdBwd).toBeGreaterThan(0);
     expect(() => kernels.timeMatmul({ m: 8, n: 8, k: 8, device: 'cpu', schedule: 'pingpong' })).toThrow(/options\.schedule applies to operands 'bf16' only/);
     expect(() => kernels.timeMatmul({ m: 8, n: 8, k: 8, operands: 'bf16', schedule: 'zigzag' as 'pingpong' })).toThrow(/options\.schedule must be 'cooperative' or 'pingpong', got 'zigzag'/);

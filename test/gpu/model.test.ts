@@ -51,7 +51,10 @@ const small: LlamaConfig = {
 
 describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'})`, () => {
   const allProjections = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-  const cases: Array<[string, LoraOptions | null, 'fp32' | 'bf16', boolean, boolean?, 'flash-recompute'?]> = [
+  // The Hopper attention kernels (opt-in, sm_90a only) take head dims 65..128: this config has 128.
+  const hopper = (cuda.gemm ?? '').includes('wgmma');
+  const wideHeads: LlamaConfig = { ...small, num_attention_heads: 2, num_key_value_heads: 1 };
+  const cases: Array<[string, LoraOptions | null, 'fp32' | 'bf16', boolean, boolean?, ('flash-recompute' | 'wgmma')?, LlamaConfig?]> = [
     ['full', null, 'fp32', false],
     ['LoRA r=8 dropout 0.1', { r: 8, alpha: 16, dropout: 0.1, targets: allProjections }, 'fp32', false],
     // The frozen base in bf16 on both: the GPU takes the weight as it is (wgmma) or widens it (mma.sync).
@@ -62,9 +65,12 @@ describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'}
     ['LoRA r=8, fused LoRA update, frozen weights in bf16', { r: 8, alpha: 16, dropout: 0, targets: allProjections }, 'bf16', false, true],
     // The attention backward that recomputes S and dP for dQ (the default keeps dS).
     ['full, attention dQ recomputed', null, 'fp32', false, false, 'flash-recompute'],
+    ...(hopper
+      ? [['full, head dim 128, wgmma attention', null, 'fp32', false, false, 'wgmma', wideHeads] as (typeof cases)[number]]
+      : []),
   ];
-  it.each(cases)('forwardBackward + step of a small model (%s): logits, loss, every gradient, updated weights', async (label, lora, frozenWeights, skinny, fused, attention) => {
-    const cpu = await Engine.create({ config: small, lora, device: 'cpu', seed: 3, frozenWeights });
+  it.each(cases)('forwardBackward + step of a small model (%s): logits, loss, every gradient, updated weights', async (label, lora, frozenWeights, skinny, fused, attention, config = small) => {
+    const cpu = await Engine.create({ config, lora, device: 'cpu', seed: 3, frozenWeights });
     // LoRA B starts at zero (PEFT): give it values so every LoRA gradient is exercised.
     if (lora) {
       const r = rng(99);
@@ -78,7 +84,7 @@ describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'}
       ...(fused ? { PUZZLE_LLAMA_CUDA_FUSED_LORA: '1' } : {}),
       ...(attention ? { PUZZLE_LLAMA_CUDA_ATTENTION: attention } : {}),
     };
-    const gpu = await twin(cpu, small, lora, frozenWeights, env);
+    const gpu = await twin(cpu, config, lora, frozenWeights, env);
     const cs: Comparison[] = [];
     const op = `model.${lora ? (fused ? 'lora-fused' : frozenWeights === 'bf16' ? 'lora-bf16' : skinny ? 'lora-skinny' : 'lora') : attention ? `full-${attention}` : 'full'}`;
     try {

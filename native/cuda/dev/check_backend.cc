@@ -283,7 +283,8 @@ void checkAttention(pl::Backend& cpu, pl::Backend& gpu, bool bf16, const char* p
   struct Case { int B, T, H, Hkv, D; };
   const Case cases[] = {{1, 1, 1, 1, 64},  {2, 5, 4, 2, 64},    {1, 33, 2, 1, 32},  {2, 64, 4, 4, 64},
                         {1, 100, 8, 2, 128}, {2, 70, 4, 1, 80}, {1, 47, 2, 2, 256}, {1, 129, 6, 3, 16},
-                        {1, 300, 2, 1, 128}, {2, 200, 8, 2, 64}, {1, 257, 4, 1, 100}, {1, 513, 2, 2, 128}};
+                        {1, 300, 2, 1, 128}, {2, 200, 8, 2, 64}, {1, 257, 4, 1, 100}, {1, 513, 2, 2, 128},
+                        {2, 1030, 4, 2, 128}};
   for (const Case& c : cases) {
     const size_t nq = size_t(c.B) * c.T * c.H * c.D, nkv = size_t(c.B) * c.T * c.Hkv * c.D;
     const size_t nl = size_t(c.B) * c.H * c.T;
@@ -320,7 +321,7 @@ void checkAttention(pl::Backend& cpu, pl::Backend& gpu, bool bf16, const char* p
   struct Dec { int B, Tq, Tcap, H, Hkv, D, pos0; };
   const Dec decs[] = {{1, 1, 64, 4, 2, 64, 0},   {2, 1, 512, 8, 2, 128, 300}, {1, 1, 40, 2, 1, 256, 39},
                       {1, 3, 100, 4, 4, 64, 50}, {2, 9, 200, 4, 2, 64, 100},  {1, 20, 64, 2, 1, 80, 30},
-                      {1, 70, 300, 4, 1, 100, 200}};
+                      {1, 70, 300, 4, 1, 100, 200}, {1, 9, 140, 2, 1, 128, 131}};
   for (const Dec& c : decs) {
     const size_t nq = size_t(c.B) * c.Tq * c.H * c.D, nkv = size_t(c.B) * c.Tcap * c.Hkv * c.D;
     const size_t nl = size_t(c.B) * c.H * c.Tq;
@@ -531,6 +532,16 @@ int main(int argc, char** argv) {
       auto fp32Attention = pl::cuda::createBackend(device);
       checkAttention(cpu, *fp32Attention, false, "simt");
     }
+    // The Hopper kernels (head dims 65..128; the rest of the cases check the fallback to flash).
+    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "wgmma", 1);
+    std::unique_ptr<pl::Backend> hopperAttention;
+    try {
+      hopperAttention = pl::cuda::createBackend(device);
+    } catch (const pl::Error& e) {
+      std::printf("skip attention[wgmma]: %s\n", e.what());
+    }
+    if (hopperAttention) checkAttention(cpu, *hopperAttention, true, "wgmma");
+    hopperAttention.reset();
     unsetenv("PUZZLE_LLAMA_CUDA_ATTENTION");
     checkGemm(cpu, *gpu, "auto", 3e-2);
     checkGemmWeightBf16(cpu, *gpu, "auto");
