@@ -2,7 +2,8 @@
 //  * operand packing: the backend's fp32 [B,T,heads,D] tensors become bf16 per-head blocks, times a factor
 //    (the softmax scale for q), zero-padded to the kernel's head dim kD:
 //      toHeads:           [B, heads, T, kD]   (rows of one head contiguous, a row's kD values contiguous)
-//      toHeadsTransposed: [B, heads, kD, Tp]  (a head's transpose; columns t >= n, up to Tp, are zeros);
+//      toHeadsTransposed: [B, heads, kD, Tp]  (a head's transpose; columns t >= n, up to Tp, are zeros),
+//                         optionally the toHeads layout from the same read;
 //  * the kept dS^T ([B, H, T keys, dsLd(T) queries] bf16, the dQ pass's input) and its memory cap;
 //  * with grouped-query attention, the ordered sum of each query head's share of dK and dV.
 #pragma once
@@ -42,20 +43,25 @@ void toHeads(cudaStream_t stream, __nv_bfloat16* out, const float* x, int B, int
 inline size_t packedBytes(int B, int T, int heads, int kD) { return alignUp(size_t(B) * heads * T * kD * 2); }
 
 // The transposed packing goes through a 64 (t) x kD tile in shared memory: rows of x are read along d,
-// rows of the output written along t, both coalesced. Grid (Tp / 64, heads, B), 256 threads.
+// rows of the output written along t, both coalesced. Grid (Tp / 64, heads, B), 256 threads. With `plain`
+// set, the same read also writes toHeads's layout ([B, heads, T, kD], rows t < T; call with n = T), so an
+// operand needed both ways is read from fp32 once.
 constexpr int kPackT = 64;
 constexpr int kPackThreads = 256;
 
 template <int kD>
 __global__ void __launch_bounds__(kPackThreads)
-    to_heads_t_kernel(__nv_bfloat16* out, const float* x, int T, int heads, int D, int n, int Tp, float mul) {
+    to_heads_t_kernel(__nv_bfloat16* out, __nv_bfloat16* plain, const float* x, int T, int heads, int D, int n,
+                      int Tp, float mul) {
   constexpr int kPitch = kPackT + 2;  // odd word pitch: the column reads below spread over the banks
   __shared__ __nv_bfloat16 tile[kD * kPitch];
   const int t0 = blockIdx.x * kPackT, h = blockIdx.y, b = blockIdx.z;
   for (int i = threadIdx.x; i < kPackT * kD; i += kPackThreads) {
     const int tt = i / kD, d = i % kD, t = t0 + tt;
-    const float v = t < n && d < D ? x[((size_t(b) * T + t) * heads + h) * D + d] * mul : 0.0f;
-    tile[d * kPitch + tt] = __float2bfloat16_rn(v);
+    const __nv_bfloat16 v =
+        __float2bfloat16_rn(t < n && d < D ? x[((size_t(b) * T + t) * heads + h) * D + d] * mul : 0.0f);
+    tile[d * kPitch + tt] = v;
+    if (plain && t < T) plain[((size_t(b) * heads + h) * T + t) * kD + d] = v;
   }
   __syncthreads();
   __nv_bfloat16* head = out + (size_t(b) * heads + h) * kD * size_t(Tp);
@@ -68,11 +74,13 @@ __global__ void __launch_bounds__(kPackThreads)
   }
 }
 
-// x: [B, T, heads, D] fp32; out: [B, heads, kD, Tp] with Tp a multiple of 64; rows t >= n are zeros.
+// x: [B, T, heads, D] fp32; out: [B, heads, kD, Tp] with Tp a multiple of 64; columns t >= n are zeros.
+// plain (or null): toHeads's [B, heads, T, kD] as well (n must then be T).
 template <int kD>
-void toHeadsTransposed(cudaStream_t stream, __nv_bfloat16* out, const float* x, int B, int T, int heads, int D, int n,
-                       int Tp, float mul) {
-  to_heads_t_kernel<kD><<<dim3(Tp / kPackT, heads, B), kPackThreads, 0, stream>>>(out, x, T, heads, D, n, Tp, mul);
+void toHeadsTransposed(cudaStream_t stream, __nv_bfloat16* out, __nv_bfloat16* plain, const float* x, int B, int T,
+                       int heads, int D, int n, int Tp, float mul) {
+  to_heads_t_kernel<kD><<<dim3(Tp / kPackT, heads, B), kPackThreads, 0, stream>>>(out, plain, x, T, heads, D, n, Tp,
+                                                                                   mul);
   checkLaunch("to_heads_t_kernel");
 }
 

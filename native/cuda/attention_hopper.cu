@@ -472,7 +472,7 @@ void attentionForwardHopper(cudaStream_t stream, float* out, float* lse, const f
   toHeads<kHD>(stream, qh, q, B, Tq, H, D, 1.0f / std::sqrt(float(D)));
   toHeads<kHD>(stream, kh, k, B, Tcap, Hkv, D, 1.0f);
   // Keys past the last query's position stay zero (a longer cache's later rows may hold anything).
-  toHeadsTransposed<kHD>(stream, vT, v, B, Tcap, Hkv, D, pos0 + Tq, Tp, 1.0f);
+  toHeadsTransposed<kHD>(stream, vT, nullptr, v, B, Tcap, Hkv, D, pos0 + Tq, Tp, 1.0f);
   allowSharedMemory(attention_hopper_forward_kernel, kFwdSmem, "attention_hopper_forward_kernel");
   attention_hopper_forward_kernel<<<dim3(ceilDiv(Tq, kFwdQ), H, B), kHThreadsA, kFwdSmem, stream>>>(
       out, lse, qh, kh, vT, Tq, Tcap, Tp, H, Hkv, D, pos0);
@@ -505,13 +505,11 @@ void attentionBackwardHopper(cudaStream_t stream, float* dq, float* dk, float* d
     dvShare = reinterpret_cast<float*>(take(sharesBytes(B, T, H, Hkv, D) / 2));
   }
   auto* dsT = reinterpret_cast<__nv_bfloat16*>(take(dsBytes(B, T, H, true)));
-  toHeads<kHD>(stream, qh, q, B, T, H, D, scale);
-  toHeads<kHD>(stream, doh, dout, B, T, H, D, 1.0f);
-  toHeads<kHD>(stream, kh, k, B, T, Hkv, D, 1.0f);
+  // q, dout and k are needed both ways: one read of each writes both layouts.
+  toHeadsTransposed<kHD>(stream, qT, qh, q, B, T, H, D, T, Tp, scale);
+  toHeadsTransposed<kHD>(stream, doT, doh, dout, B, T, H, D, T, Tp, 1.0f);
+  toHeadsTransposed<kHD>(stream, kT, kh, k, B, T, Hkv, D, T, Tp, 1.0f);
   toHeads<kHD>(stream, vh, v, B, T, Hkv, D, 1.0f);
-  toHeadsTransposed<kHD>(stream, qT, q, B, T, H, D, T, Tp, scale);
-  toHeadsTransposed<kHD>(stream, doT, dout, B, T, H, D, T, Tp, 1.0f);
-  toHeadsTransposed<kHD>(stream, kT, k, B, T, Hkv, D, T, Tp, 1.0f);
   allowSharedMemory(attention_hopper_dkdv_kernel, kBwdSmem, "attention_hopper_dkdv_kernel");
   attention_hopper_dkdv_kernel<<<dim3(ceilDiv(T, kBwdK), H, B), kHThreadsA, kBwdSmem, stream>>>(
       dkShare, dvShare, qh, kh, vh, doh, qT, doT, lse, delta, T, Tp, H, Hkv, D, dsT, dsLd(T));

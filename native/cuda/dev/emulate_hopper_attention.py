@@ -52,10 +52,11 @@ def align_up(n, to): return ceil_div(n, to) * to
 
 # ---- packing -------------------------------------------------------------------------------------------------
 
-def to_heads_t(x, B, T, heads, D, n, Tp, mul):
+def to_heads_t(x, B, T, heads, D, n, Tp, mul, plain=False):
     """to_heads_t_kernel<128>: out[b, h, d, t] = x[b, t, h, d] * mul for t < n, d < D, else 0 (index math
-    transcribed, the shared tile included)."""
+    transcribed, the shared tile included); with plain, also the [B, heads, T, 128] layout (flat)."""
     out = np.full((B, heads, HD, Tp), np.nan)
+    flat_plain = np.full(B * heads * T * HD, np.nan) if plain else None
     flat = x.reshape(-1)
     for b in range(B):
         for h in range(heads):
@@ -67,12 +68,16 @@ def to_heads_t(x, B, T, heads, D, n, Tp, mul):
                 t = t0 + tt
                 ok = (t < n) & (d < D)
                 src = ((b * T + np.where(ok, t, 0)) * heads + h) * D + np.where(ok, d, 0)
-                tile[d * PACK_PITCH + tt] = np.where(ok, flat[src] * mul, 0.0) if ok.any() else 0.0
+                vals = np.where(ok, flat[src] * mul, 0.0)
+                tile[d * PACK_PITCH + tt] = vals
+                if plain:
+                    inside = t < T
+                    flat_plain[(((b * heads + h) * T + t) * HD + d)[inside]] = vals[inside]
                 i = np.arange(HD * (PACK_T // 8))
                 d, c = i // (PACK_T // 8), (i % (PACK_T // 8)) * 8
                 for e in range(8):
                     out[b, h, d, t0 + c + e] = tile[d * PACK_PITCH + c + e]
-    return out
+    return (out, flat_plain) if plain else out
 
 
 # ---- shared memory and wgmma ---------------------------------------------------------------------------------
@@ -391,13 +396,15 @@ def emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D):
     scale = 1.0 / math.sqrt(D)
     Tp = align_up(T, 128)
     delta = np.einsum("bthd,bthd->bht", dout, out)
-    qh = to_heads(q, B, T, H, D, HD, scale).reshape(-1)
-    doh = to_heads(dout, B, T, H, D, HD, 1.0).reshape(-1)
-    kh = to_heads(k, B, T, Hkv, D, HD, 1.0).reshape(-1)
+    qT, qh = to_heads_t(q, B, T, H, D, T, Tp, scale, plain=True)
+    doT, doh = to_heads_t(dout, B, T, H, D, T, Tp, 1.0, plain=True)
+    kT, kh = to_heads_t(k, B, T, Hkv, D, T, Tp, 1.0, plain=True)
     vh = to_heads(v, B, T, Hkv, D, HD, 1.0).reshape(-1)
-    qT = to_heads_t(q, B, T, H, D, T, Tp, scale).reshape(-1)
-    doT = to_heads_t(dout, B, T, H, D, T, Tp, 1.0).reshape(-1)
-    kT = to_heads_t(k, B, T, Hkv, D, T, Tp, 1.0).reshape(-1)
+    # The fused packing writes what toHeads would (the flash kernels' layout), element for element.
+    for name, got, x, heads, mul in (("q", qh, q, H, scale), ("dout", doh, dout, H, 1.0), ("k", kh, k, Hkv, 1.0)):
+        if not np.array_equal(got, to_heads(x, B, T, heads, D, HD, mul).reshape(-1)):
+            raise EmulationError(f"the fused packing of {name} differs from toHeads")
+    qT, doT, kT = qT.reshape(-1), doT.reshape(-1), kT.reshape(-1)
     ldq = align_up(T, 8)
     ds = np.full((B, H, T, ldq), GARBAGE)
     ds_count = np.zeros((B, H, T, ldq), dtype=np.int64)
