@@ -1,6 +1,9 @@
 // Elementwise kernels (add, axpy, scale, SwiGLU, dropout), the deterministic sum of squares and the
 // embedding gather / scatter. Grid-stride loops over flat [n] arrays, 256 threads a block; the same
 // formulas as native/cpu/ops.cc (expf where the CPU uses its polynomial vexp: ~2 ulp apart).
+#include <cstdint>
+#include <initializer_list>
+
 #include "common.cuh"
 #include "kernels.h"
 
@@ -55,21 +58,53 @@ unsigned sumsqBlocks(size_t n) {
 
 __device__ __forceinline__ float sigmoid(float g) { return 1.0f / (1.0f + expf(-g)); }
 
+__device__ __forceinline__ float swiglu(float g, float u) { return g * sigmoid(g) * u; }
+
+__device__ __forceinline__ void swigluGrad(float& dg, float& du, float dy, float g, float u) {
+  const float s = sigmoid(g);
+  du = dy * (g * s);
+  dg = dy * u * s * (1.0f + g * (1.0f - s));
+}
+
 __global__ void swiglu_forward_kernel(float* out, const float* gate, const float* up, size_t n) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    const float g = gate[i];
-    out[i] = g * sigmoid(g) * up[i];
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    out[i] = swiglu(gate[i], up[i]);
+}
+
+// The same, four elements a thread through 16-byte accesses (more bytes in flight per thread: these
+// kernels are bound by memory, and one float a thread leaves the bandwidth short).
+__global__ void swiglu_forward_vec4_kernel(float4* out, const float4* gate, const float4* up, size_t n4) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n4; i += size_t(gridDim.x) * blockDim.x) {
+    const float4 g = gate[i], u = up[i];
+    out[i] = make_float4(swiglu(g.x, u.x), swiglu(g.y, u.y), swiglu(g.z, u.z), swiglu(g.w, u.w));
   }
 }
 
 __global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout, const float* gate,
                                        const float* up, size_t n) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    const float g = gate[i], u = up[i], dy = dout[i];
-    const float s = sigmoid(g);
-    dup[i] = dy * (g * s);
-    dgate[i] = dy * u * s * (1.0f + g * (1.0f - s));
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    swigluGrad(dgate[i], dup[i], dout[i], gate[i], up[i]);
+}
+
+__global__ void swiglu_backward_vec4_kernel(float4* dgate, float4* dup, const float4* dout, const float4* gate,
+                                            const float4* up, size_t n4) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n4; i += size_t(gridDim.x) * blockDim.x) {
+    const float4 dy = dout[i], g = gate[i], u = up[i];
+    float4 dg, du;
+    swigluGrad(dg.x, du.x, dy.x, g.x, u.x);
+    swigluGrad(dg.y, du.y, dy.y, g.y, u.y);
+    swigluGrad(dg.z, du.z, dy.z, g.z, u.z);
+    swigluGrad(dg.w, du.w, dy.w, g.w, u.w);
+    dgate[i] = dg;
+    dup[i] = du;
   }
+}
+
+// Whether every pointer is 16-byte aligned (float4 access).
+bool aligned16(std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
 }
 
 // Dropout: element i is kept iff uniform01(seed, i) >= p, the CPU's mask bit for bit.
@@ -135,16 +170,38 @@ void sumSquares(cudaStream_t stream, double* result, void* scratch, const float*
   checkLaunch("sumsq_final_kernel");
 }
 
+// Aligned operands go four elements a thread, then the last n % 4 one at a time (the same results).
 void swigluForward(cudaStream_t stream, float* out, const float* gate, const float* up, size_t n) {
   if (n == 0) return;
-  swiglu_forward_kernel<<<elementwiseBlocks(n, kThreads), kThreads, 0, stream>>>(out, gate, up, n);
+  size_t done = 0;
+  if (aligned16({out, gate, up}) && n >= 4) {
+    const size_t n4 = n / 4;
+    swiglu_forward_vec4_kernel<<<elementwiseBlocks(n4, kThreads), kThreads, 0, stream>>>(
+        reinterpret_cast<float4*>(out), reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up), n4);
+    checkLaunch("swiglu_forward_vec4_kernel");
+    done = 4 * n4;
+  }
+  if (done == n) return;
+  swiglu_forward_kernel<<<elementwiseBlocks(n - done, kThreads), kThreads, 0, stream>>>(out + done, gate + done,
+                                                                                         up + done, n - done);
   checkLaunch("swiglu_forward_kernel");
 }
 
 void swigluBackward(cudaStream_t stream, float* dgate, float* dup, const float* dout, const float* gate,
                     const float* up, size_t n) {
   if (n == 0) return;
-  swiglu_backward_kernel<<<elementwiseBlocks(n, kThreads), kThreads, 0, stream>>>(dgate, dup, dout, gate, up, n);
+  size_t done = 0;
+  if (aligned16({dgate, dup, dout, gate, up}) && n >= 4) {
+    const size_t n4 = n / 4;
+    swiglu_backward_vec4_kernel<<<elementwiseBlocks(n4, kThreads), kThreads, 0, stream>>>(
+        reinterpret_cast<float4*>(dgate), reinterpret_cast<float4*>(dup), reinterpret_cast<const float4*>(dout),
+        reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up), n4);
+    checkLaunch("swiglu_backward_vec4_kernel");
+    done = 4 * n4;
+  }
+  if (done == n) return;
+  swiglu_backward_kernel<<<elementwiseBlocks(n - done, kThreads), kThreads, 0, stream>>>(
+      dgate + done, dup + done, dout + done, gate + done, up + done, n - done);
   checkLaunch("swiglu_backward_kernel");
 }
 

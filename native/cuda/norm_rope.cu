@@ -1,9 +1,14 @@
 // RMSNorm forward / backward and RoPE forward / backward.
-// RMSNorm: one warp a row of C; the row's sum of squares in fp32 (lane-strided, then a shuffle tree),
-// rstd = 1 / sqrt(mean + eps) saved per row. Backward: dinp (one warp a row) accumulates
+// RMSNorm: one warp a row of C (float4 accesses where the rows allow); the row's sum of squares in fp32
+// (lane-strided, then a shuffle tree), rstd = 1 / sqrt(mean + eps) saved per row. Backward: dinp (one warp a
+// row) accumulates
 // r*w*dy - r^3 * dot(dy*w, x) / C * x; dweight accumulates sum_n dy*x*r in two passes (per-chunk partials
 // over row chunks, then an in-order sum of the chunks): deterministic, no atomics.
 // RoPE: one thread a (row, head, i < D/2) pair, Hugging Face's rotate_half (dim i pairs with i + D/2).
+#include <cstdint>
+#include <initializer_list>
+#include <type_traits>
+
 #include "common.cuh"
 #include "kernels.h"
 
@@ -13,34 +18,81 @@ namespace {
 
 constexpr int kRowsPerBlock = 4;  // warps (rows) per block for the row kernels
 
+// A row of C floats seen as float4 (kVec4: C % 4 == 0 and 16-byte aligned rows, four elements a load, more
+// bytes in flight per thread) or one float at a time; each lane visits the indices lane, lane + 32, ...
+template <bool kVec4>
+struct RowOf {
+  static constexpr int kWidth = kVec4 ? 4 : 1;
+  using Vec = typename std::conditional<kVec4, float4, float>::type;
+  static __device__ __forceinline__ Vec at(const float* row, int i) { return reinterpret_cast<const Vec*>(row)[i]; }
+  static __device__ __forceinline__ void put(float* row, int i, Vec v) { reinterpret_cast<Vec*>(row)[i] = v; }
+};
+
+// Elementwise over the components of a float or a float4.
+template <typename F>
+__device__ __forceinline__ float apply(float a, float b, float c, F f) { return f(a, b, c); }
+template <typename F>
+__device__ __forceinline__ float4 apply(float4 a, float4 b, float4 c, F f) {
+  return make_float4(f(a.x, b.x, c.x), f(a.y, b.y, c.y), f(a.z, b.z, c.z), f(a.w, b.w, c.w));
+}
+// sum over components of f(a, b, c), added to acc in component order.
+template <typename F>
+__device__ __forceinline__ float accumulate(float acc, float a, float b, float c, F f) { return acc + f(a, b, c); }
+template <typename F>
+__device__ __forceinline__ float accumulate(float acc, float4 a, float4 b, float4 c, F f) {
+  acc += f(a.x, b.x, c.x);
+  acc += f(a.y, b.y, c.y);
+  acc += f(a.z, b.z, c.z);
+  return acc + f(a.w, b.w, c.w);
+}
+
+template <bool kVec4>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
     rmsnorm_forward_kernel(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps) {
+  using R = RowOf<kVec4>;
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= N) return;
   const float* x = inp + size_t(row) * C;
+  const int n = C / R::kWidth;
   float ss = 0.0f;
-  for (int c = lane; c < C; c += 32) ss += x[c] * x[c];
+#pragma unroll 4
+  for (int i = lane; i < n; i += 32) {
+    const auto v = R::at(x, i);
+    ss = accumulate(ss, v, v, v, [](float a, float, float) { return a * a; });
+  }
   ss = warpSum(ss);
   const float r = 1.0f / sqrtf(ss / static_cast<float>(C) + eps);
   if (lane == 0) rstd[row] = r;
   float* o = out + size_t(row) * C;
-  for (int c = lane; c < C; c += 32) o[c] = x[c] * r * weight[c];
+#pragma unroll 4
+  for (int i = lane; i < n; i += 32)
+    R::put(o, i, apply(R::at(x, i), R::at(weight, i), R::at(weight, i), [r](float xv, float w, float) { return xv * r * w; }));
 }
 
+template <bool kVec4>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
     rmsnorm_backward_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight,
                                  const float* rstd, int N, int C) {
+  using R = RowOf<kVec4>;
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= N) return;
   const float* x = inp + size_t(row) * C;
   const float* dy = dout + size_t(row) * C;
+  const int n = C / R::kWidth;
   float dot = 0.0f;
-  for (int c = lane; c < C; c += 32) dot += dy[c] * weight[c] * x[c];
+#pragma unroll 4
+  for (int i = lane; i < n; i += 32)
+    dot = accumulate(dot, R::at(dy, i), R::at(weight, i), R::at(x, i), [](float d, float w, float xv) { return d * w * xv; });
   dot = warpSum(dot);
   const float r = rstd[row];
   const float k = r * r * r * dot / static_cast<float>(C);
   float* dx = dinp + size_t(row) * C;
-  for (int c = lane; c < C; c += 32) dx[c] += r * weight[c] * dy[c] - k * x[c];
+#pragma unroll 4
+  for (int i = lane; i < n; i += 32) {
+    const auto g = apply(R::at(weight, i), R::at(dy, i), R::at(x, i),
+                         [r, k](float w, float d, float xv) { return r * w * d - k * xv; });
+    R::put(dx, i, apply(R::at(dx, i), g, g, [](float old, float add, float) { return old + add; }));
+  }
 }
 
 // dweight pass 1: block (32 columns) x (8 row lanes) over one chunk of rows; partial[chunk, c].
@@ -73,6 +125,14 @@ __global__ void rmsnorm_dweight_final_kernel(float* dweight, const float* partia
   dweight[c] += t;
 }
 
+// Rows of C floats can go as float4 when C is a multiple of 4 and every base is 16-byte aligned.
+bool rowsVec4(int C, std::initializer_list<const void*> ptrs) {
+  if (C % 4 != 0) return false;
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
 int dweightChunks(int N) {
   const int chunks = (N + 63) / 64;  // about 64 rows a chunk, at most 256 chunks
   return chunks < 1 ? 1 : (chunks > 256 ? 256 : chunks);
@@ -100,8 +160,11 @@ __global__ void rope_kernel(float* x, const float* cosTable, const float* sinTab
 void rmsnormForward(cudaStream_t stream, float* out, float* rstd, const float* inp, const float* weight, int N,
                     int C, float eps) {
   if (N <= 0) return;
-  rmsnorm_forward_kernel<<<ceilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(out, rstd, inp, weight, N, C,
-                                                                                      eps);
+  const dim3 grid(ceilDiv(N, kRowsPerBlock)), block(32 * kRowsPerBlock);
+  if (rowsVec4(C, {out, inp, weight}))
+    rmsnorm_forward_kernel<true><<<grid, block, 0, stream>>>(out, rstd, inp, weight, N, C, eps);
+  else
+    rmsnorm_forward_kernel<false><<<grid, block, 0, stream>>>(out, rstd, inp, weight, N, C, eps);
   checkLaunch("rmsnorm_forward_kernel");
 }
 
@@ -110,8 +173,11 @@ size_t rmsnormBackwardScratchBytes(int N, int C) { return sizeof(float) * size_t
 void rmsnormBackward(cudaStream_t stream, float* dinp, float* dweight, const float* dout, const float* inp,
                      const float* weight, const float* rstd, int N, int C, void* scratch) {
   if (N <= 0) return;
-  rmsnorm_backward_dinp_kernel<<<ceilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(dinp, dout, inp, weight,
-                                                                                            rstd, N, C);
+  const dim3 grid(ceilDiv(N, kRowsPerBlock)), block(32 * kRowsPerBlock);
+  if (rowsVec4(C, {dinp, dout, inp, weight}))
+    rmsnorm_backward_dinp_kernel<true><<<grid, block, 0, stream>>>(dinp, dout, inp, weight, rstd, N, C);
+  else
+    rmsnorm_backward_dinp_kernel<false><<<grid, block, 0, stream>>>(dinp, dout, inp, weight, rstd, N, C);
   checkLaunch("rmsnorm_backward_dinp_kernel");
   if (!dweight) return;
   const int chunks = dweightChunks(N);

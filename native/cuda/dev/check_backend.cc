@@ -397,7 +397,27 @@ void checkOps(pl::Backend& cpu, pl::Backend& gpu) {
     compare("adamw v" + tag, gv.get(), v, 1e-9, 1e-6);
   }
 
-  for (auto nc : {std::pair<int, int>{1, 8}, {37, 64}, {256, 1000}, {513, 4096}}) {
+  // SwiGLU on operands that are not 16-byte aligned (one float past an allocation's start): the scalar path.
+  {
+    const size_t n = 1001;
+    Vec gate = randn(n + 1, 38), up = randn(n + 1, 39), dout = randn(n + 1, 40);
+    Dev gg(gpu, gate), gu(gpu, up), gdo(gpu, dout), go(gpu, n + 1), gdg(gpu, n + 1), gdu(gpu, n + 1);
+    auto tail = [](const Dev& d) {  // elements 1.. of a device buffer
+      const Vec all = d.get();
+      return Vec(all.begin() + 1, all.end());
+    };
+    Vec ref(n), dg(n), du(n);
+    cpu.swigluForward(ref.data(), gate.data() + 1, up.data() + 1, n);
+    gpu.swigluForward(go.f() + 1, gg.f() + 1, gu.f() + 1, n);
+    compare("swigluForward n1001 unaligned", tail(go), ref, 1e-6, 1e-5);
+    cpu.swigluBackward(dg.data(), du.data(), dout.data() + 1, gate.data() + 1, up.data() + 1, n);
+    gpu.swigluBackward(gdg.f() + 1, gdu.f() + 1, gdo.f() + 1, gg.f() + 1, gu.f() + 1, n);
+    compare("swigluBackward dgate n1001 unaligned", tail(gdg), dg, 1e-6, 1e-5);
+    compare("swigluBackward dup n1001 unaligned", tail(gdu), du, 1e-6, 1e-5);
+  }
+
+  // C = 30: rows not a multiple of 4 floats (the scalar path); the rest take float4 accesses.
+  for (auto nc : {std::pair<int, int>{1, 8}, {5, 30}, {37, 64}, {256, 1000}, {513, 4096}}) {
     const int N = nc.first, C = nc.second;
     const std::string tag = " N" + std::to_string(N) + " C" + std::to_string(C);
     Vec x = randn(size_t(N) * C, 41), w = randn(C, 42), dy = randn(size_t(N) * C, 43);
