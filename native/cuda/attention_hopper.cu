@@ -301,24 +301,31 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
       float st[32], dpt[32];
 #pragma unroll
       for (int i = 0; i < 32; ++i) st[i] = dpt[i] = 0.0f;
+      // S^T and dP^T as two groups: P is computed while dP^T runs. (Issuing dV before dS as well keeps too
+      // many registers live: ptxas spills.)
       wgmmaFence();
 #pragma unroll
-      for (int kk = 0; kk < kHD / 16; ++kk) {
+      for (int kk = 0; kk < kHD / 16; ++kk)
         wgmmaBf16<kBwdQ>(st, tileDesc<kBwdK>(Ks, 64 * wg, kk), tileDesc<kBwdQ>(stage(cur, 0), 0, kk));
-        wgmmaBf16<kBwdQ>(dpt, tileDesc<kBwdK>(Vs, 64 * wg, kk), tileDesc<kBwdQ>(stage(cur, 1), 0, kk));
-      }
       wgmmaCommit();
-      wgmmaWait<0>();
+#pragma unroll
+      for (int kk = 0; kk < kHD / 16; ++kk)
+        wgmmaBf16<kBwdQ>(dpt, tileDesc<kBwdK>(Vs, 64 * wg, kk), tileDesc<kBwdQ>(stage(cur, 1), 0, kk));
+      wgmmaCommit();
+      wgmmaWait<1>();  // S^T is done (dP^T may still run: dpt is not touched until the next wait)
 #pragma unroll
       for (int j = 0; j < kBwdQ / 8; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int qi = 8 * j + 2 * t + (e & 1), query = q0 + qi;
           const bool live = query < T && query >= keyOf[e >> 1];
-          const float p = live ? exp2f((st[4 * j + e] - lseS[qi]) * kLog2eH) : 0.0f;
-          st[4 * j + e] = p;
-          dpt[4 * j + e] = p * (dpt[4 * j + e] - deltaS[qi]);
+          st[4 * j + e] = live ? exp2f((st[4 * j + e] - lseS[qi]) * kLog2eH) : 0.0f;
         }
+      wgmmaWait<0>();
+#pragma unroll
+      for (int j = 0; j < kBwdQ / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dpt[4 * j + e] = st[4 * j + e] * (dpt[4 * j + e] - deltaS[8 * j + 2 * t + (e & 1)]);
 #pragma unroll
       for (int j = 0; j < kBwdQ / 8; ++j)
 #pragma unroll

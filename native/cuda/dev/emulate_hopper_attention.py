@@ -309,14 +309,15 @@ def emulate_dkdv_share(qh, kh, vh, doh, qT, doT, lse, delta, B, T, Tp, H, Hkv, D
                         for kk in range(HD // 16):
                             wgmma_ss(st, sm, tile_desc(Ks, BWD_K, 64 * wg, kk), tile_desc(stage(cur, 0), BWD_Q, 0, kk), BWD_Q, "S^T = K Q^T")
                             wgmma_ss(dpt, sm, tile_desc(Vs, BWD_K, 64 * wg, kk), tile_desc(stage(cur, 1), BWD_Q, 0, kk), BWD_Q, "dP^T = V dO^T")
-                        for j in range(BWD_Q // 8):
+                        for j in range(BWD_Q // 8):  # P (while dP^T would still run)
                             for e in range(4):
                                 qi = 8 * j + 2 * T4 + (e & 1)
                                 query = q0 + qi
                                 live = (query < T) & (query >= key_of[e >> 1])
-                                p = np.where(live, np.exp2((st[:, 4 * j + e] - lse_s[qi]) * LOG2E), 0.0)
-                                st[:, 4 * j + e] = p
-                                dpt[:, 4 * j + e] = p * (dpt[:, 4 * j + e] - delta_s[qi])
+                                st[:, 4 * j + e] = np.where(live, np.exp2((st[:, 4 * j + e] - lse_s[qi]) * LOG2E), 0.0)
+                        for j in range(BWD_Q // 8):  # dS
+                            for e in range(4):
+                                dpt[:, 4 * j + e] = st[:, 4 * j + e] * (dpt[:, 4 * j + e] - delta_s[8 * j + 2 * T4 + (e & 1)])
                         for j in range(BWD_Q // 8):
                             for r in range(2):
                                 for th in range(128):
