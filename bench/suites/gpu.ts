@@ -41,8 +41,8 @@ function checkMatmul(transA: boolean, transB: boolean): void {
   }
 }
 
-function checkAttention(): void {
-  const dims = { b: 1, t: 70, h: 4, hkv: 2, d: 128 };
+function checkAttention(kernel?: 'wgmma'): void {
+  const dims = { b: 1, t: 70, h: 4, hkv: 2, d: 128, kernel };
   const q = pseudoRandom(70 * 4 * 128, 3);
   const k = pseudoRandom(70 * 2 * 128, 4);
   const v = pseudoRandom(70 * 2 * 128, 5);
@@ -52,7 +52,7 @@ function checkAttention(): void {
   const scale = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
   for (let i = 0; i < want.length; i++) {
     if (!(Math.abs(got[i] - want[i]) <= 2e-2 * scale + 2e-2 * Math.abs(want[i]))) {
-      throw new Error(`CUDA attention check failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
+      throw new Error(`CUDA attention check${kernel ? ` (${kernel})` : ''} failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
     }
   }
 }
@@ -127,42 +127,54 @@ async function matmulSection({ options, avail, note, push }: Section): Promise<v
   }
 }
 
-async function attentionSection({ options, avail, note, push }: Section): Promise<void> {
+// Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
+function attentionRate(a: { b: number; h: number; t: number; d: number }, ms: number): string {
+  return `~${((3.5 * 2 * a.b * a.h * a.t * a.t * a.d) / (ms * 1e-3) / 1e12).toFixed(1)} TFLOP/s`;
+}
+
+const attentionName = (a: { b: number; t: number; h: number; hkv: number; d: number }): string =>
+  `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`;
+
+async function attentionSection({ options, note, push }: Section): Promise<void> {
   checkAttention();
-  // The wgmma kernels (attention_hopper.cu, opt-in with PUZZLE_LLAMA_CUDA_ATTENTION=wgmma) where the device
-  // runs the sm_90a image: a row of their own beside the same peer run.
-  const hopper = (avail.gemm ?? '').includes('wgmma');
   for (const a of attentionShapes(options.quick)) {
     const r = options.quick ? 3 : 10;
     const dims = { b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' as const };
     const ours = await kernels.timeAttention(dims);
     // The backward that recomputes S and dP for dQ instead of keeping dS (PUZZLE_LLAMA_CUDA_ATTENTION=flash-recompute).
     const recompute = await kernels.timeAttention({ ...dims, kernel: 'flash-recompute' });
-    const wgmma = hopper ? await kernels.timeAttention({ ...dims, kernel: 'wgmma' }) : null;
     const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
     const peerFwd = peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : '';
-    // Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
-    const flops = 3.5 * 2 * a.b * a.h * a.t * a.t * a.d;
-    const rate = (ms: number): string => `~${(flops / (ms * 1e-3) / 1e12).toFixed(1)} TFLOP/s`;
-    const name = `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`;
     push({
-      name,
+      name: attentionName(a),
       unit: 'ms',
       value: ours.medianMsFwdBwd,
       higherIsBetter: false,
       ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
-      note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peerFwd}; with dQ recomputed instead of from the kept dS ${recompute.medianMsFwdBwd.toFixed(2)} ms; ${rate(ours.medianMsFwdBwd)}`,
+      note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peerFwd}; with dQ recomputed instead of from the kept dS ${recompute.medianMsFwdBwd.toFixed(2)} ms; ${attentionRate(a, ours.medianMsFwdBwd)}`,
     });
-    if (wgmma) {
-      push({
-        name: `${name}, wgmma kernels`,
-        unit: 'ms',
-        value: wgmma.medianMsFwdBwd,
-        higherIsBetter: false,
-        ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
-        note: `${note}: attention_hopper.cu (wgmma, A of P V / dV / dK / dQ from registers; fp32 in memory, packed to bf16 per call); forward alone ${wgmma.medianMsFwd.toFixed(2)} ms${peerFwd}; ${rate(wgmma.medianMsFwdBwd)}`,
-      });
-    }
+  }
+}
+
+// The wgmma kernels (attention_hopper.cu, opt-in with PUZZLE_LLAMA_CUDA_ATTENTION=wgmma) where the device
+// runs the sm_90a image, each shape beside a peer run of its own. A section of its own, run last: a fault
+// in kernels not yet run on a GPU would leave the process's CUDA context unusable.
+async function attentionWgmmaSection({ options, avail, note, push }: Section): Promise<void> {
+  if (!(avail.gemm ?? '').includes('wgmma')) throw new Error(`not a Hopper GPU (GEMM ${avail.gemm ?? 'unknown'}): the wgmma attention kernels do not run here`);
+  checkAttention('wgmma');
+  for (const a of attentionShapes(options.quick)) {
+    const r = options.quick ? 3 : 10;
+    const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda', kernel: 'wgmma' });
+    const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
+    const peerFwd = peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : '';
+    push({
+      name: `${attentionName(a)}, wgmma kernels`,
+      unit: 'ms',
+      value: ours.medianMsFwdBwd,
+      higherIsBetter: false,
+      ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
+      note: `${note}: attention_hopper.cu (wgmma; P, dS and dS^T as register A operands; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peerFwd}; ${attentionRate(a, ours.medianMsFwdBwd)}`,
+    });
   }
 }
 
@@ -203,6 +215,7 @@ const SECTIONS: Array<{ name: string; run: (s: Section) => Promise<void>; failed
   { name: 'matmul', run: matmulSection, failed: ['matmul', 'TFLOP/s', true] },
   { name: 'attention', run: attentionSection, failed: ['attention fwd+bwd', 'ms', false] },
   { name: 'train', run: trainSection, failed: ['train step', 'tokens/s', true] },
+  { name: 'attention-wgmma', run: attentionWgmmaSection, failed: ['attention fwd+bwd, wgmma kernels', 'ms', false] },
 ];
 
 export const gpuSuite: BenchSuite = {
@@ -232,7 +245,7 @@ export const gpuSuite: BenchSuite = {
       process.stderr.write(`[gpu] ${row.name}: ${row.value.toPrecision(4)} ${row.unit}; peer ${peer}${row.note ? `; ${row.note}` : ''}\n`);
     };
     process.stderr.write(`[gpu] ${avail.device}: GEMM ${avail.gemm ?? 'unknown'}\n`);
-    // GPU_BENCH_SECTIONS=matmul,attention,lora,train runs a subset (GPU time is scarce); unset, all of them.
+    // GPU_BENCH_SECTIONS=lora,matmul,attention,train,attention-wgmma runs a subset (GPU time is scarce); unset, all.
     const only = (process.env.GPU_BENCH_SECTIONS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
     const section: Section = { options, avail, note: `ours on ${avail.device}`, push };
     for (const { name, run, failed: [label, unit, higherIsBetter] } of SECTIONS) {

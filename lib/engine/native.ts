@@ -210,6 +210,12 @@ export interface AttentionDims extends KernelThreads {
   h: number;
   hkv: number;
   d: number;
+  /**
+   * Which CUDA attention kernels the call runs (no effect on the CPU): 'flash' (the default: the flash
+   * kernels, dQ from the dS the dK/dV pass keeps), 'flash-recompute' (dQ recomputes S and dP) or 'wgmma'
+   * (the Hopper kernels; throws where the device does not run them); unset, the backend's own choice.
+   */
+  kernel?: 'flash' | 'flash-recompute' | 'wgmma';
 }
 
 /** Each backend op alone, on the CPU or CUDA (native/addon/kernels_wrap.cc). Row-major; shapes in the option names. */
@@ -313,11 +319,9 @@ export interface NativeKernels {
   }>;
   /**
    * Times causal attention forward, then forward+backward, as timeMatmul does; msFwd / msFwdBwd are the best
-   * calls. kernel (CUDA; no effect on the CPU): 'flash' (the default: the flash kernels, dQ from the dS the
-   * dK/dV pass keeps), 'flash-recompute' (dQ recomputes S and dP) or 'wgmma' (the Hopper kernels; rejects
-   * where the device does not run them); by default, the backend's own choice.
+   * calls (kernel: as for attentionForward; a promise that rejects where the kernels cannot run).
    */
-  timeAttention(options: AttentionDims & { repeats?: number; kernel?: 'flash' | 'flash-recompute' | 'wgmma' }): Promise<{ msFwd: number; medianMsFwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;
+  timeAttention(options: AttentionDims & { repeats?: number }): Promise<{ msFwd: number; medianMsFwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;
 }
 
 /** Every function the addon exports. */

@@ -439,6 +439,49 @@ AttnDims attnDims(const Napi::Object& o, const std::string& w) {
   return d;
 }
 
+// options.kernel: which CUDA attention kernels a call runs ("" = the backend's own choice; no effect on the
+// CPU). Validated here, applied by AttentionKernelScope.
+std::string attentionKernelArg(const Napi::Object& o, const std::string& w) {
+  if (o.Get("kernel").IsUndefined()) return "";
+  const std::string kernel = stringField(o, "kernel", w, std::string("flash"));
+  if (kernel != "flash" && kernel != "flash-recompute" && kernel != "wgmma")
+    throwRange(o.Env(), w + "kernel must be 'flash', 'flash-recompute' or 'wgmma', got '" + kernel + "'");
+  return kernel;
+}
+
+// Sets the shared CUDA backend's attention kernels for one call (the caller holds the backend's lock) and
+// puts the previous ones back after it. Throws pl::Error, changing nothing, where the kernels cannot run.
+class AttentionKernelScope {
+ public:
+  AttentionKernelScope(Backend& be, bool cuda, const std::string& kernel) {
+#ifdef PUZZLE_LLAMA_CUDA
+    if (!cuda || kernel.empty()) return;
+    auto* backend = static_cast<cuda::CudaBackend*>(&be);
+    const std::string before = backend->attentionKernel();
+    backend->setAttentionKernel(kernel);
+    before_ = before;
+    cuda_ = backend;
+#else
+    (void)be;
+    (void)cuda;
+    (void)kernel;
+#endif
+  }
+  ~AttentionKernelScope() {
+#ifdef PUZZLE_LLAMA_CUDA
+    if (cuda_) cuda_->setAttentionKernel(before_);  // a name it gave: cannot throw
+#endif
+  }
+  AttentionKernelScope(const AttentionKernelScope&) = delete;
+  AttentionKernelScope& operator=(const AttentionKernelScope&) = delete;
+
+ private:
+#ifdef PUZZLE_LLAMA_CUDA
+  cuda::CudaBackend* cuda_ = nullptr;
+  std::string before_;
+#endif
+};
+
 // Without tcap/pos0 this is causal self-attention over t positions. With them (KV-cache decode), the t
 // queries sit at positions pos0.. and k, v hold tcap rows of which [0, pos0 + t) are read.
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
@@ -455,8 +498,10 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Napi::Float32Array k = f32Arg(env, arg(info, 1), w + "k", kn);
   Napi::Float32Array v = f32Arg(env, arg(info, 2), w + "v", kn);
   Napi::Float32Array out = Napi::Float32Array::New(env, qn), lse = Napi::Float32Array::New(env, static_cast<size_t>(d.B) * d.H * d.T);
+  const std::string kernel = attentionKernelArg(o, w + "options.");
   {
     OpCall call(o, w + "options.");
+    AttentionKernelScope scope(call.be(), call.onDevice(), kernel);
     call.be().attentionForward(call.out(out.Data(), qn), call.out(lse.Data(), lse.ElementLength()), call.in(q.Data(), qn),
                                call.in(k.Data(), kn), call.in(v.Data(), kn), d.B, d.T, Tcap, d.H, d.Hkv, d.D, pos0);
     call.finish();
@@ -482,8 +527,10 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Napi::Float32Array lse = f32Arg(env, arg(info, 5), w + "lse", ln);
   Napi::Float32Array dq = Napi::Float32Array::New(env, qn), dk = Napi::Float32Array::New(env, kn),
                      dv = Napi::Float32Array::New(env, kn);
+  const std::string kernel = attentionKernelArg(o, w + "options.");
   {
     OpCall call(o, w + "options.");
+    AttentionKernelScope scope(call.be(), call.onDevice(), kernel);
     call.be().attentionBackward(call.out(dq.Data(), qn), call.out(dk.Data(), kn), call.out(dv.Data(), kn),
                                 call.in(dout.Data(), qn), call.in(q.Data(), qn), call.in(k.Data(), kn),
                                 call.in(v.Data(), kn), call.in(out.Data(), qn), call.in(lse.Data(), ln), d.B, d.T, d.H,
@@ -859,23 +906,7 @@ class TimeAttentionJob : public PromiseWorker {
   void Run(const ExecutionProgress&) override {
     JobBackend jb(device_, threads_);
     Backend& be = *jb;
-#ifdef PUZZLE_LLAMA_CUDA
-    // The shared CUDA backend's setting, for this job only (the job holds the backend's lock).
-    struct Kernel {
-      cuda::CudaBackend* cuda;
-      std::string before;
-      ~Kernel() {
-        if (cuda) cuda->setAttentionKernel(before);
-      }
-    } kernel{nullptr, ""};
-    if (device_ == Device::Cuda && !kernel_.empty()) {
-      auto* cuda = static_cast<cuda::CudaBackend*>(&be);
-      const std::string before = cuda->attentionKernel();
-      cuda->setAttentionKernel(kernel_);  // throws (nothing changed) where the kernels cannot run
-      kernel.before = before;
-      kernel.cuda = cuda;
-    }
-#endif
+    AttentionKernelScope scope(be, device_ == Device::Cuda, kernel_);  // for this job only
     Scratch mem(be);
     const size_t qn = static_cast<size_t>(d_.B) * d_.T * d_.H * d_.D, kn = static_cast<size_t>(d_.B) * d_.T * d_.Hkv * d_.D;
     float *q = mem.floats(qn), *k = mem.floats(kn), *v = mem.floats(kn), *out = mem.floats(qn), *dout = mem.floats(qn);
@@ -913,12 +944,7 @@ Napi::Value TimeAttention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string w = "kernels.timeAttention(): options.";
   Napi::Object o = objectArg(info, 0, "kernels.timeAttention(): options", false);
-  std::string kernel;
-  if (!o.Get("kernel").IsUndefined()) {
-    kernel = stringField(o, "kernel", w, std::string("flash"));
-    if (kernel != "flash" && kernel != "flash-recompute" && kernel != "wgmma")
-      throwRange(env, w + "kernel must be 'flash', 'flash-recompute' or 'wgmma', got '" + kernel + "'");
-  }
+  const std::string kernel = attentionKernelArg(o, w);
   auto* job = new TimeAttentionJob(env, attnDims(o, w), static_cast<int>(intField(o, "repeats", w, 1, 100000, 10)),
                                    static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)),
                                    deviceArg(o, w), kernel);

@@ -552,16 +552,6 @@ int main(int argc, char** argv) {
       auto fp32Attention = pl::cuda::createBackend(device);
       checkAttention(cpu, *fp32Attention, false, "simt");
     }
-    // The Hopper kernels (head dims 65..128; the rest of the cases check the fallback to flash).
-    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "wgmma", 1);
-    std::unique_ptr<pl::Backend> hopperAttention;
-    try {
-      hopperAttention = pl::cuda::createBackend(device);
-    } catch (const pl::Error& e) {
-      std::printf("skip attention[wgmma]: %s\n", e.what());
-    }
-    if (hopperAttention) checkAttention(cpu, *hopperAttention, true, "wgmma");
-    hopperAttention.reset();
     unsetenv("PUZZLE_LLAMA_CUDA_ATTENTION");
     checkGemm(cpu, *gpu, "auto", 3e-2);
     checkGemmWeightBf16(cpu, *gpu, "auto");
@@ -611,6 +601,19 @@ int main(int argc, char** argv) {
       std::printf("skip gemm[wgmma ping-pong]: %s\n", e.what());
     }
     unsetenv("PUZZLE_LLAMA_CUDA_PINGPONG");
+    unsetenv("PUZZLE_LLAMA_CUDA_GEMM");
+    // Last, so that a fault in kernels not yet run on a GPU cannot cost the checks above: the Hopper
+    // attention kernels (head dims 65..128; the rest of the cases check the fallback to flash).
+    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "wgmma", 1);
+    std::unique_ptr<pl::Backend> hopperAttention;
+    try {
+      hopperAttention = pl::cuda::createBackend(device);
+    } catch (const pl::Error& e) {
+      std::printf("skip attention[wgmma]: %s\n", e.what());
+    }
+    if (hopperAttention) checkAttention(cpu, *hopperAttention, true, "wgmma");
+    hopperAttention.reset();
+    unsetenv("PUZZLE_LLAMA_CUDA_ATTENTION");
   } catch (const std::exception& e) {
     std::printf("FAIL exception: %s\n", e.what());
     return 2;
