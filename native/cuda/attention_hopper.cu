@@ -76,6 +76,21 @@ __device__ __forceinline__ void loadSwizzled(__nv_bfloat16* tile, const __nv_bfl
   }
 }
 
+// The double-buffer turn of every kernel here: starts step + 1's copies into the other buffer (when there
+// is a next step; issue(step, buffer) makes them), waits for step's own, and hands the tiles to wgmma.
+template <typename Issue>
+__device__ __forceinline__ void awaitStep(int step, int steps, const Issue& issue) {
+  if (step + 1 < steps) {
+    issue(step + 1, (step + 1) & 1);
+    cpAsyncCommit();
+    cpAsyncWait<1>();
+  } else {
+    cpAsyncWait<0>();
+  }
+  fenceProxyAsync();
+  __syncthreads();
+}
+
 // The descriptor of k-step kk (16 columns) of a swizzled tile of kRows rows, from row `row0` (a multiple
 // of 8): panel kk / 4, then 32 bytes a step inside the panel (2 in the encoded address).
 template <int kRows>
@@ -154,15 +169,7 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
 
   for (int kt = 0; kt < tiles; ++kt) {
     const int cur = kt & 1;
-    if (kt + 1 < tiles) {  // the next tile streams in while this one is used
-      issue(kt + 1, cur ^ 1);
-      cpAsyncCommit();
-      cpAsyncWait<1>();
-    } else {
-      cpAsyncWait<0>();
-    }
-    fenceProxyAsync();
-    __syncthreads();
+    awaitStep(kt, tiles, issue);
     const __nv_bfloat16* K = Ks + cur * kFwdK * kHD;
     const __nv_bfloat16* V = Vs + cur * kFwdK * kHD;
     const int k0 = kt * kFwdK;
@@ -282,15 +289,7 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
 
   for (int s = 0; s < steps; ++s) {
     const int cur = s & 1;
-    if (s + 1 < steps) {
-      issue(s + 1, cur ^ 1);
-      cpAsyncCommit();
-      cpAsyncWait<1>();
-    } else {
-      cpAsyncWait<0>();
-    }
-    fenceProxyAsync();
-    __syncthreads();
+    awaitStep(s, steps, issue);
     const float* lseS = stats + cur * 2 * kBwdQ;
     const float* deltaS = lseS + kBwdQ;
     const int q0 = k0 + s * kBwdQ;
@@ -408,15 +407,7 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
   for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
   for (int kt = 0; kt < tiles; ++kt) {
     const int cur = kt & 1;
-    if (kt + 1 < tiles) {
-      issue(kt + 1, cur ^ 1);
-      cpAsyncCommit();
-      cpAsyncWait<1>();
-    } else {
-      cpAsyncWait<0>();
-    }
-    fenceProxyAsync();
-    __syncthreads();
+    awaitStep(kt, tiles, issue);
     if (kt * kDqK <= groupLast) {  // uniform over the warp group
       const __nv_bfloat16* S = Ss + cur * kDqK * kDqLd;
       uint32_t a[kDqK / 16][4];

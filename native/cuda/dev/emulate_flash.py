@@ -610,42 +610,44 @@ def close(what, got, want):
     return ok
 
 
-def main():
-    rng = np.random.default_rng(7)
+def run_forward_cases(cases, emulate, rng):
+    """Each (B, Tq, Tcap, H, Hkv, D, pos0) case through emulate(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0) against
+    the float64 reference; cache rows past the last query's position are NaN (they must never be read)."""
     ok = True
-    # (B, Tq, Tcap, H, Hkv, D, pos0): tile edges in both directions, GQA, D padded to 64 and 128, pos0 > 0.
-    forward_cases = [(1, 8, 8, 1, 1, 64, 0), (1, 130, 130, 2, 1, 128, 0), (2, 70, 70, 4, 2, 100, 0),
-                     (1, 33, 80, 2, 2, 48, 47), (1, 200, 200, 2, 1, 64, 0), (1, 9, 300, 1, 1, 128, 291)]
-    for B, Tq, Tcap, H, Hkv, D, pos0 in forward_cases:
+    for B, Tq, Tcap, H, Hkv, D, pos0 in cases:
         q = rng.standard_normal((B, Tq, H, D))
         k = rng.standard_normal((B, Tcap, Hkv, D))
         v = rng.standard_normal((B, Tcap, Hkv, D))
-        # Cache rows past the last query's position must never be read: NaN there.
         k[:, pos0 + Tq:] = np.nan
         v[:, pos0 + Tq:] = np.nan
+        name = f"forward B{B} Tq{Tq} Tcap{Tcap} H{H}/{Hkv} D{D} pos0 {pos0}"
         try:
             with np.errstate(invalid="raise", divide="raise"):
-                out, lse = emulate_forward(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0)
+                out, lse = emulate(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0)
         except (EmulationError, ArithmeticError, ValueError) as e:
-            print(f"FAIL  forward B{B} Tq{Tq} Tcap{Tcap} H{H}/{Hkv} D{D} pos0 {pos0}: {e}")
+            print(f"FAIL  {name}: {e}")
             ok = False
             continue
         kk, vv = np.nan_to_num(k[:, :pos0 + Tq]), np.nan_to_num(v[:, :pos0 + Tq])
         want, want_lse = reference(q, kk, vv, B, Tq, H, Hkv, D, pos0)
-        name = f"forward B{B} Tq{Tq} Tcap{Tcap} H{H}/{Hkv} D{D} pos0 {pos0}"
         ok &= close(name + " out", out, want)
         ok &= close(name + " lse", lse, want_lse)
-    backward_cases = [(1, 8, 1, 1, 64), (1, 100, 4, 2, 128), (2, 70, 4, 1, 80), (1, 129, 2, 2, 64), (1, 65, 6, 3, 40)]
-    for (B, T, H, Hkv, D), keep_ds in [(c, False) for c in backward_cases] + [(c, True) for c in backward_cases]:
+    return ok
+
+
+def run_backward_cases(cases, emulate, rng, label=""):
+    """Each (B, T, H, Hkv, D) case through emulate(dout, q, k, v, out, lse, B, T, H, Hkv, D) -> (dq, dk, dv)."""
+    ok = True
+    for B, T, H, Hkv, D in cases:
         q = rng.standard_normal((B, T, H, D))
         k = rng.standard_normal((B, T, Hkv, D))
         v = rng.standard_normal((B, T, Hkv, D))
         dout = rng.standard_normal((B, T, H, D))
         out, lse = reference(q, k, v, B, T, H, Hkv, D, 0)
-        name = f"backward B{B} T{T} H{H}/{Hkv} D{D}{' (dQ from kept dS)' if keep_ds else ''}"
+        name = f"backward B{B} T{T} H{H}/{Hkv} D{D}{label}"
         try:
             with np.errstate(invalid="raise", divide="raise"):
-                dq, dk, dv = emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D, keep_ds)
+                dq, dk, dv = emulate(dout, q, k, v, out, lse, B, T, H, Hkv, D)
         except (EmulationError, ArithmeticError, ValueError) as e:
             print(f"FAIL  {name}: {e}")
             ok = False
@@ -654,6 +656,18 @@ def main():
         ok &= close(name + " dq", dq, wq)
         ok &= close(name + " dk", dk, wk)
         ok &= close(name + " dv", dv, wv)
+    return ok
+
+
+def main():
+    rng = np.random.default_rng(7)
+    # (B, Tq, Tcap, H, Hkv, D, pos0): tile edges in both directions, GQA, D padded to 64 and 128, pos0 > 0.
+    forward_cases = [(1, 8, 8, 1, 1, 64, 0), (1, 130, 130, 2, 1, 128, 0), (2, 70, 70, 4, 2, 100, 0),
+                     (1, 33, 80, 2, 2, 48, 47), (1, 200, 200, 2, 1, 64, 0), (1, 9, 300, 1, 1, 128, 291)]
+    ok = run_forward_cases(forward_cases, emulate_forward, rng)
+    backward_cases = [(1, 8, 1, 1, 64), (1, 100, 4, 2, 128), (2, 70, 4, 1, 80), (1, 129, 2, 2, 64), (1, 65, 6, 3, 40)]
+    ok &= run_backward_cases(backward_cases, emulate_backward, rng)
+    ok &= run_backward_cases(backward_cases, lambda *a: emulate_backward(*a, keep_ds=True), rng, " (dQ from kept dS)")
     print("all cases match" if ok else "MISMATCHES")
     return 0 if ok else 1
 

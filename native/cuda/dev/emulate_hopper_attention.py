@@ -29,8 +29,8 @@ import numpy as np
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from emulate_flash import (GARBAGE, EmulationError, Output, Shared, a_matrix, close, emulate_sum_group,  # noqa: E402
-                           frag_a_trans, reference, reference_backward, to_heads)
+from emulate_flash import (GARBAGE, EmulationError, Output, Shared, a_matrix, emulate_sum_group,  # noqa: E402
+                           frag_a_trans, run_backward_cases, run_forward_cases, to_heads)
 
 HD = 128
 PANEL = 64
@@ -101,6 +101,16 @@ def load_swizzled(sm, tile, rows, cols, src, base, ld, r0, valid, row_len):
         else:
             vals = np.zeros(8)
         sm.cp_async16(dst, vals)
+
+
+def await_step(sm, step, steps, issue):
+    """awaitStep: the next step's copies start (issue(step, buffer)), this step's land."""
+    if step + 1 < steps:
+        issue(step + 1, (step + 1) & 1)
+        sm.commit()
+        sm.wait(1)
+    else:
+        sm.wait(0)
 
 
 def tile_desc(tile, rows, row0, kk):
@@ -198,12 +208,7 @@ def emulate_forward(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0):
                 l_ = [np.zeros((128, 2)) for _ in range(2)]
                 for kt in range(tiles):
                     cur = kt & 1
-                    if kt + 1 < tiles:
-                        issue(kt + 1, cur ^ 1)
-                        sm.commit()
-                        sm.wait(1)
-                    else:
-                        sm.wait(0)
+                    await_step(sm, kt, tiles, issue)
                     K, V = Ks + cur * FWD_K * HD, Vs + cur * FWD_K * HD
                     k0 = kt * FWD_K
                     for wg in range(2):
@@ -293,12 +298,7 @@ def emulate_dkdv_share(qh, kh, vh, doh, qT, doT, lse, delta, B, T, Tp, H, Hkv, D
                 dv_acc = [np.zeros((128, 64)) for _ in range(2)]
                 for s in range(steps):
                     cur = s & 1
-                    if s + 1 < steps:
-                        issue(s + 1, cur ^ 1)
-                        sm.commit()
-                        sm.wait(1)
-                    else:
-                        sm.wait(0)
+                    await_step(sm, s, steps, issue)
                     lse_s, delta_s = stats[cur]
                     q0 = k0 + s * BWD_Q
                     for wg in range(2):
@@ -372,12 +372,7 @@ def emulate_dq(kT, ds, ldq, B, T, Tp, H, Hkv, D, scale):
                 acc = [np.zeros((128, 64)) for _ in range(2)]
                 for kt in range(tiles):
                     cur = kt & 1
-                    if kt + 1 < tiles:
-                        issue(kt + 1, cur ^ 1)
-                        sm.commit()
-                        sm.wait(1)
-                    else:
-                        sm.wait(0)
+                    await_step(sm, kt, tiles, issue)
                     for wg in range(2):
                         if not kt * DQ_K <= q0 + 64 * wg + 63:
                             continue
@@ -423,47 +418,12 @@ def emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D):
 
 def main():
     rng = np.random.default_rng(11)
-    ok = True
     # (B, Tq, Tcap, H, Hkv, D, pos0): tile edges both ways, GQA, D 100 (padded) and 128, pos0 > 0.
     forward_cases = [(1, 8, 8, 1, 1, 128, 0), (1, 130, 130, 2, 1, 128, 0), (2, 70, 70, 4, 2, 100, 0),
                      (1, 257, 257, 2, 2, 96, 0), (1, 70, 300, 2, 1, 100, 200), (1, 9, 140, 1, 1, 128, 131)]
-    for B, Tq, Tcap, H, Hkv, D, pos0 in forward_cases:
-        q = rng.standard_normal((B, Tq, H, D))
-        k = rng.standard_normal((B, Tcap, Hkv, D))
-        v = rng.standard_normal((B, Tcap, Hkv, D))
-        k[:, pos0 + Tq:] = np.nan  # cache rows past the last query's position must never be read
-        v[:, pos0 + Tq:] = np.nan
-        name = f"forward B{B} Tq{Tq} Tcap{Tcap} H{H}/{Hkv} D{D} pos0 {pos0}"
-        try:
-            with np.errstate(invalid="raise", divide="raise"):
-                out, lse = emulate_forward(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0)
-        except (EmulationError, ArithmeticError, ValueError) as e:
-            print(f"FAIL  {name}: {e}")
-            ok = False
-            continue
-        kk, vv = np.nan_to_num(k[:, :pos0 + Tq]), np.nan_to_num(v[:, :pos0 + Tq])
-        want, want_lse = reference(q, kk, vv, B, Tq, H, Hkv, D, pos0)
-        ok &= close(name + " out", out, want)
-        ok &= close(name + " lse", lse, want_lse)
+    ok = run_forward_cases(forward_cases, emulate_forward, rng)
     backward_cases = [(1, 8, 1, 1, 128), (1, 100, 4, 2, 128), (2, 70, 4, 1, 80), (1, 200, 2, 2, 100), (1, 131, 3, 1, 128)]
-    for B, T, H, Hkv, D in backward_cases:
-        q = rng.standard_normal((B, T, H, D))
-        k = rng.standard_normal((B, T, Hkv, D))
-        v = rng.standard_normal((B, T, Hkv, D))
-        dout = rng.standard_normal((B, T, H, D))
-        out, lse = reference(q, k, v, B, T, H, Hkv, D, 0)
-        name = f"backward B{B} T{T} H{H}/{Hkv} D{D}"
-        try:
-            with np.errstate(invalid="raise", divide="raise"):
-                dq, dk, dv = emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D)
-        except (EmulationError, ArithmeticError, ValueError) as e:
-            print(f"FAIL  {name}: {e}")
-            ok = False
-            continue
-        wq, wk, wv = reference_backward(dout, q, k, v, B, T, H, Hkv, D)
-        ok &= close(name + " dq", dq, wq)
-        ok &= close(name + " dk", dk, wk)
-        ok &= close(name + " dv", dv, wv)
+    ok &= run_backward_cases(backward_cases, emulate_backward, rng)
     print("all cases match" if ok else "MISMATCHES")
     return 0 if ok else 1
 
