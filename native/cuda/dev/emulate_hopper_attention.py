@@ -158,18 +158,20 @@ def quad(v, op):
 
 
 def store_acc_rows(out, acc, rows, b, T, heads, h, D, mul):
-    """storeAccRow for both rows of every thread: acc[128, 64], rows[r][thread]."""
+    """storeAccRow for both rows of every thread: acc[128, 64], rows[r][thread]; mul a number or, per row,
+    an array over the threads."""
     for r in range(2):
         for th in range(128):
             row = rows[r][th]
             if row >= T:
                 continue
             base = ((b * T + row) * heads + h) * D
+            m = mul if np.isscalar(mul) else mul[r][th]
             for j in range(HD // 8):
                 d = 8 * j + 2 * T4[th]
                 for e in range(2):
                     if d + e < D:
-                        out.put(base + d + e, acc[th, 4 * j + 2 * r + e] * mul)
+                        out.put(base + d + e, acc[th, 4 * j + 2 * r + e] * m)
 
 
 # ---- forward -------------------------------------------------------------------------------------------------
@@ -240,19 +242,10 @@ def emulate_forward(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0):
                 for wg in range(2):
                     rows = [q0 + 64 * wg + 16 * WARP + G + 8 * r for r in range(2)]
                     totals = [quad(l_[wg][:, r], np.sum) for r in range(2)]
+                    store_acc_rows(out, o[wg], rows, b, Tq, H, h, D, [1.0 / totals[r] for r in range(2)])
                     for r in range(2):
-                        for th in range(128):
-                            row = rows[r][th]
-                            if row >= Tq:
-                                continue
-                            base = ((b * Tq + row) * H + h) * D
-                            for j in range(HD // 8):
-                                d = 8 * j + 2 * T4[th]
-                                for e in range(2):
-                                    if d + e < D:
-                                        out.put(base + d + e, o[wg][th, 4 * j + 2 * r + e] / totals[r][th])
-                            if T4[th] == 0:
-                                lse.put((b * H + h) * Tq + row, m[wg][th, r] + math.log(totals[r][th]))
+                        for th in np.nonzero((rows[r] < Tq) & (T4 == 0))[0]:
+                            lse.put((b * H + h) * Tq + rows[r][th], m[wg][th, r] + math.log(totals[r][th]))
     out.check_once()
     lse.check_once()
     return out.v, lse.v
