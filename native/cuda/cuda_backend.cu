@@ -278,8 +278,16 @@ bool CudaBackend::hopperFor(int M, int N, int K) const {
           (path == GemmPath::Auto && double(M) * N * K >= double(1 << 22) && M >= 64 && N >= 64));
 }
 
-void CudaBackend::gemmWeightBf16Hopper(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
-                                       float alpha, float beta, const LowRankUpdate& lr) {
+bool CudaBackend::sm80Bf16For(int M, int N, int K) const {
+  // Off Hopper (or with mma.sync forced), bf16 weights from about 4M multiply-adds up go to gemm_sm80.cu's
+  // kernel as they are; below that, and on the SIMT path, they are widened to fp32.
+  const auto path = static_cast<GemmPath>(gemmPath_);
+  return !hopperFor(M, N, K) && path != GemmPath::Simt && M >= 64 && N >= 64 && K > 0 &&
+         double(M) * N * K >= double(1 << 22);
+}
+
+void CudaBackend::gemmWeightBf16Tensor(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
+                                       float alpha, float beta, const LowRankUpdate& lr, bool hopper) {
   // The weight goes in as it is when it is already K-major with 16-byte rows (y = x W^T); otherwise it is
   // transposed or padded, bf16 to bf16, next to the converted activations.
   const auto* w = reinterpret_cast<const __nv_bfloat16*>(W);
@@ -301,8 +309,13 @@ void CudaBackend::gemmWeightBf16Hopper(float* C, const float* A, const uint16_t*
     const int kn = std::min(kc, K - k0), ld = static_cast<int>(alignUp(kn, 8));
     cuda::toBf16KMajor(stream_, a, A + k0, M, kn, true, ld, size_t(K));
     if (!direct) cuda::toBf16KMajor(stream_, wt, w + (transW ? 0 : size_t(k0) * N), N, kn, transW, ld);
-    cuda::gemmBf16(stream_, C, a, direct ? w : wt, M, N, kn, ld, direct ? K : ld, alpha, k0 == 0 ? beta : 1.0f,
-                   multiprocessors_, lr, pingPong_);
+    const __nv_bfloat16* b = direct ? w : wt;
+    const int ldb = direct ? K : ld;
+    const float betaHere = k0 == 0 ? beta : 1.0f;
+    if (hopper)
+      cuda::gemmBf16(stream_, C, a, b, M, N, kn, ld, ldb, alpha, betaHere, multiprocessors_, lr, pingPong_);
+    else
+      cuda::gemmBf16Sm80(stream_, C, a, b, M, N, kn, ld, ldb, alpha, betaHere);
   }
 }
 
@@ -312,7 +325,12 @@ void CudaBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, in
   if (M <= 0 || N <= 0) return;
   if (hopperFor(M, N, K)) {
     ProfileScope span(profile_.get(), "gemm: wgmma, bf16 weight");
-    gemmWeightBf16Hopper(C, A, W, M, N, K, transW, alpha, beta, {});
+    gemmWeightBf16Tensor(C, A, W, M, N, K, transW, alpha, beta, {}, true);
+    return;
+  }
+  if (sm80Bf16For(M, N, K)) {
+    ProfileScope span(profile_.get(), "gemm: mma.sync, bf16 weight");
+    gemmWeightBf16Tensor(C, A, W, M, N, K, transW, alpha, beta, {}, false);
     return;
   }
   const size_t n = size_t(N) * size_t(K);
@@ -339,7 +357,7 @@ void CudaBackend::gemmLowRank(float* C, const float* A, const float* W32, const 
   ProfileScope span(profile_.get(), "gemm: wgmma + fused LoRA update");
   const LowRankUpdate lr{H, L, r, strideN, strideR, scale};
   if (W16) {
-    gemmWeightBf16Hopper(C, A, W16, M, N, K, transW, 1.0f, beta, lr);
+    gemmWeightBf16Tensor(C, A, W16, M, N, K, transW, 1.0f, beta, lr, true);
   } else {
     void* scratch = scratchFor(gemmHopperScratchBytes(M, N, K));
     cuda::gemmHopper(stream_, C, A, W32, M, N, K, false, transW, 1.0f, beta, scratch, multiprocessors_, lr);

@@ -106,8 +106,12 @@ class CudaBackend final : public Backend {
  private:
   void use() const;                       // makes the device current on the calling thread
   bool hopperFor(int M, int N, int K) const;  // whether a product of this shape takes the wgmma kernel
-  void gemmWeightBf16Hopper(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
-                            float alpha, float beta, const LowRankUpdate& lr);
+  bool sm80Bf16For(int M, int N, int K) const;  // whether a bf16-weight product takes gemm_sm80.cu's kernel
+  // A product with a bf16 weight on bf16 tensor cores: the activations converted, the weight as it is or
+  // through a bf16 transposed copy (in K slices when large); the Hopper kernel (lr: its fused update) or
+  // the sm_80 one (lr empty).
+  void gemmWeightBf16Tensor(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
+                            float alpha, float beta, const LowRankUpdate& lr, bool hopper);
   void* grow(void*& buffer, size_t& have, size_t want, const char* what);
   void* scratchFor(size_t bytes);         // grows the scratch buffer on demand
   float* widenedFor(size_t floats);       // grows the buffer of a bf16 weight widened to fp32

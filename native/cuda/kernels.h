@@ -54,6 +54,10 @@ void gemmBf16Width(cudaStream_t stream, float* C, const __nv_bfloat16* A, const 
 // so that one group's stores overlap the other's multiplications).
 void gemmBf16PingPong(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N,
                       int K, int lda, int ldb, float alpha, float beta, int multiprocessors);
+// ---- gemm_sm80.cu (sm_80+: mma.sync on bf16 operands) -------------------------------------------------
+// gemmBf16's contract (no fused update) on any sm_80+ GPU: cp.async ring, ldmatrix, mma.sync.
+void gemmBf16Sm80(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
+                  int lda, int ldb, float alpha, float beta);
 // out[r * ldk + k] = bf16(element (r, k)) of an fp32 rows x K operand, stored with K contiguous
 // (X[r * ldx + k], ldx 0 meaning K) or not (X[k * rows + r]); columns K..ldk-1 are zero. ldk is a
 // multiple of 8.
