@@ -95,15 +95,6 @@ __device__ __forceinline__ void cToA(uint32_t (&a)[4], const float (&c0)[4], con
   a[3] = packBf16(c1[2], c1[3]);
 }
 
-__device__ __forceinline__ float quadMax(float v) {
-  v = fmaxf(v, __shfl_xor_sync(kFullMask, v, 1));
-  return fmaxf(v, __shfl_xor_sync(kFullMask, v, 2));
-}
-__device__ __forceinline__ float quadSum(float v) {
-  v += __shfl_xor_sync(kFullMask, v, 1);
-  return v + __shfl_xor_sync(kFullMask, v, 2);
-}
-
 // acc (16 rows x kD) += A (16 x 16, in fragments) times rows 16j..16j+15 of K, a [keys][kD] tile.
 template <int kD>
 __device__ __forceinline__ void addTimesK(float (&acc)[kD / 8][4], const uint32_t (&a)[4], const __nv_bfloat16* K,

@@ -108,15 +108,6 @@ __device__ __forceinline__ void accToA(uint32_t (&a)[4], const float (&x)[kN / 2
   a[3] = packBf16(x[8 * kk + 6], x[8 * kk + 7]);
 }
 
-__device__ __forceinline__ float quadMaxH(float v) {
-  v = fmaxf(v, __shfl_xor_sync(kFullMask, v, 1));
-  return fmaxf(v, __shfl_xor_sync(kFullMask, v, 2));
-}
-__device__ __forceinline__ float quadSumH(float v) {
-  v += __shfl_xor_sync(kFullMask, v, 1);
-  return v + __shfl_xor_sync(kFullMask, v, 2);
-}
-
 // Row r (0: g, 1: g + 8) of a thread's m64n128 accumulators into dst[0..D): columns 8j + 2t, + 1, times mul.
 __device__ __forceinline__ void storeAccRow(float* dst, const float (&acc)[64], int r, int D, float mul) {
   const int t = threadIdx.x % 4;
@@ -195,7 +186,7 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
         float mx = -INFINITY;
 #pragma unroll
         for (int j = 0; j < kFwdK / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
-        const float mNew = fmaxf(m[r], quadMaxH(mx));
+        const float mNew = fmaxf(m[r], quadMax(mx));
         const float mUse = mNew == -INFINITY ? 0.0f : mNew;  // a row with no key yet: p = 0, no NaN
         const float corr = exp2f((m[r] - mUse) * kLog2eH);
         const float mScaled = mUse * kLog2eH;
@@ -230,7 +221,7 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = q0 + 64 * wg + 16 * warp + g + 8 * r;
-    const float total = quadSumH(l[r]);
+    const float total = quadSum(l[r]);
     if (row >= Tq) continue;
     storeAccRow(out + (size_t(b) * Tq + row) * qStride + size_t(h) * D, o, r, D, 1.0f / total);
     if (lse && t == 0) lse[(size_t(b) * H + h) * Tq + row] = m[r] + logf(total);
