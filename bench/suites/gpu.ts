@@ -83,7 +83,15 @@ const MATMULS: Work[] = [
 ];
 const PRESETS_TIMED: PresetName[] = ['small', 'base'];
 
-function attentionShapes(quick: boolean): Array<{ t: number; b: number; h: number; hkv: number; d: number }> {
+interface AttentionShape {
+  t: number;
+  b: number;
+  h: number;
+  hkv: number;
+  d: number;
+}
+
+function attentionShapes(quick: boolean): AttentionShape[] {
   return (quick ? [512, 2048, 4096] : [512, 1024, 2048, 4096]).map((t) => ({ t, b: Math.max(1, 8192 / t), h: 16, hkv: 4, d: 128 }));
 }
 
@@ -128,12 +136,19 @@ async function matmulSection({ options, avail, note, push }: Section): Promise<v
 }
 
 // Causal: about half of the 4·b·h·t²·d forward FLOPs, 2.5x that for forward+backward.
-function attentionRate(a: { b: number; h: number; t: number; d: number }, ms: number): string {
+function attentionRate(a: AttentionShape, ms: number): string {
   return `~${((3.5 * 2 * a.b * a.h * a.t * a.t * a.d) / (ms * 1e-3) / 1e12).toFixed(1)} TFLOP/s`;
 }
 
-const attentionName = (a: { b: number; t: number; h: number; hkv: number; d: number }): string =>
+const attentionName = (a: AttentionShape): string =>
   `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`;
+
+/** SDPA on the same shape (bf16), and its forward-alone time as a note fragment. */
+async function attentionPeer(a: AttentionShape, repeats: number, options: BenchOptions) {
+  const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
+  const peerFwd = peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : '';
+  return { peer, peerFwd };
+}
 
 async function attentionSection({ options, note, push }: Section): Promise<void> {
   checkAttention();
@@ -143,8 +158,7 @@ async function attentionSection({ options, note, push }: Section): Promise<void>
     const ours = await kernels.timeAttention(dims);
     // The backward that recomputes S and dP for dQ instead of keeping dS (PUZZLE_LLAMA_CUDA_ATTENTION=flash-recompute).
     const recompute = await kernels.timeAttention({ ...dims, kernel: 'flash-recompute' });
-    const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
-    const peerFwd = peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : '';
+    const { peer, peerFwd } = await attentionPeer(a, r, options);
     push({
       name: attentionName(a),
       unit: 'ms',
@@ -165,8 +179,7 @@ async function attentionWgmmaSection({ options, avail, note, push }: Section): P
   for (const a of attentionShapes(options.quick)) {
     const r = options.quick ? 3 : 10;
     const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda', kernel: 'wgmma' });
-    const peer = await runPeer('attention', { batch: a.b, heads: a.h, kvHeads: a.hkv, seq: a.t, headDim: a.d, causal: true, repeats: r, warmup: 2, device: 'cuda', dtype: 'bf16', threads: options.threads });
-    const peerFwd = peer.ok && typeof peer.result.msFwd === 'number' ? ` (peer ${peer.result.msFwd.toFixed(2)} ms)` : '';
+    const { peer, peerFwd } = await attentionPeer(a, r, options);
     push({
       name: `${attentionName(a)}, wgmma kernels`,
       unit: 'ms',
@@ -228,7 +241,7 @@ export const gpuSuite: BenchSuite = {
       const row = (name: string, unit: string, higherIsBetter: boolean): BenchRow => ({ name, unit, value: Number.NaN, higherIsBetter, peerSkipped: `not run: ${why}` });
       return [
         ...MATMULS.map((w) => row(`matmul ${w.label}`, 'TFLOP/s', true)),
-        ...attentionShapes(options.quick).map((a) => row(`attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`, 'ms', false)),
+        ...attentionShapes(options.quick).map((a) => row(attentionName(a), 'ms', false)),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen fp32', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, skinny GEMMs, fused LoRA', 'tokens/s', true),

@@ -429,6 +429,14 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
 
 int paddedKeys(int n) { return int(alignUp(size_t(n), 128)); }
 
+// The next `bytes` of a scratch buffer, as T (every carve-out is a multiple of 256 bytes long).
+template <typename T>
+T* carve(uint8_t*& at, size_t bytes) {
+  T* p = reinterpret_cast<T*>(at);
+  at += bytes;
+  return p;
+}
+
 }  // namespace
 
 bool attentionHopperSupports(int D, int Tq) { return D > 64 && D <= kHD && Tq >= 8; }
@@ -450,14 +458,9 @@ void attentionForwardHopper(cudaStream_t stream, float* out, float* lse, const f
                             const float* v, int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch) {
   const int Tp = paddedKeys(Tcap);
   uint8_t* at = static_cast<uint8_t*>(scratch);
-  auto take = [&](size_t bytes) {
-    auto* p = reinterpret_cast<__nv_bfloat16*>(at);
-    at += bytes;
-    return p;
-  };
-  __nv_bfloat16* qh = take(packedBytes(B, Tq, H, kHD));
-  __nv_bfloat16* kh = take(packedBytes(B, Tcap, Hkv, kHD));
-  __nv_bfloat16* vT = take(packedTransposedBytes(B, Tp, Hkv, kHD));
+  auto* qh = carve<__nv_bfloat16>(at, packedBytes(B, Tq, H, kHD));
+  auto* kh = carve<__nv_bfloat16>(at, packedBytes(B, Tcap, Hkv, kHD));
+  auto* vT = carve<__nv_bfloat16>(at, packedTransposedBytes(B, Tp, Hkv, kHD));
   toHeads<kHD>(stream, qh, q, B, Tq, H, D, 1.0f / std::sqrt(float(D)));
   toHeads<kHD>(stream, kh, k, B, Tcap, Hkv, D, 1.0f);
   // Keys past the last query's position stay zero (a longer cache's later rows may hold anything).
@@ -474,26 +477,17 @@ void attentionBackwardHopper(cudaStream_t stream, float* dq, float* dk, float* d
   const float scale = 1.0f / std::sqrt(float(D));
   const int Tp = paddedKeys(T);
   uint8_t* at = static_cast<uint8_t*>(scratch);
-  auto take = [&](size_t bytes) {
-    uint8_t* p = at;
-    at += bytes;
-    return p;
-  };
-  auto* qh = reinterpret_cast<__nv_bfloat16*>(take(packedBytes(B, T, H, kHD)));
-  auto* doh = reinterpret_cast<__nv_bfloat16*>(take(packedBytes(B, T, H, kHD)));
-  auto* kh = reinterpret_cast<__nv_bfloat16*>(take(packedBytes(B, T, Hkv, kHD)));
-  auto* vh = reinterpret_cast<__nv_bfloat16*>(take(packedBytes(B, T, Hkv, kHD)));
-  auto* qT = reinterpret_cast<__nv_bfloat16*>(take(packedTransposedBytes(B, Tp, H, kHD)));
-  auto* doT = reinterpret_cast<__nv_bfloat16*>(take(packedTransposedBytes(B, Tp, H, kHD)));
-  auto* kT = reinterpret_cast<__nv_bfloat16*>(take(packedTransposedBytes(B, Tp, Hkv, kHD)));
+  auto* qh = carve<__nv_bfloat16>(at, packedBytes(B, T, H, kHD));
+  auto* doh = carve<__nv_bfloat16>(at, packedBytes(B, T, H, kHD));
+  auto* kh = carve<__nv_bfloat16>(at, packedBytes(B, T, Hkv, kHD));
+  auto* vh = carve<__nv_bfloat16>(at, packedBytes(B, T, Hkv, kHD));
+  auto* qT = carve<__nv_bfloat16>(at, packedTransposedBytes(B, Tp, H, kHD));
+  auto* doT = carve<__nv_bfloat16>(at, packedTransposedBytes(B, Tp, H, kHD));
+  auto* kT = carve<__nv_bfloat16>(at, packedTransposedBytes(B, Tp, Hkv, kHD));
   // With grouped-query attention, each query head's share of dK and dV first.
-  float* dkShare = dk;
-  float* dvShare = dv;
-  if (H != Hkv) {
-    dkShare = reinterpret_cast<float*>(take(sharesBytes(B, T, H, Hkv, D) / 2));
-    dvShare = reinterpret_cast<float*>(take(sharesBytes(B, T, H, Hkv, D) / 2));
-  }
-  auto* dsT = reinterpret_cast<__nv_bfloat16*>(take(dsBytes(B, T, H, true)));
+  float* dkShare = H != Hkv ? carve<float>(at, sharesBytes(B, T, H, Hkv, D) / 2) : dk;
+  float* dvShare = H != Hkv ? carve<float>(at, sharesBytes(B, T, H, Hkv, D) / 2) : dv;
+  auto* dsT = carve<__nv_bfloat16>(at, dsBytes(B, T, H, true));
   // q, dout and k are needed both ways: one read of each writes both layouts.
   toHeadsTransposed<kHD>(stream, qT, qh, q, B, T, H, D, T, Tp, scale);
   toHeadsTransposed<kHD>(stream, doT, doh, dout, B, T, H, D, T, Tp, 1.0f);

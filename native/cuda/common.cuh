@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "../core/error.h"
@@ -46,6 +47,22 @@ inline unsigned ceilDiv(size_t a, size_t b) { return static_cast<unsigned>((a + 
 
 // n rounded up to a multiple of `to`: scratch carve-outs start on 256-byte boundaries, bf16 rows on 8 elements.
 inline size_t alignUp(size_t n, size_t to = 256) { return (n + to - 1) / to * to; }
+
+// Whether every pointer is 16-byte aligned (float4 / uint4 access, cp.async's 16-byte copies, TMA).
+inline bool aligned16(std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
+// The bf16 tensor-core GEMMs' operand contract (gemmBf16, gemmBf16Sm80): K > 0, rows a multiple of 8
+// elements apart and at least K, both operands 16-byte aligned. Throws pl::Error naming `who` otherwise.
+inline void checkBf16Operands(const char* who, const void* A, const void* B, int K, int lda, int ldb) {
+  if (K <= 0 || lda < K || ldb < K || lda % 8 || ldb % 8)
+    throw Error(std::string(who) + ": K " + std::to_string(K) + ", lda " + std::to_string(lda) + ", ldb " +
+                std::to_string(ldb) + ": K must be > 0 and the leading dimensions multiples of 8 and >= K");
+  if (!aligned16({A, B})) throw Error(std::string(who) + ": A and B must be 16-byte aligned");
+}
 
 // Blocks for a grid-stride elementwise loop over n items: enough to fill any GPU, never more than needed.
 inline unsigned elementwiseBlocks(size_t n, int threads) {

@@ -292,7 +292,7 @@ void CudaBackend::gemmWeightBf16Tensor(float* C, const float* A, const uint16_t*
   // transposed or padded, bf16 to bf16, next to the converted activations.
   const auto* w = reinterpret_cast<const __nv_bfloat16*>(W);
   const int ldk = static_cast<int>(alignUp(K, 8));
-  const bool direct = transW && K % 8 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0;
+  const bool direct = transW && K % 8 == 0 && aligned16({W});
   // A transposed copy of more than kMaxWeightCopy (dx through a large vocabulary's lm_head: 205 MB at
   // open-llama-3b) goes K-slice by K-slice, accumulating into C, so the scratch holds one slice of the
   // weight and of A. Slices are whole 64-wide stages; W's rows k0.. are contiguous for dx = dy W.

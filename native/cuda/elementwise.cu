@@ -1,9 +1,6 @@
 // Elementwise kernels (add, axpy, scale, SwiGLU, dropout), the deterministic sum of squares and the
 // embedding gather / scatter. Grid-stride loops over flat [n] arrays, 256 threads a block; the same
 // formulas as native/cpu/ops.cc (expf where the CPU uses its polynomial vexp: ~2 ulp apart).
-#include <cstdint>
-#include <initializer_list>
-
 #include "common.cuh"
 #include "kernels.h"
 
@@ -100,12 +97,6 @@ __global__ void swiglu_backward_vec4_kernel(float4* dgate, float4* dup, const fl
   }
 }
 
-// Whether every pointer is 16-byte aligned (float4 access).
-bool aligned16(std::initializer_list<const void*> ptrs) {
-  for (const void* p : ptrs)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
-}
 
 // Dropout: element i is kept iff uniform01(seed, i) >= p, the CPU's mask bit for bit.
 __global__ void dropout_forward_kernel(float* out, const float* inp, size_t n, float p, float keepScale,

@@ -499,20 +499,10 @@ void widenBf16(cudaStream_t stream, float* out, const __nv_bfloat16* in, size_t 
   checkLaunch("widen_bf16_kernel");
 }
 
-namespace {
-void checkOperands(const __nv_bfloat16* A, const __nv_bfloat16* B, int K, int lda, int ldb) {
-  if (K <= 0 || lda < K || ldb < K || lda % 8 || ldb % 8)
-    throw Error("gemm (Hopper): K " + std::to_string(K) + ", lda " + std::to_string(lda) + ", ldb " +
-                std::to_string(ldb) + ": K must be > 0 and the leading dimensions multiples of 8 and >= K");
-  if ((reinterpret_cast<uintptr_t>(A) | reinterpret_cast<uintptr_t>(B)) % 16)
-    throw Error("gemm (Hopper): A and B must be 16-byte aligned");
-}
-}  // namespace
-
 void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
               int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr, bool pingPong) {
   if (M <= 0 || N <= 0) return;
-  checkOperands(A, B, K, lda, ldb);
+  checkBf16Operands("gemm (Hopper)", A, B, K, lda, ldb);
   if (lr.H) {
     if (alpha != 1.0f || lr.r < 1 || lr.r > kMaxLowRank || !lr.L)
       throw Error("gemm (Hopper): a fused low-rank update needs alpha 1 and a rank in [1, " +
@@ -560,7 +550,7 @@ bool launchWidth(int width, cudaStream_t stream, float* C, const __nv_bfloat16* 
 void gemmBf16PingPong(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N,
                       int K, int lda, int ldb, float alpha, float beta, int multiprocessors) {
   if (M <= 0 || N <= 0) return;
-  checkOperands(A, B, K, lda, ldb);
+  checkBf16Operands("gemm (Hopper)", A, B, K, lda, ldb);
   launchWgmmaPingPong<128>(stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors);
 }
 
@@ -568,7 +558,7 @@ void gemmBf16Width(cudaStream_t stream, float* C, const __nv_bfloat16* A, const 
                    int lda, int ldb, float alpha, float beta, int multiprocessors, int width) {
   static_assert(sizeof(kHWidths) / sizeof(int) == 5, "launchWidth lists every width of kHWidths");
   if (M <= 0 || N <= 0) return;
-  checkOperands(A, B, K, lda, ldb);
+  checkBf16Operands("gemm (Hopper)", A, B, K, lda, ldb);
   if (!launchWidth<kHWidths[0], kHWidths[1], kHWidths[2], kHWidths[3], kHWidths[4]>(
           width, stream, C, A, B, M, N, K, lda, ldb, alpha, beta, multiprocessors))
     throw Error("gemm (Hopper): no " + std::to_string(width) + "-wide tile kernel");

@@ -115,10 +115,7 @@ __global__ void __launch_bounds__(kThreads)
 void gemmBf16Sm80(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
                   int lda, int ldb, float alpha, float beta) {
   if (M <= 0 || N <= 0) return;
-  if (lda % 8 != 0 || ldb % 8 != 0 || lda < K || ldb < K || reinterpret_cast<uintptr_t>(A) % 16 != 0 ||
-      reinterpret_cast<uintptr_t>(B) % 16 != 0)
-    throw Error("gemmBf16Sm80: operands must be 16-byte aligned with rows a multiple of 8 elements apart and at "
-                "least K; got lda " + std::to_string(lda) + ", ldb " + std::to_string(ldb) + ", K " + std::to_string(K));
+  checkBf16Operands("gemmBf16Sm80", A, B, K, lda, ldb);
   const dim3 grid(ceilDiv(N, kBN), ceilDiv(M, kBM));
   if (grid.y > 65535) throw Error("gemmBf16Sm80: M = " + std::to_string(M) + " is too large for one launch");
   allowSharedMemory(gemm_bf16_sm80_kernel, kSmem, "gemm_bf16_sm80_kernel");

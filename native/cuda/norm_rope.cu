@@ -5,7 +5,6 @@
 // r*w*dy - r^3 * dot(dy*w, x) / C * x; dweight accumulates sum_n dy*x*r in two passes (per-chunk partials
 // over row chunks, then an in-order sum of the chunks): deterministic, no atomics.
 // RoPE: one thread a (row, head, i < D/2) pair, Hugging Face's rotate_half (dim i pairs with i + D/2).
-#include <cstdint>
 #include <initializer_list>
 #include <type_traits>
 
@@ -126,12 +125,7 @@ __global__ void rmsnorm_dweight_final_kernel(float* dweight, const float* partia
 }
 
 // Rows of C floats can go as float4 when C is a multiple of 4 and every base is 16-byte aligned.
-bool rowsVec4(int C, std::initializer_list<const void*> ptrs) {
-  if (C % 4 != 0) return false;
-  for (const void* p : ptrs)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
-}
+bool rowsVec4(int C, std::initializer_list<const void*> ptrs) { return C % 4 == 0 && aligned16(ptrs); }
 
 int dweightChunks(int N) {
   const int chunks = (N + 63) / 64;  // about 64 rows a chunk, at most 256 chunks
