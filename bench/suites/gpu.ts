@@ -41,18 +41,18 @@ function checkMatmul(transA: boolean, transB: boolean): void {
   }
 }
 
-function checkAttention(kernel?: 'wgmma'): void {
-  const dims = { b: 1, t: 70, h: 4, hkv: 2, d: 128, kernel };
-  const q = pseudoRandom(70 * 4 * 128, 3);
-  const k = pseudoRandom(70 * 2 * 128, 4);
-  const v = pseudoRandom(70 * 2 * 128, 5);
+function checkAttention(kernel?: 'wgmma', d = 128): void {
+  const dims = { b: 1, t: 70, h: 4, hkv: 2, d, kernel };
+  const q = pseudoRandom(70 * 4 * d, 3);
+  const k = pseudoRandom(70 * 2 * d, 4);
+  const v = pseudoRandom(70 * 2 * d, 5);
   const want = kernels.attentionForward(q, k, v, { ...dims, device: 'cpu' }).out;
   const got = kernels.attentionForward(q, k, v, { ...dims, device: 'cuda' }).out;
-  // bf16 tensor cores (d 128): errors of ~1e-2 of the output's scale.
+  // bf16 tensor cores: errors of ~1e-2 of the output's scale.
   const scale = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
   for (let i = 0; i < want.length; i++) {
     if (!(Math.abs(got[i] - want[i]) <= 2e-2 * scale + 2e-2 * Math.abs(want[i]))) {
-      throw new Error(`CUDA attention check${kernel ? ` (${kernel})` : ''} failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
+      throw new Error(`CUDA attention check${kernel ? ` (${kernel})` : ''} at d ${d} failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
     }
   }
 }
@@ -171,14 +171,20 @@ async function attentionSection({ options, note, push }: Section): Promise<void>
 }
 
 // The wgmma kernels (attention_hopper.cu, opt-in with PUZZLE_LLAMA_CUDA_ATTENTION=wgmma) where the device
-// runs the sm_90a image, each shape beside a peer run of its own. A section of its own, run last: a fault
-// in kernels not yet run on a GPU would leave the process's CUDA context unusable.
+// runs the sm_90a image, each shape beside a peer run of its own: the d 128 shapes, then head dim 64 (the
+// small and base presets'), whose flash time goes in its note since the attention section times d 128
+// only. A section of its own, run last: a fault in kernels not yet run on a GPU would leave the process's
+// CUDA context unusable.
 async function attentionWgmmaSection({ options, avail, note, push }: Section): Promise<void> {
   if (!(avail.gemm ?? '').includes('wgmma')) throw new Error(`not a Hopper GPU (GEMM ${avail.gemm ?? 'unknown'}): the wgmma attention kernels do not run here`);
-  checkAttention('wgmma');
-  for (const a of attentionShapes(options.quick)) {
+  checkAttention('wgmma', 128);
+  checkAttention('wgmma', 64);
+  const shapes = [...attentionShapes(options.quick), { t: 2048, b: 4, h: 16, hkv: 4, d: 64 }];
+  for (const a of shapes) {
     const r = options.quick ? 3 : 10;
-    const ours = await kernels.timeAttention({ b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda', kernel: 'wgmma' });
+    const dims = { b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' as const };
+    const ours = await kernels.timeAttention({ ...dims, kernel: 'wgmma' });
+    const flash = a.d === 64 ? await kernels.timeAttention(dims) : null;
     const { peer, peerFwd } = await attentionPeer(a, r, options);
     push({
       name: `${attentionName(a)}, wgmma kernels`,
@@ -186,7 +192,7 @@ async function attentionWgmmaSection({ options, avail, note, push }: Section): P
       value: ours.medianMsFwdBwd,
       higherIsBetter: false,
       ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
-      note: `${note}: attention_hopper.cu (wgmma; P, dS and dS^T as register A operands; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peerFwd}; ${attentionRate(a, ours.medianMsFwdBwd)}`,
+      note: `${note}: attention_hopper.cu (wgmma; P, dS and dS^T as register A operands; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peerFwd}${flash ? `; flash kernels ${flash.medianMsFwdBwd.toFixed(2)} ms` : ''}; ${attentionRate(a, ours.medianMsFwdBwd)}`,
     });
   }
 }

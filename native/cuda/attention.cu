@@ -562,7 +562,7 @@ void attentionForward(cudaStream_t stream, float* out, float* lse, const float* 
 }
 
 size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path) {
-  if (onHopper(path, D, Tq)) return attentionHopperForwardScratchBytes(B, Tq, Tcap, H, Hkv);
+  if (onHopper(path, D, Tq)) return attentionHopperForwardScratchBytes(B, Tq, Tcap, H, Hkv, D);
   return onFlash(path, D, Tq) ? attentionFlashForwardScratchBytes(B, Tq, Tcap, H, Hkv, D) : 0;
 }
 

@@ -1,10 +1,11 @@
-// Causal grouped-query attention on Hopper (sm_90a) with wgmma, for head dims 65..128 (padded to 128) and
-// query blocks of 8 rows or more: the AttentionPath::Wgmma kernels. Conventions are attention.cu's (q, out,
-// dq, dout [B,Tq,H,D]; k, v [B,Tcap,Hkv,D]; lse, delta [B,H,Tq]; query t at position pos0 + t sees keys
-// [0, pos0 + t]), and the results are attention_flash.cu's up to bf16 rounding order.
+// Causal grouped-query attention on Hopper (sm_90a) with wgmma, for head dims 33..128 (padded to kHD = 64 or
+// 128, as the flash kernels pad them) and query blocks of 8 rows or more: the AttentionPath::Wgmma kernels.
+// Conventions are attention.cu's (q, out, dq, dout [B,Tq,H,D]; k, v [B,Tcap,Hkv,D]; lse, delta [B,H,Tq];
+// query t at position pos0 + t sees keys [0, pos0 + t]), and the results are attention_flash.cu's up to bf16
+// rounding order.
 //
 // Operands are packed to bf16 per call (attention_bf16.cuh): q (times 1/sqrt(D)), k, v, dout as [heads, T,
-// 128] blocks, and the transposes the products contract over columns of: v^T for O += P V, q^T and dO^T
+// kHD] blocks, and the transposes the products contract over columns of: v^T for O += P V, q^T and dO^T
 // for dK and dV, k^T for dQ. So every shared-memory operand of a wgmma is K-major with the 128-byte
 // swizzle, as in gemm_hopper.cu; tiles are copied in with cp.async (the swizzle written by the copy's
 // address: 16-byte chunk c of a 128-byte row r lands at chunk c ^ (r % 8)), double-buffered behind the
@@ -39,20 +40,23 @@ namespace pl::cuda {
 
 namespace {
 
-constexpr int kHD = 128;            // padded head dim
 constexpr int kHThreadsA = 256;     // two warp groups
 constexpr int kFwdQ = 128, kFwdK = 128;   // forward: queries a CTA, keys a tile
 constexpr int kBwdK = 128, kBwdQ = 64;    // dK/dV: keys a CTA, queries a tile
 constexpr int kDqQ = 128, kDqK = 64;      // dQ: queries a CTA, keys a tile
 constexpr int kDqLd = kDqQ + 8;           // dS^T tile row pitch (ldmatrix rows in distinct banks)
 
-// Shared memory of each kernel (tiles, then + 1024 for aligning the swizzled tiles).
-constexpr size_t kFwdSmem = 2 * (size_t(kFwdQ) * kHD + 2 * 2 * size_t(kFwdK) * kHD) + 1024;  // Q, 2x(K, V^T)
-constexpr size_t kBwdStage = 2 * (2 * size_t(kBwdQ) * kHD + 2 * size_t(kHD) * kBwdQ);      // Q, dO, q^T, dO^T
-constexpr size_t kBwdSmem = 2 * 2 * size_t(kBwdK) * kHD + 2 * kBwdStage + 2 * 2 * kBwdQ * sizeof(float) + 1024;
-constexpr size_t kDqStage = 2 * (size_t(kHD) * kDqK + size_t(kDqK) * kDqLd);  // k^T tile, dS^T tile
-constexpr size_t kDqSmem = 2 * kDqStage + 1024;
-static_assert(kBwdSmem <= 227 * 1024, "dK/dV tiles exceed shared memory");
+// The padded head dim of a call's head dim D.
+constexpr int paddedHeadDim(int D) { return D <= 64 ? 64 : 128; }
+
+// Shared memory of each kernel at padded head dim kHD (tiles, then + 1024 for aligning the swizzled tiles).
+constexpr size_t fwdSmem(int kHD) { return 2 * (size_t(kFwdQ) * kHD + 2 * 2 * size_t(kFwdK) * kHD) + 1024; }  // Q, 2x(K, V^T)
+constexpr size_t bwdStage(int kHD) { return 2 * (2 * size_t(kBwdQ) * kHD + 2 * size_t(kHD) * kBwdQ); }  // Q, dO, q^T, dO^T
+constexpr size_t bwdSmem(int kHD) {
+  return 2 * 2 * size_t(kBwdK) * kHD + 2 * bwdStage(kHD) + 2 * 2 * kBwdQ * sizeof(float) + 1024;
+}
+constexpr size_t dqSmem(int kHD) { return 2 * 2 * (size_t(kHD) * kDqK + size_t(kDqK) * kDqLd) + 1024; }  // 2x(k^T, dS^T)
+static_assert(bwdSmem(128) <= 227 * 1024, "dK/dV tiles exceed shared memory");
 
 #ifdef PL_HOPPER_DEVICE
 
@@ -108,11 +112,12 @@ __device__ __forceinline__ void accToA(uint32_t (&a)[4], const float (&x)[kN / 2
   a[3] = packBf16(x[8 * kk + 6], x[8 * kk + 7]);
 }
 
-// Row r (0: g, 1: g + 8) of a thread's m64n128 accumulators into dst[0..D): columns 8j + 2t, + 1, times mul.
-__device__ __forceinline__ void storeAccRow(float* dst, const float (&acc)[64], int r, int D, float mul) {
+// Row r (0: g, 1: g + 8) of a thread's m64nN accumulators into dst[0..D): columns 8j + 2t, + 1, times mul.
+template <int kN>
+__device__ __forceinline__ void storeAccRow(float* dst, const float (&acc)[kN / 2], int r, int D, float mul) {
   const int t = threadIdx.x % 4;
 #pragma unroll
-  for (int j = 0; j < kHD / 8; ++j) {
+  for (int j = 0; j < kN / 8; ++j) {
     const int d = 8 * j + 2 * t;
     if (d < D) dst[d] = acc[4 * j + 2 * r] * mul;
     if (d + 1 < D) dst[d + 1] = acc[4 * j + 2 * r + 1] * mul;
@@ -123,15 +128,16 @@ __device__ __forceinline__ void storeAccRow(float* dst, const float (&acc)[64], 
 
 // ---- forward ---------------------------------------------------------------------------------------------
 
-// vT: [B, Hkv, 128, Tp] with Tp a multiple of 128, keys past pos0 + Tq zero.
+// vT: [B, Hkv, kHD, Tp] with Tp a multiple of 128, keys past pos0 + Tq zero.
+template <int kHD>
 __global__ void __launch_bounds__(kHThreadsA, 1)
     attention_hopper_forward_kernel(float* out, float* lse, const __nv_bfloat16* qh, const __nv_bfloat16* kh,
                                     const __nv_bfloat16* vT, int Tq, int Tcap, int Tp, int H, int Hkv, int D, int pos0) {
 #ifdef PL_HOPPER_DEVICE
   extern __shared__ uint8_t smemRaw[];
-  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(align1024(smemRaw));  // [2 panels][128 q][64]
-  __nv_bfloat16* Ks = Qs + kFwdQ * kHD;                                      // 2 x [2 panels][128 keys][64]
-  __nv_bfloat16* Vs = Ks + 2 * kFwdK * kHD;                                  // 2 x [2 panels (keys)][128 d][64]
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(align1024(smemRaw));  // [kHD / 64 panels][128 q][64]
+  __nv_bfloat16* Ks = Qs + kFwdQ * kHD;                                      // 2 x [kHD / 64 panels][128 keys][64]
+  __nv_bfloat16* Vs = Ks + 2 * kFwdK * kHD;                                  // 2 x [2 panels (keys)][kHD d][64]
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kFwdQ, h = blockIdx.y, b = blockIdx.z;
   const int hk = h / (H / Hkv);
   const int wg = threadIdx.x / 128, warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
@@ -153,9 +159,9 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
   issue(0, 0);
   cpAsyncCommit();
 
-  float o[64];
+  float o[kHD / 2];
 #pragma unroll
-  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+  for (int i = 0; i < kHD / 2; ++i) o[i] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
   for (int kt = 0; kt < tiles; ++kt) {
@@ -223,7 +229,7 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
     const int row = q0 + 64 * wg + 16 * warp + g + 8 * r;
     const float total = quadSum(l[r]);
     if (row >= Tq) continue;
-    storeAccRow(out + (size_t(b) * Tq + row) * qStride + size_t(h) * D, o, r, D, 1.0f / total);
+    storeAccRow<kHD>(out + (size_t(b) * Tq + row) * qStride + size_t(h) * D, o, r, D, 1.0f / total);
     if (lse && t == 0) lse[(size_t(b) * H + h) * Tq + row] = m[r] + logf(total);
   }
 #else
@@ -235,7 +241,8 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
 // ---- backward: dK, dV and the kept dS^T ---------------------------------------------------------------------
 
 // dk, dv: [B,T,H,D], this query head's share (the gradients themselves when H == Hkv); dsT: [B,H,T,ldq],
-// every query at or after the first key of the key's 64 (masked ones 0). qT, doT: [B,H,128,Tp].
+// every query at or after the first key of the key's 64 (masked ones 0). qT, doT: [B,H,kHD,Tp].
+template <int kHD>
 __global__ void __launch_bounds__(kHThreadsA, 1)
     attention_hopper_dkdv_kernel(float* dk, float* dv, const __nv_bfloat16* qh, const __nv_bfloat16* kh,
                                  const __nv_bfloat16* vh, const __nv_bfloat16* doh, const __nv_bfloat16* qT,
@@ -243,9 +250,9 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
                                  int Hkv, int D, __nv_bfloat16* dsT, int ldq) {
 #ifdef PL_HOPPER_DEVICE
   extern __shared__ uint8_t smemRaw[];
-  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(align1024(smemRaw));  // [2 panels][128 keys][64]
-  __nv_bfloat16* Vs = Ks + kBwdK * kHD;                                      // [2 panels][128 keys][64]
-  __nv_bfloat16* stages = Vs + kBwdK * kHD;  // 2 x {Q, dO: [2 panels][64 q][64]; q^T, dO^T: [128 d][64 q]}
+  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(align1024(smemRaw));  // [kHD / 64 panels][128 keys][64]
+  __nv_bfloat16* Vs = Ks + kBwdK * kHD;                                      // [kHD / 64 panels][128 keys][64]
+  __nv_bfloat16* stages = Vs + kBwdK * kHD;  // 2 x {Q, dO: [kHD / 64 panels][64 q][64]; q^T, dO^T: [kHD d][64 q]}
   float* stats = reinterpret_cast<float*>(stages + 2 * 4 * kBwdQ * kHD);  // 2 x {lse[64], delta[64]}
   const int k0 = blockIdx.x * kBwdK, h = blockIdx.y, b = blockIdx.z;
   const int hk = h / (H / Hkv);
@@ -274,9 +281,9 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
   if (steps > 0) issue(0, 0);
   cpAsyncCommit();
 
-  float dkAcc[64], dvAcc[64];
+  float dkAcc[kHD / 2], dvAcc[kHD / 2];
 #pragma unroll
-  for (int i = 0; i < 64; ++i) dkAcc[i] = dvAcc[i] = 0.0f;
+  for (int i = 0; i < kHD / 2; ++i) dkAcc[i] = dvAcc[i] = 0.0f;
 
   for (int s = 0; s < steps; ++s) {
     const int cur = s & 1;
@@ -352,8 +359,8 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
     const int key = keyOf[r];
     if (key >= T) continue;
     const size_t off = (size_t(b) * T + key) * kStride + size_t(h) * D;
-    storeAccRow(dk + off, dkAcc, r, D, 1.0f);
-    storeAccRow(dv + off, dvAcc, r, D, 1.0f);
+    storeAccRow<kHD>(dk + off, dkAcc, r, D, 1.0f);
+    storeAccRow<kHD>(dv + off, dvAcc, r, D, 1.0f);
   }
 #else
   unused(dk, dv, qh, kh, vh, doh, qT, doT, lse, delta, T, Tp, H, Hkv, D, dsT, ldq);
@@ -363,13 +370,14 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
 
 // ---- backward: dQ = dS K -------------------------------------------------------------------------------------
 
-// kT: [B,Hkv,128,Tp]; dsT as the dK/dV kernel left it.
+// kT: [B,Hkv,kHD,Tp]; dsT as the dK/dV kernel left it.
+template <int kHD>
 __global__ void __launch_bounds__(kHThreadsA, 1)
     attention_hopper_dq_kernel(float* dq, const __nv_bfloat16* kT, const __nv_bfloat16* dsT, int ldq, int T, int Tp,
                                int H, int Hkv, int D, float scale) {
 #ifdef PL_HOPPER_DEVICE
   extern __shared__ uint8_t smemRaw[];
-  __nv_bfloat16* KTs = reinterpret_cast<__nv_bfloat16*>(align1024(smemRaw));  // 2 x [128 d][64 keys]
+  __nv_bfloat16* KTs = reinterpret_cast<__nv_bfloat16*>(align1024(smemRaw));  // 2 x [kHD d][64 keys]
   __nv_bfloat16* Ss = KTs + 2 * kHD * kDqK;                                     // 2 x [64 keys][kDqLd]
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kDqQ, h = blockIdx.y, b = blockIdx.z;
   const int hk = h / (H / Hkv);
@@ -393,9 +401,9 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
   issue(0, 0);
   cpAsyncCommit();
 
-  float acc[64];
+  float acc[kHD / 2];
 #pragma unroll
-  for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
+  for (int i = 0; i < kHD / 2; ++i) acc[i] = 0.0f;
   for (int kt = 0; kt < tiles; ++kt) {
     const int cur = kt & 1;
     awaitStep(kt, tiles, issue);
@@ -417,7 +425,7 @@ __global__ void __launch_bounds__(kHThreadsA, 1)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = q0 + 64 * wg + 16 * warp + g + 8 * r;
-    if (row < T) storeAccRow(dq + (size_t(b) * T + row) * qStride + size_t(h) * D, acc, r, D, scale);
+    if (row < T) storeAccRow<kHD>(dq + (size_t(b) * T + row) * qStride + size_t(h) * D, acc, r, D, scale);
   }
 #else
   unused(dq, kT, dsT, ldq, T, Tp, H, Hkv, D, scale);
@@ -437,25 +445,9 @@ T* carve(uint8_t*& at, size_t bytes) {
   return p;
 }
 
-}  // namespace
-
-bool attentionHopperSupports(int D, int Tq) { return D > 64 && D <= kHD && Tq >= 8; }
-
-bool attentionHopperBackwardFits(int B, int T, int H) { return dsBytes(B, T, H, true) > 0; }
-
-size_t attentionHopperForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv) {
-  return packedBytes(B, Tq, H, kHD) + packedBytes(B, Tcap, Hkv, kHD) +
-         packedTransposedBytes(B, paddedKeys(Tcap), Hkv, kHD);
-}
-
-size_t attentionHopperBackwardScratchBytes(int B, int T, int H, int Hkv, int D) {
-  const int Tp = paddedKeys(T);
-  return 2 * packedBytes(B, T, H, kHD) + 2 * packedBytes(B, T, Hkv, kHD) + 2 * packedTransposedBytes(B, Tp, H, kHD) +
-         packedTransposedBytes(B, Tp, Hkv, kHD) + sharesBytes(B, T, H, Hkv, D) + dsBytes(B, T, H, true);
-}
-
-void attentionForwardHopper(cudaStream_t stream, float* out, float* lse, const float* q, const float* k,
-                            const float* v, int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch) {
+template <int kHD>
+void forwardHopper(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v, int B,
+                   int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch) {
   const int Tp = paddedKeys(Tcap);
   uint8_t* at = static_cast<uint8_t*>(scratch);
   auto* qh = carve<__nv_bfloat16>(at, packedBytes(B, Tq, H, kHD));
@@ -465,15 +457,17 @@ void attentionForwardHopper(cudaStream_t stream, float* out, float* lse, const f
   toHeads<kHD>(stream, kh, k, B, Tcap, Hkv, D, 1.0f);
   // Keys past the last query's position stay zero (a longer cache's later rows may hold anything).
   toHeadsTransposed<kHD>(stream, vT, nullptr, v, B, Tcap, Hkv, D, pos0 + Tq, Tp, 1.0f);
-  allowSharedMemory(attention_hopper_forward_kernel, kFwdSmem, "attention_hopper_forward_kernel");
-  attention_hopper_forward_kernel<<<dim3(ceilDiv(Tq, kFwdQ), H, B), kHThreadsA, kFwdSmem, stream>>>(
+  constexpr size_t smem = fwdSmem(kHD);
+  allowSharedMemory(attention_hopper_forward_kernel<kHD>, smem, "attention_hopper_forward_kernel");
+  attention_hopper_forward_kernel<kHD><<<dim3(ceilDiv(Tq, kFwdQ), H, B), kHThreadsA, smem, stream>>>(
       out, lse, qh, kh, vT, Tq, Tcap, Tp, H, Hkv, D, pos0);
   checkLaunch("attention_hopper_forward_kernel");
 }
 
-void attentionBackwardHopper(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
-                             const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
-                             int Hkv, int D, void* scratch) {
+template <int kHD>
+void backwardHopper(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                    const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H, int Hkv,
+                    int D, void* scratch) {
   const float scale = 1.0f / std::sqrt(float(D));
   const int Tp = paddedKeys(T);
   uint8_t* at = static_cast<uint8_t*>(scratch);
@@ -493,15 +487,50 @@ void attentionBackwardHopper(cudaStream_t stream, float* dq, float* dk, float* d
   toHeadsTransposed<kHD>(stream, doT, doh, dout, B, T, H, D, T, Tp, 1.0f);
   toHeadsTransposed<kHD>(stream, kT, kh, k, B, T, Hkv, D, T, Tp, 1.0f);
   toHeads<kHD>(stream, vh, v, B, T, Hkv, D, 1.0f);
-  allowSharedMemory(attention_hopper_dkdv_kernel, kBwdSmem, "attention_hopper_dkdv_kernel");
-  attention_hopper_dkdv_kernel<<<dim3(ceilDiv(T, kBwdK), H, B), kHThreadsA, kBwdSmem, stream>>>(
+  constexpr size_t smemKv = bwdSmem(kHD), smemQ = dqSmem(kHD);
+  allowSharedMemory(attention_hopper_dkdv_kernel<kHD>, smemKv, "attention_hopper_dkdv_kernel");
+  attention_hopper_dkdv_kernel<kHD><<<dim3(ceilDiv(T, kBwdK), H, B), kHThreadsA, smemKv, stream>>>(
       dkShare, dvShare, qh, kh, vh, doh, qT, doT, lse, delta, T, Tp, H, Hkv, D, dsT, dsLd(T));
   checkLaunch("attention_hopper_dkdv_kernel");
   sumGroupShares(stream, dk, dv, dkShare, dvShare, B, T, H, Hkv, D);
-  allowSharedMemory(attention_hopper_dq_kernel, kDqSmem, "attention_hopper_dq_kernel");
-  attention_hopper_dq_kernel<<<dim3(ceilDiv(T, kDqQ), H, B), kHThreadsA, kDqSmem, stream>>>(
+  allowSharedMemory(attention_hopper_dq_kernel<kHD>, smemQ, "attention_hopper_dq_kernel");
+  attention_hopper_dq_kernel<kHD><<<dim3(ceilDiv(T, kDqQ), H, B), kHThreadsA, smemQ, stream>>>(
       dq, kT, dsT, dsLd(T), T, Tp, H, Hkv, D, scale);
   checkLaunch("attention_hopper_dq_kernel");
+}
+
+}  // namespace
+
+bool attentionHopperSupports(int D, int Tq) { return D > 32 && D <= 128 && Tq >= 8; }
+
+bool attentionHopperBackwardFits(int B, int T, int H) { return dsBytes(B, T, H, true) > 0; }
+
+size_t attentionHopperForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D) {
+  const int hd = paddedHeadDim(D);
+  return packedBytes(B, Tq, H, hd) + packedBytes(B, Tcap, Hkv, hd) + packedTransposedBytes(B, paddedKeys(Tcap), Hkv, hd);
+}
+
+size_t attentionHopperBackwardScratchBytes(int B, int T, int H, int Hkv, int D) {
+  const int Tp = paddedKeys(T), hd = paddedHeadDim(D);
+  return 2 * packedBytes(B, T, H, hd) + 2 * packedBytes(B, T, Hkv, hd) + 2 * packedTransposedBytes(B, Tp, H, hd) +
+         packedTransposedBytes(B, Tp, Hkv, hd) + sharesBytes(B, T, H, Hkv, D) + dsBytes(B, T, H, true);
+}
+
+void attentionForwardHopper(cudaStream_t stream, float* out, float* lse, const float* q, const float* k,
+                            const float* v, int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch) {
+  if (paddedHeadDim(D) == 64)
+    forwardHopper<64>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
+  else
+    forwardHopper<128>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
+}
+
+void attentionBackwardHopper(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                             const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
+                             int Hkv, int D, void* scratch) {
+  if (paddedHeadDim(D) == 64)
+    backwardHopper<64>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch);
+  else
+    backwardHopper<128>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch);
 }
 
 }  // namespace pl::cuda

@@ -133,9 +133,9 @@ void attentionBackwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv
                             int Hkv, int D, void* scratch, bool keepDs);
 
 // ---- attention_hopper.cu (sm_90a: wgmma) -------------------------------------------------------------------
-bool attentionHopperSupports(int D, int Tq);          // 64 < D <= 128 and Tq >= 8
+bool attentionHopperSupports(int D, int Tq);          // 32 < D <= 128 (padded to 64 or 128), Tq >= 8
 bool attentionHopperBackwardFits(int B, int T, int H);  // dS within the kept-dS cap
-size_t attentionHopperForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv);
+size_t attentionHopperForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D);
 size_t attentionHopperBackwardScratchBytes(int B, int T, int H, int Hkv, int D);
 void attentionForwardHopper(cudaStream_t stream, float* out, float* lse, const float* q, const float* k,
                             const float* v, int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch);

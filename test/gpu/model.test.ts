@@ -254,10 +254,12 @@ describe.skipIf(!cuda.ok)(`CUDA op profile (${cuda.device ?? 'no GPU'})`, () => 
 });
 
 // Last in the file (a fault in kernels not yet run on a GPU would leave this process's CUDA context
-// unusable): the Hopper attention kernels, opt-in and sm_90a only, which take head dims 65..128.
+// unusable): the Hopper attention kernels, opt-in and sm_90a only, at both of their padded head dims.
 const hopper = (cuda.gemm ?? '').includes('wgmma');
 describe.skipIf(!cuda.ok || !hopper)(`CUDA wgmma attention in the model (${cuda.device ?? 'no GPU'})`, () => {
   it('forwardBackward + step of a small model with head dim 128 (wgmma attention): logits, loss, every gradient, updated weights', () =>
     parityCase('full, head dim 128, wgmma attention', null, 'fp32', false, false, 'wgmma',
       { ...small, num_attention_heads: 2, num_key_value_heads: 1 }));
+  it('the same with head dim 64 (the small and base presets\' head dim)', () =>
+    parityCase('full, head dim 64, wgmma attention', null, 'fp32', false, false, 'wgmma', small));
 });

@@ -603,7 +603,7 @@ int main(int argc, char** argv) {
     unsetenv("PUZZLE_LLAMA_CUDA_PINGPONG");
     unsetenv("PUZZLE_LLAMA_CUDA_GEMM");
     // Last, so that a fault in kernels not yet run on a GPU cannot cost the checks above: the Hopper
-    // attention kernels (head dims 65..128; the rest of the cases check the fallback to flash).
+    // attention kernels (head dims 33..128 at 64 or 128; the rest of the cases check the fallback).
     setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "wgmma", 1);
     std::unique_ptr<pl::Backend> hopperAttention;
     try {

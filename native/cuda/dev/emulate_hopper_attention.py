@@ -3,7 +3,8 @@
 
 What it checks, warp group by warp group with the kernels' own index math (the 128 threads of a group are
 numpy vectors):
-  * to_heads_t_kernel's transposed packing ([B,T,heads,D] -> [B,heads,128,Tp], zeros past n);
+  * to_heads_t_kernel's transposed packing ([B,T,heads,D] -> [B,heads,kHD,Tp], zeros past n), kHD the
+    padded head dim (64 for D <= 64, else 128; every kernel below at both);
   * loadSwizzled's cp.async placement (16-byte chunk c of row r at chunk c ^ (r % 8), panels of 64 columns),
     with emulate_flash.py's shared memory: tiles start NaN-filled, copies stay pending until the kernel's
     cp.async.wait_group lands them, and a read of a pending or never-written element is an error;
@@ -19,7 +20,7 @@ numpy vectors):
     index, layout and masking errors show; bf16 rounding is not modelled).
 The constants below mirror the kernels'; change them together.
 
-Run: /usr/bin/python3 native/cuda/dev/emulate_hopper_attention.py   (numpy only; a few minutes).
+Run: /usr/bin/python3 native/cuda/dev/emulate_hopper_attention.py   (numpy only; seconds).
 """
 import math
 import os
@@ -32,7 +33,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from emulate_flash import (GARBAGE, EmulationError, Output, Shared, a_matrix, emulate_sum_group,  # noqa: E402
                            frag_a_trans, run_backward_cases, run_forward_cases, to_heads)
 
-HD = 128
 PANEL = 64
 FWD_Q, FWD_K = 128, 128
 BWD_K, BWD_Q = 128, 64
@@ -47,24 +47,26 @@ LOG2E = 1.4426950408889634
 
 
 def ceil_div(a, b): return -(-a // b)
+def padded_head_dim(D): return 64 if D <= 64 else 128  # paddedHeadDim
 def align_up(n, to): return ceil_div(n, to) * to
 
 
 # ---- packing -------------------------------------------------------------------------------------------------
 
 def to_heads_t(x, B, T, heads, D, n, Tp, mul, plain=False):
-    """to_heads_t_kernel<128>: out[b, h, d, t] = x[b, t, h, d] * mul for t < n, d < D, else 0 (index math
-    transcribed, the shared tile included); with plain, also the [B, heads, T, 128] layout (flat)."""
-    out = np.full((B, heads, HD, Tp), np.nan)
-    flat_plain = np.full(B * heads * T * HD, np.nan) if plain else None
+    """to_heads_t_kernel<kHD>: out[b, h, d, t] = x[b, t, h, d] * mul for t < n, d < D, else 0 (index math
+    transcribed, the shared tile included); with plain, also the [B, heads, T, kHD] layout (flat)."""
+    hd = padded_head_dim(D)
+    out = np.full((B, heads, hd, Tp), np.nan)
+    flat_plain = np.full(B * heads * T * hd, np.nan) if plain else None
     flat = x.reshape(-1)
     for b in range(B):
         for h in range(heads):
             for bx in range(Tp // PACK_T):
                 t0 = bx * PACK_T
-                tile = np.full(HD * PACK_PITCH, np.nan)
-                i = np.arange(PACK_T * HD)
-                tt, d = i // HD, i % HD
+                tile = np.full(hd * PACK_PITCH, np.nan)
+                i = np.arange(PACK_T * hd)
+                tt, d = i // hd, i % hd
                 t = t0 + tt
                 ok = (t < n) & (d < D)
                 src = ((b * T + np.where(ok, t, 0)) * heads + h) * D + np.where(ok, d, 0)
@@ -72,8 +74,8 @@ def to_heads_t(x, B, T, heads, D, n, Tp, mul, plain=False):
                 tile[d * PACK_PITCH + tt] = vals
                 if plain:
                     inside = t < T
-                    flat_plain[(((b * heads + h) * T + t) * HD + d)[inside]] = vals[inside]
-                i = np.arange(HD * (PACK_T // 8))
+                    flat_plain[(((b * heads + h) * T + t) * hd + d)[inside]] = vals[inside]
+                i = np.arange(hd * (PACK_T // 8))
                 d, c = i // (PACK_T // 8), (i % (PACK_T // 8)) * 8
                 for e in range(8):
                     out[b, h, d, t0 + c + e] = tile[d * PACK_PITCH + c + e]
@@ -158,8 +160,8 @@ def quad(v, op):
 
 
 def store_acc_rows(out, acc, rows, b, T, heads, h, D, mul):
-    """storeAccRow for both rows of every thread: acc[128, 64], rows[r][thread]; mul a number or, per row,
-    an array over the threads."""
+    """storeAccRow for both rows of every thread: acc[128, N / 2] (an m64nN accumulator), rows[r][thread];
+    mul a number or, per row, an array over the threads."""
     for r in range(2):
         for th in range(128):
             row = rows[r][th]
@@ -167,7 +169,7 @@ def store_acc_rows(out, acc, rows, b, T, heads, h, D, mul):
                 continue
             base = ((b * T + row) * heads + h) * D
             m = mul if np.isscalar(mul) else mul[r][th]
-            for j in range(HD // 8):
+            for j in range(acc.shape[1] // 4):
                 d = 8 * j + 2 * T4[th]
                 for e in range(2):
                     if d + e < D:
@@ -177,41 +179,42 @@ def store_acc_rows(out, acc, rows, b, T, heads, h, D, mul):
 # ---- forward -------------------------------------------------------------------------------------------------
 
 def emulate_forward(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0):
+    hd = padded_head_dim(D)
     Tp = align_up(Tcap, 128)
-    qh = to_heads(q, B, Tq, H, D, HD, 1.0 / math.sqrt(D)).reshape(-1)
-    kh = to_heads(k, B, Tcap, Hkv, D, HD, 1.0).reshape(-1)
+    qh = to_heads(q, B, Tq, H, D, hd, 1.0 / math.sqrt(D)).reshape(-1)
+    kh = to_heads(k, B, Tcap, Hkv, D, hd, 1.0).reshape(-1)
     vT = to_heads_t(v, B, Tcap, Hkv, D, pos0 + Tq, Tp, 1.0).reshape(-1)
     out, lse = Output((B, Tq, H, D), "out"), Output((B, H, Tq), "lse")
     grid = ceil_div(Tq, FWD_Q)
     for bx in range(grid):
         for h in range(H):
             for b in range(B):
-                sm = Shared(FWD_Q * HD + 4 * FWD_K * HD)
-                Qs, Ks = 0, FWD_Q * HD
-                Vs = Ks + 2 * FWD_K * HD
+                sm = Shared(FWD_Q * hd + 4 * FWD_K * hd)
+                Qs, Ks = 0, FWD_Q * hd
+                Vs = Ks + 2 * FWD_K * hd
                 q0 = (grid - 1 - bx) * FWD_Q
                 hk = h // (H // Hkv)
                 n_keys = pos0 + Tq
-                q_base = (b * H + h) * Tq * HD
-                k_base = (b * Hkv + hk) * Tcap * HD
-                v_base = (b * Hkv + hk) * HD * Tp
+                q_base = (b * H + h) * Tq * hd
+                k_base = (b * Hkv + hk) * Tcap * hd
+                v_base = (b * Hkv + hk) * hd * Tp
                 last_key = pos0 + min(q0 + FWD_Q, Tq) - 1
                 tiles = last_key // FWD_K + 1
 
                 def issue(kt, buf):
-                    load_swizzled(sm, Ks + buf * FWD_K * HD, FWD_K, HD, kh, k_base, HD, kt * FWD_K, n_keys, HD)
-                    load_swizzled(sm, Vs + buf * FWD_K * HD, HD, FWD_K, vT, v_base + kt * FWD_K, Tp, 0, HD, Tp)
+                    load_swizzled(sm, Ks + buf * FWD_K * hd, FWD_K, hd, kh, k_base, hd, kt * FWD_K, n_keys, hd)
+                    load_swizzled(sm, Vs + buf * FWD_K * hd, hd, FWD_K, vT, v_base + kt * FWD_K, Tp, 0, hd, Tp)
 
-                load_swizzled(sm, Qs, FWD_Q, HD, qh, q_base, HD, q0, Tq, HD)
+                load_swizzled(sm, Qs, FWD_Q, hd, qh, q_base, hd, q0, Tq, hd)
                 issue(0, 0)
                 sm.commit()
-                o = [np.zeros((128, 64)) for _ in range(2)]
+                o = [np.zeros((128, hd // 2)) for _ in range(2)]
                 m = [np.full((128, 2), -np.inf) for _ in range(2)]
                 l_ = [np.zeros((128, 2)) for _ in range(2)]
                 for kt in range(tiles):
                     cur = kt & 1
                     await_step(sm, kt, tiles, issue)
-                    K, V = Ks + cur * FWD_K * HD, Vs + cur * FWD_K * HD
+                    K, V = Ks + cur * FWD_K * hd, Vs + cur * FWD_K * hd
                     k0 = kt * FWD_K
                     for wg in range(2):
                         group_pos = pos0 + q0 + 64 * wg
@@ -219,7 +222,7 @@ def emulate_forward(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0):
                         if not k0 <= group_pos + 63:
                             continue
                         s = np.zeros((128, 64))
-                        for kk in range(HD // 16):
+                        for kk in range(hd // 16):
                             wgmma_ss(s, sm, tile_desc(Qs, FWD_Q, 64 * wg, kk), tile_desc(K, FWD_K, 0, kk), FWD_K, "S = Q K^T")
                         if k0 + FWD_K - 1 > group_pos:
                             for j in range(FWD_K // 8):
@@ -235,10 +238,10 @@ def emulate_forward(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0):
                             s[:, cols] = np.exp2(s[:, cols] * LOG2E - (m_use * LOG2E)[:, None])
                             l_[wg][:, r] = l_[wg][:, r] * corr + s[:, cols].sum(axis=1)
                             m[wg][:, r] = m_new
-                            ocols = [4 * j + 2 * r + e for j in range(HD // 8) for e in range(2)]
+                            ocols = [4 * j + 2 * r + e for j in range(hd // 8) for e in range(2)]
                             o[wg][:, ocols] *= corr[:, None]
                         for kk in range(FWD_K // 16):
-                            wgmma_rs(o[wg], acc_to_a(s, kk), sm, tile_desc(V, HD, 0, kk), HD, "O += P V")
+                            wgmma_rs(o[wg], acc_to_a(s, kk), sm, tile_desc(V, hd, 0, kk), hd, "O += P V")
                 for wg in range(2):
                     rows = [q0 + 64 * wg + 16 * WARP + G + 8 * r for r in range(2)]
                     totals = [quad(l_[wg][:, r], np.sum) for r in range(2)]
@@ -254,14 +257,15 @@ def emulate_forward(q, k, v, B, Tq, Tcap, H, Hkv, D, pos0):
 # ---- backward ------------------------------------------------------------------------------------------------
 
 def emulate_dkdv_share(qh, kh, vh, doh, qT, doT, lse, delta, B, T, Tp, H, Hkv, D, ds, ds_count, ldq):
+    hd = padded_head_dim(D)
     dk, dv = Output((B, T, H, D), "dk share"), Output((B, T, H, D), "dv share")
     for bx in range(ceil_div(T, BWD_K)):
         for h in range(H):
             for b in range(B):
-                stage_elems = BWD_Q * HD
-                sm = Shared(2 * BWD_K * HD + 2 * 4 * stage_elems)
-                Ks, Vs = 0, BWD_K * HD
-                stages = 2 * BWD_K * HD
+                stage_elems = BWD_Q * hd
+                sm = Shared(2 * BWD_K * hd + 2 * 4 * stage_elems)
+                Ks, Vs = 0, BWD_K * hd
+                stages = 2 * BWD_K * hd
                 k0 = bx * BWD_K
                 hk = h // (H // Hkv)
                 head_q = b * H + h
@@ -273,22 +277,22 @@ def emulate_dkdv_share(qh, kh, vh, doh, qT, doT, lse, delta, B, T, Tp, H, Hkv, D
 
                 def issue(s, buf):
                     q0 = k0 + s * BWD_Q
-                    load_swizzled(sm, stage(buf, 0), BWD_Q, HD, qh, head_q * T * HD, HD, q0, T, HD)
-                    load_swizzled(sm, stage(buf, 1), BWD_Q, HD, doh, head_q * T * HD, HD, q0, T, HD)
-                    load_swizzled(sm, stage(buf, 2), HD, BWD_Q, qT, head_q * HD * Tp + q0, Tp, 0, HD, Tp)
-                    load_swizzled(sm, stage(buf, 3), HD, BWD_Q, doT, head_q * HD * Tp + q0, Tp, 0, HD, Tp)
+                    load_swizzled(sm, stage(buf, 0), BWD_Q, hd, qh, head_q * T * hd, hd, q0, T, hd)
+                    load_swizzled(sm, stage(buf, 1), BWD_Q, hd, doh, head_q * T * hd, hd, q0, T, hd)
+                    load_swizzled(sm, stage(buf, 2), hd, BWD_Q, qT, head_q * hd * Tp + q0, Tp, 0, hd, Tp)
+                    load_swizzled(sm, stage(buf, 3), hd, BWD_Q, doT, head_q * hd * Tp + q0, Tp, 0, hd, Tp)
                     i = np.arange(BWD_Q)
                     inside = q0 + i < T
                     idx = np.where(inside, q0 + i, 0)
                     stats[buf] = (np.where(inside, lse[b, h, idx], 0.0), np.where(inside, delta[b, h, idx], 0.0))
 
-                load_swizzled(sm, Ks, BWD_K, HD, kh, (b * Hkv + hk) * T * HD, HD, k0, T, HD)
-                load_swizzled(sm, Vs, BWD_K, HD, vh, (b * Hkv + hk) * T * HD, HD, k0, T, HD)
+                load_swizzled(sm, Ks, BWD_K, hd, kh, (b * Hkv + hk) * T * hd, hd, k0, T, hd)
+                load_swizzled(sm, Vs, BWD_K, hd, vh, (b * Hkv + hk) * T * hd, hd, k0, T, hd)
                 if steps > 0:
                     issue(0, 0)
                 sm.commit()
-                dk_acc = [np.zeros((128, 64)) for _ in range(2)]
-                dv_acc = [np.zeros((128, 64)) for _ in range(2)]
+                dk_acc = [np.zeros((128, hd // 2)) for _ in range(2)]
+                dv_acc = [np.zeros((128, hd // 2)) for _ in range(2)]
                 for s in range(steps):
                     cur = s & 1
                     await_step(sm, s, steps, issue)
@@ -299,7 +303,7 @@ def emulate_dkdv_share(qh, kh, vh, doh, qT, doT, lse, delta, B, T, Tp, H, Hkv, D
                             continue
                         key_of = [k0 + 64 * wg + 16 * WARP + G + 8 * r for r in range(2)]
                         st, dpt = np.zeros((128, 32)), np.zeros((128, 32))
-                        for kk in range(HD // 16):
+                        for kk in range(hd // 16):
                             wgmma_ss(st, sm, tile_desc(Ks, BWD_K, 64 * wg, kk), tile_desc(stage(cur, 0), BWD_Q, 0, kk), BWD_Q, "S^T = K Q^T")
                             wgmma_ss(dpt, sm, tile_desc(Vs, BWD_K, 64 * wg, kk), tile_desc(stage(cur, 1), BWD_Q, 0, kk), BWD_Q, "dP^T = V dO^T")
                         for j in range(BWD_Q // 8):  # P (while dP^T would still run)
@@ -322,8 +326,8 @@ def emulate_dkdv_share(qh, kh, vh, doh, qT, doT, lse, delta, B, T, Tp, H, Hkv, D
                                         ds[b, h, key, query + e] = dpt[th, 4 * j + 2 * r + e]
                                         ds_count[b, h, key, query + e] += 1
                         for kq in range(BWD_Q // 16):
-                            wgmma_rs(dv_acc[wg], acc_to_a(st, kq), sm, tile_desc(stage(cur, 3), HD, 0, kq), HD, "dV += P^T dO")
-                            wgmma_rs(dk_acc[wg], acc_to_a(dpt, kq), sm, tile_desc(stage(cur, 2), HD, 0, kq), HD, "dK += dS^T Q")
+                            wgmma_rs(dv_acc[wg], acc_to_a(st, kq), sm, tile_desc(stage(cur, 3), hd, 0, kq), hd, "dV += P^T dO")
+                            wgmma_rs(dk_acc[wg], acc_to_a(dpt, kq), sm, tile_desc(stage(cur, 2), hd, 0, kq), hd, "dK += dS^T Q")
                 for wg in range(2):
                     keys = [k0 + 64 * wg + 16 * WARP + G + 8 * r for r in range(2)]
                     store_acc_rows(dk, dk_acc[wg], keys, b, T, H, h, D, 1.0)
@@ -334,17 +338,18 @@ def emulate_dkdv_share(qh, kh, vh, doh, qT, doT, lse, delta, B, T, Tp, H, Hkv, D
 
 
 def emulate_dq(kT, ds, ldq, B, T, Tp, H, Hkv, D, scale):
+    hd = padded_head_dim(D)
     dq = Output((B, T, H, D), "dq")
     dsf = ds.reshape(-1)
     grid = ceil_div(T, DQ_Q)
     for bx in range(grid):
         for h in range(H):
             for b in range(B):
-                sm = Shared(2 * HD * DQ_K + 2 * DQ_K * DQ_LD)
-                KTs, Ss = 0, 2 * HD * DQ_K
+                sm = Shared(2 * hd * DQ_K + 2 * DQ_K * DQ_LD)
+                KTs, Ss = 0, 2 * hd * DQ_K
                 q0 = (grid - 1 - bx) * DQ_Q
                 hk = h // (H // Hkv)
-                kt_base = (b * Hkv + hk) * HD * Tp
+                kt_base = (b * Hkv + hk) * hd * Tp
                 ds_base = (b * H + h) * T * ldq
                 tiles = (min(T, q0 + DQ_Q) - 1) // DQ_K + 1
 
@@ -358,11 +363,11 @@ def emulate_dq(kT, ds, ldq, B, T, Tp, H, Hkv, D, scale):
                         if valid and (q0 + c + 8 > ldq):
                             raise EmulationError("dQ reads dS^T past its row")
                         sm.cp_async16(S + r * DQ_LD + c, dsf[at:at + 8] if valid else np.zeros(8))
-                    load_swizzled(sm, KTs + buf * HD * DQ_K, HD, DQ_K, kT, kt_base + key0, Tp, 0, HD, Tp)
+                    load_swizzled(sm, KTs + buf * hd * DQ_K, hd, DQ_K, kT, kt_base + key0, Tp, 0, hd, Tp)
 
                 issue(0, 0)
                 sm.commit()
-                acc = [np.zeros((128, 64)) for _ in range(2)]
+                acc = [np.zeros((128, hd // 2)) for _ in range(2)]
                 for kt in range(tiles):
                     cur = kt & 1
                     await_step(sm, kt, tiles, issue)
@@ -373,7 +378,7 @@ def emulate_dq(kT, ds, ldq, B, T, Tp, H, Hkv, D, scale):
                         for j in range(DQ_K // 16):
                             regs = [frag_a_trans(sm, S, DQ_LD, 64 * wg + 16 * w, j, "dS^T fragment") for w in range(4)]
                             stacked = [np.vstack([regs[w][i] for w in range(4)]) for i in range(4)]
-                            wgmma_rs(acc[wg], stacked, sm, tile_desc(KTs + cur * HD * DQ_K, HD, 0, j), HD, "dQ += dS K")
+                            wgmma_rs(acc[wg], stacked, sm, tile_desc(KTs + cur * hd * DQ_K, hd, 0, j), hd, "dQ += dS K")
                 for wg in range(2):
                     rows = [q0 + 64 * wg + 16 * WARP + G + 8 * r for r in range(2)]
                     store_acc_rows(dq, acc[wg], rows, b, T, H, h, D, scale)
@@ -382,16 +387,17 @@ def emulate_dq(kT, ds, ldq, B, T, Tp, H, Hkv, D, scale):
 
 
 def emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D):
+    hd = padded_head_dim(D)
     scale = 1.0 / math.sqrt(D)
     Tp = align_up(T, 128)
     delta = np.einsum("bthd,bthd->bht", dout, out)
     qT, qh = to_heads_t(q, B, T, H, D, T, Tp, scale, plain=True)
     doT, doh = to_heads_t(dout, B, T, H, D, T, Tp, 1.0, plain=True)
     kT, kh = to_heads_t(k, B, T, Hkv, D, T, Tp, 1.0, plain=True)
-    vh = to_heads(v, B, T, Hkv, D, HD, 1.0).reshape(-1)
+    vh = to_heads(v, B, T, Hkv, D, hd, 1.0).reshape(-1)
     # The fused packing writes what toHeads would (the flash kernels' layout), element for element.
     for name, got, x, heads, mul in (("q", qh, q, H, scale), ("dout", doh, dout, H, 1.0), ("k", kh, k, Hkv, 1.0)):
-        if not np.array_equal(got, to_heads(x, B, T, heads, D, HD, mul).reshape(-1)):
+        if not np.array_equal(got, to_heads(x, B, T, heads, D, hd, mul).reshape(-1)):
             raise EmulationError(f"the fused packing of {name} differs from toHeads")
     qT, doT, kT = qT.reshape(-1), doT.reshape(-1), kT.reshape(-1)
     ldq = align_up(T, 8)
@@ -411,11 +417,14 @@ def emulate_backward(dout, q, k, v, out, lse, B, T, H, Hkv, D):
 
 def main():
     rng = np.random.default_rng(11)
-    # (B, Tq, Tcap, H, Hkv, D, pos0): tile edges both ways, GQA, D 100 (padded) and 128, pos0 > 0.
+    # (B, Tq, Tcap, H, Hkv, D, pos0): tile edges both ways, GQA, both padded head dims (D 40, 64 in 64;
+    # 96, 100, 128 in 128), pos0 > 0.
     forward_cases = [(1, 8, 8, 1, 1, 128, 0), (1, 130, 130, 2, 1, 128, 0), (2, 70, 70, 4, 2, 100, 0),
-                     (1, 257, 257, 2, 2, 96, 0), (1, 70, 300, 2, 1, 100, 200), (1, 9, 140, 1, 1, 128, 131)]
+                     (1, 257, 257, 2, 2, 96, 0), (1, 70, 300, 2, 1, 100, 200), (1, 9, 140, 1, 1, 128, 131),
+                     (1, 130, 130, 2, 1, 64, 0), (2, 70, 70, 4, 2, 40, 0), (1, 70, 300, 2, 1, 64, 200)]
     ok = run_forward_cases(forward_cases, emulate_forward, rng)
-    backward_cases = [(1, 8, 1, 1, 128), (1, 100, 4, 2, 128), (2, 70, 4, 1, 80), (1, 200, 2, 2, 100), (1, 131, 3, 1, 128)]
+    backward_cases = [(1, 8, 1, 1, 128), (1, 100, 4, 2, 128), (2, 70, 4, 1, 80), (1, 200, 2, 2, 100), (1, 131, 3, 1, 128),
+                      (1, 200, 4, 2, 64), (2, 70, 2, 1, 48)]
     ok &= run_backward_cases(backward_cases, emulate_backward, rng)
     print("all cases match" if ok else "MISMATCHES")
     return 0 if ok else 1
