@@ -1,4 +1,5 @@
 // What the bf16 attention kernels (attention_flash.cu, attention_hopper.cu) share around their kernels:
+//  * the head dims they cover and how they are padded;
 //  * operand packing: the backend's fp32 [B,T,heads,D] tensors become bf16 per-head blocks, times a factor
 //    (the softmax scale for q), zero-padded to the kernel's head dim kD:
 //      toHeads:           [B, heads, T, kD]   (rows of one head contiguous, a row's kD values contiguous)
@@ -15,6 +16,10 @@
 #include "common.cuh"
 
 namespace pl::cuda {
+
+// What both kernel files take: head dims 33..128, padded to kD = 64 or 128, and 8 or more query rows.
+constexpr int paddedHeadDim(int D) { return D <= 64 ? 64 : 128; }
+inline bool bf16AttentionCovers(int D, int Tq) { return D > 32 && D <= 128 && Tq >= 8; }
 
 template <int kD>
 __global__ void to_heads_kernel(__nv_bfloat16* out, const float* x, int B, int T, int heads, int D, float mul) {

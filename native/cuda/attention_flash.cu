@@ -654,8 +654,6 @@ void backwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const f
   checkLaunch("attention_flash_dq_kernel");
 }
 
-int paddedDim(int D) { return D <= 64 ? 64 : 128; }
-
 // out[b,t,hk,d] = sum over j < group, in order, of part[b,t,hk*group+j,d] (for dK and dV at once).
 __global__ void sum_group_kernel(float* dk, float* dv, const float* dkPart, const float* dvPart, size_t rows, int Hkv,
                                  int group, int D) {
@@ -685,29 +683,29 @@ void sumGroupShares(cudaStream_t stream, float* dk, float* dv, const float* dkSh
   checkLaunch("sum_group_kernel");
 }
 
-bool attentionFlashSupports(int D, int Tq) { return D > 32 && D <= 128 && Tq >= 8; }
+bool attentionFlashSupports(int D, int Tq) { return bf16AttentionCovers(D, Tq); }
 
 size_t attentionFlashForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D) {
-  const int kD = paddedDim(D);
+  const int kD = paddedHeadDim(D);
   return packedBytes(B, Tq, H, kD) + 2 * packedBytes(B, Tcap, Hkv, kD);
 }
 
 size_t attentionFlashBackwardScratchBytes(int B, int T, int H, int Hkv, int D, bool keepDs) {
-  const int kD = paddedDim(D);
+  const int kD = paddedHeadDim(D);
   return 2 * packedBytes(B, T, H, kD) + 2 * packedBytes(B, T, Hkv, kD) + sharesBytes(B, T, H, Hkv, D) +
          dsBytes(B, T, H, keepDs);
 }
 
 void attentionForwardFlash(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
                            int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch) {
-  if (paddedDim(D) == 64) forwardFlash<64>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
+  if (paddedHeadDim(D) == 64) forwardFlash<64>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
   else forwardFlash<128>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
 }
 
 void attentionBackwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
                             const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
                             int Hkv, int D, void* scratch, bool keepDs) {
-  if (paddedDim(D) == 64)
+  if (paddedHeadDim(D) == 64)
     backwardFlash<64>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch, keepDs);
   else
     backwardFlash<128>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch, keepDs);

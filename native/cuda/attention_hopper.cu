@@ -46,9 +46,6 @@ constexpr int kBwdK = 128, kBwdQ = 64;    // dK/dV: keys a CTA, queries a tile
 constexpr int kDqQ = 128, kDqK = 64;      // dQ: queries a CTA, keys a tile
 constexpr int kDqLd = kDqQ + 8;           // dS^T tile row pitch (ldmatrix rows in distinct banks)
 
-// The padded head dim of a call's head dim D.
-constexpr int paddedHeadDim(int D) { return D <= 64 ? 64 : 128; }
-
 // Shared memory of each kernel at padded head dim kHD (tiles, then + 1024 for aligning the swizzled tiles).
 constexpr size_t fwdSmem(int kHD) { return 2 * (size_t(kFwdQ) * kHD + 2 * 2 * size_t(kFwdK) * kHD) + 1024; }  // Q, 2x(K, V^T)
 constexpr size_t bwdStage(int kHD) { return 2 * (2 * size_t(kBwdQ) * kHD + 2 * size_t(kHD) * kBwdQ); }  // Q, dO, q^T, dO^T
@@ -501,7 +498,7 @@ void backwardHopper(cudaStream_t stream, float* dq, float* dk, float* dv, const 
 
 }  // namespace
 
-bool attentionHopperSupports(int D, int Tq) { return D > 32 && D <= 128 && Tq >= 8; }
+bool attentionHopperSupports(int D, int Tq) { return bf16AttentionCovers(D, Tq); }
 
 bool attentionHopperBackwardFits(int B, int T, int H) { return dsBytes(B, T, H, true) > 0; }
 
