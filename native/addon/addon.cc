@@ -1,10 +1,12 @@
 // N-API entry point: registers the native surface that lib/engine/native.ts types.
 #include <napi.h>
 
+#include "../comm/communicator.h"
 #include "../core/cpu_features.h"
 #include "../cpu/simd.h"
 #include "abort_flag.h"
 #include "addon_data.h"
+#include "communicator_wrap.h"
 #include "engine_wrap.h"
 #include "kernels_wrap.h"
 #ifdef PUZZLE_LLAMA_CUDA
@@ -31,6 +33,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   cpu.Set("avx512bf16", f.avx512bf16);
   cpu.Set("hardwareThreads", f.hardwareThreads);
   out.Set("cpu", cpu);
+  out.Set("gloo", pl::comm::glooAvailable());
   return out;
 }
 
@@ -65,11 +68,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new pl::addon::AddonData();
   Napi::Function abortFlag = pl::addon::AbortFlag::Define(env);
   Napi::Function engine = pl::addon::EngineWrap::Define(env);
+  Napi::Function communicator = pl::addon::CommunicatorWrap::Define(env);
   data->abortFlagClass = Napi::Persistent(abortFlag);
   data->engineClass = Napi::Persistent(engine);
+  data->communicatorClass = Napi::Persistent(communicator);
   env.SetInstanceData<pl::addon::AddonData>(data);
   exports.Set("AbortFlag", abortFlag);
   exports.Set("NativeEngine", engine);
+  exports.Set("NativeCommunicator", communicator);
+  exports.Set("createCommunicator", Napi::Function::New(env, pl::addon::CommunicatorWrap::Create, "createCommunicator"));
   exports.Set("kernels", pl::addon::DefineKernels(env));
   return exports;
 }

@@ -7,6 +7,7 @@ namespace pl::addon {
 struct AddonData {
   Napi::FunctionReference abortFlagClass;
   Napi::FunctionReference engineClass;
+  Napi::FunctionReference communicatorClass;
 };
 
 }  // namespace pl::addon

@@ -12,9 +12,11 @@
 #include "../core/error.h"
 #include "../core/rng.h"
 #include "../cpu/cpu_backend.h"
+#include "../comm/gradient_buckets.h"
 #include "abort_flag.h"
 #include "args.h"
 #include "async.h"
+#include "communicator_wrap.h"
 
 namespace pl::addon {
 
@@ -126,15 +128,32 @@ class ForwardBackwardJob : public EngineJob {
   using EngineJob::EngineJob;
   std::vector<int32_t> tokens, targets;
   int B = 0, T = 0;
-  bool accumulate = false;
-  uint64_t dropoutSeed = 0;
+  BackwardOptions options;
+  std::shared_ptr<comm::Communicator> reduceOver;  // set: sum the gradients over it, bucket by bucket
+  size_t bucketBytes = 0;
   double loss = 0.0;
   int64_t counted = 0;
 
  protected:
   void Run(const ExecutionProgress& p) override {
-    loss = model().forwardBackward(tokens.data(), targets.data(), B, T, accumulate, dropoutSeed, abortFlag(),
-                                   progressFn(p), &counted);
+    std::unique_ptr<comm::GradientBuckets> buckets;
+    if (reduceOver) {
+      const ModelBuffers b = model().buffers();
+      buckets = std::make_unique<comm::GradientBuckets>(*reduceOver, b.grads, b.trainableCount, bucketBytes);
+      options.sink = buckets.get();
+    }
+    try {
+      loss = model().forwardBackward(tokens.data(), targets.data(), B, T, options, abortFlag(), progressFn(p), &counted);
+    } catch (...) {
+      // Buckets in flight still write the gradients: let them land before the error travels on.
+      if (reduceOver) {
+        try {
+          reduceOver->wait();
+        } catch (...) {
+        }
+      }
+      throw;
+    }
   }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
@@ -160,6 +179,30 @@ class StepJob : public EngineJob {
     o.Set("skipped", result.skipped);
     return o;
   }
+};
+
+// Every rank's model arrays and AdamW step become root's: parameters (both buffers), m and v.
+class BroadcastStateJob : public EngineJob {
+ public:
+  using EngineJob::EngineJob;
+  std::shared_ptr<comm::Communicator> over;
+  int root = 0;
+
+ protected:
+  void Run(const ExecutionProgress&) override {
+    comm::Communicator& c = *over;
+    const ModelBuffers b = model().buffers();
+    c.broadcast(b.params, b.paramCount * sizeof(float), root);
+    if (b.frozenCount > 0) c.broadcast(b.frozen, b.frozenCount * sizeof(uint16_t), root);
+    if (b.trainableCount > 0) {
+      c.broadcast(b.adamM, b.trainableCount * sizeof(float), root);
+      c.broadcast(b.adamV, b.trainableCount * sizeof(float), root);
+    }
+    int32_t step = model().stepCount();
+    c.broadcastHost(&step, sizeof step, root);
+    model().setStepCount(step);
+  }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
 };
 
 class GenerateJob : public EngineJob {
@@ -217,6 +260,9 @@ Napi::Function EngineWrap::Define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::Disposed>("disposed"),
                          InstanceMethod<&EngineWrap::Profile>("profile"),
                          InstanceMethod<&EngineWrap::ActivationBytes>("activationBytes"),
+                         InstanceMethod<&EngineWrap::AttachCommunicator>("attachCommunicator"),
+                         InstanceMethod<&EngineWrap::BroadcastState>("broadcastState"),
+                         InstanceMethod<&EngineWrap::ParameterSumSquares>("parameterSumSquares"),
                      });
 }
 
@@ -479,9 +525,17 @@ Napi::Value EngineWrap::ForwardBackward(const Napi::CallbackInfo& info) {
   job->targets.assign(targets.Data(), targets.Data() + n);
   job->B = B;
   job->T = T;
-  job->accumulate = boolField(o, "accumulate", "forwardBackward(): options.", false);
+  const std::string w = "forwardBackward(): options.";
+  job->options.accumulate = boolField(o, "accumulate", w, false);
+  job->options.rowOffset = intField(o, "rowOffset", w, 0, int64_t(1) << 50, 0);
+  job->options.lossTokens = numberField(o, "lossTokens", w, 0.0, 1e15, 0.0);
+  if (boolField(o, "reduceGradients", w, false)) {
+    if (!state_->comm) throwType(env, w + "reduceGradients needs a communicator (attachCommunicator() first)");
+    job->reduceOver = state_->comm;
+    job->bucketBytes = state_->bucketBytes;
+  }
   ++calls_;
-  job->dropoutSeed = has(o, "dropoutSeed")
+  job->options.dropoutSeed = has(o, "dropoutSeed")
                          ? static_cast<uint64_t>(intField(o, "dropoutSeed", "forwardBackward(): options.", 0, int64_t(1) << 53))
                          : mixSeed(seed_ ^ 0xD509u, calls_);
   job->SetAbortFlag(AbortFlag::From(o, "forwardBackward(): options."));
@@ -615,6 +669,65 @@ Napi::Value EngineWrap::DecodeNext(const Napi::CallbackInfo& info) {
 Napi::Value EngineWrap::DecodeEnd(const Napi::CallbackInfo& info) {
   usable(info.Env(), "decodeEnd()").decodeEnd();
   return info.Env().Undefined();
+}
+
+// attachCommunicator(comm | null, { bucketBytes }): the communicator forwardBackward({ reduceGradients })
+// sums gradients over and broadcastState() goes through. Its memory must be the backend's.
+Napi::Value EngineWrap::AttachCommunicator(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  usable(env, "attachCommunicator()");
+  Napi::Value v = info.Length() > 0 ? info[0] : env.Undefined();
+  if (v.IsNull() || v.IsUndefined()) {
+    state_->comm.reset();
+    return env.Undefined();
+  }
+  std::shared_ptr<comm::Communicator> c = CommunicatorWrap::From(env, v, "attachCommunicator(): comm");
+  Napi::Object o = objectArg(info, 1, "attachCommunicator(): options", true);
+  const size_t bucket = static_cast<size_t>(intField(o, "bucketBytes", "attachCommunicator(): options.", 1024, int64_t(1) << 34, 25 << 20));
+  const bool onDevice = state_->backend->name() == "cuda";
+  if (c->deviceMemory() != onDevice)
+    throwType(env, "attachCommunicator(): a " + c->backend() + " communicator works on " +
+                       (c->deviceMemory() ? "GPU" : "host") + " memory but this engine runs on the " +
+                       state_->backend->name() + " (use " + (onDevice ? "nccl" : "gloo") + ")");
+#ifdef PUZZLE_LLAMA_CUDA
+  if (onDevice) {
+    auto* cb = dynamic_cast<cuda::CudaBackend*>(state_->backend.get());
+    try {
+      c->bindStream(cb->stream(), cb->device());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, std::string("attachCommunicator(): ") + e.what());
+    }
+  }
+#endif
+  state_->comm = std::move(c);
+  state_->bucketBytes = bucket;
+  return env.Undefined();
+}
+
+Napi::Value EngineWrap::BroadcastState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  usable(env, "broadcastState()");
+  if (!state_->comm) throwType(env, "broadcastState(): no communicator (attachCommunicator() first)");
+  Napi::Object holder = Napi::Object::New(env);
+  holder.Set("root", info.Length() > 0 ? info[0] : env.Undefined());
+  const int root = static_cast<int>(intField(holder, "root", "broadcastState(): ", 0, state_->comm->size() - 1, 0));
+  auto* job = new BroadcastStateJob(env, "puzzle-llama:broadcastState", this, Value(), state_);
+  job->over = state_->comm;
+  job->root = root;
+  busy_ = true;
+  busyWith_ = "broadcastState()";
+  job->Queue();
+  return job->Promise();
+}
+
+Napi::Value EngineWrap::ParameterSumSquares(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LlamaModel& m = usable(env, "parameterSumSquares()");
+  try {
+    return Napi::Number::New(env, m.parameterSumSquares());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("parameterSumSquares(): ") + e.what());
+  }
 }
 
 Napi::Value EngineWrap::Dispose(const Napi::CallbackInfo& info) {

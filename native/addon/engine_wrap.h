@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "../comm/communicator.h"
 #include "../model/backend.h"
 #include "../model/llama.h"
 
@@ -15,6 +16,9 @@ struct EngineState {
   std::unique_ptr<LlamaModel> model;
   // Why the engine runs where it does, when that is not what was asked for ('auto' without a GPU).
   std::string note;
+  // Data parallelism: the communicator gradients are summed over, and the bucket size.
+  std::shared_ptr<comm::Communicator> comm;
+  size_t bucketBytes = 25u << 20;
 };
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
@@ -45,6 +49,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value Disposed(const Napi::CallbackInfo& info);
   Napi::Value Profile(const Napi::CallbackInfo& info);
   Napi::Value ActivationBytes(const Napi::CallbackInfo& info);
+  Napi::Value AttachCommunicator(const Napi::CallbackInfo& info);
+  Napi::Value BroadcastState(const Napi::CallbackInfo& info);
+  Napi::Value ParameterSumSquares(const Napi::CallbackInfo& info);
 
   // Throws unless the engine is alive and idle.
   LlamaModel& usable(Napi::Env env, const std::string& where);

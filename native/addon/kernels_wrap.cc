@@ -581,18 +581,19 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
   return r;
 }
 
-// out = keep ? x / (1 - p) : 0, the counter-based mask of (seed, index): bit-identical on every backend.
+// out = keep ? x / (1 - p) : 0, the counter-based mask of (seed, offset + index): bit-identical on every backend.
 Napi::Value DropoutForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string w = "kernels.dropoutForward(): ";
   Napi::Object o = objectArg(info, 1, w + "options", false);
   const float p = static_cast<float>(numberField(o, "p", w + "options.", 0.0, 0.999));
   const uint64_t seed = static_cast<uint64_t>(intField(o, "seed", w + "options.", 0, int64_t(1) << 53, 0));
+  const uint64_t offset = static_cast<uint64_t>(intField(o, "offset", w + "options.", 0, int64_t(1) << 53, 0));
   Napi::Float32Array x = f32Arg(env, arg(info, 0), w + "x", SIZE_MAX);
   const size_t n = x.ElementLength();
   Napi::Float32Array out = Napi::Float32Array::New(env, n);
   OpCall call(o, w + "options.");
-  call.be().dropoutForward(call.out(out.Data(), n), call.in(x.Data(), n), n, p, seed);
+  call.be().dropoutForward(call.out(out.Data(), n), call.in(x.Data(), n), n, p, seed, offset);
   call.finish();
   return out;
 }
@@ -604,11 +605,12 @@ Napi::Value DropoutBackward(const Napi::CallbackInfo& info) {
   Napi::Object o = objectArg(info, 1, w + "options", false);
   const float p = static_cast<float>(numberField(o, "p", w + "options.", 0.0, 0.999));
   const uint64_t seed = static_cast<uint64_t>(intField(o, "seed", w + "options.", 0, int64_t(1) << 53, 0));
+  const uint64_t offset = static_cast<uint64_t>(intField(o, "offset", w + "options.", 0, int64_t(1) << 53, 0));
   Napi::Float32Array dout = f32Arg(env, arg(info, 0), w + "dout", SIZE_MAX);
   const size_t n = dout.ElementLength();
   Napi::Float32Array dx = Napi::Float32Array::New(env, n);
   OpCall call(o, w + "options.");
-  call.be().dropoutBackward(call.out(dx.Data(), n), call.in(dout.Data(), n), n, p, seed);
+  call.be().dropoutBackward(call.out(dx.Data(), n), call.in(dout.Data(), n), n, p, seed, offset);
   call.finish();
   return dx;
 }

@@ -96,11 +96,11 @@ void CpuBackend::crossEntropy(float* losses, float* logits, const int32_t* targe
                               bool grad) {
   cpu::crossEntropy(*pool_, losses, logits, targets, N, V, dscale, grad);
 }
-void CpuBackend::dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed) {
-  cpu::dropoutForward(*pool_, out, inp, n, p, seed);
+void CpuBackend::dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t offset) {
+  cpu::dropoutForward(*pool_, out, inp, n, p, seed, offset);
 }
-void CpuBackend::dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed) {
-  cpu::dropoutBackward(*pool_, dinp, dout, n, p, seed);
+void CpuBackend::dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed, uint64_t offset) {
+  cpu::dropoutBackward(*pool_, dinp, dout, n, p, seed, offset);
 }
 void CpuBackend::adamw(float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp) {
   cpu::adamw(*pool_, param, grad, m, v, n, hp);

@@ -54,8 +54,8 @@ class CpuBackend final : public Backend {
                       size_t n) override;
   void crossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, float dscale,
                     bool grad) override;
-  void dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed) override;
-  void dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed) override;
+  void dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t offset) override;
+  void dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed, uint64_t offset) override;
   void adamw(float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp) override;
 
  private:

@@ -294,18 +294,18 @@ void crossEntropy(ThreadPool& pool, float* losses, float* logits, const int32_t*
   });
 }
 
-void dropoutForward(ThreadPool& pool, float* out, const float* inp, size_t n, float p, uint64_t seed) {
+void dropoutForward(ThreadPool& pool, float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t offset) {
   const float keepScale = 1.0f / (1.0f - p);
   forChunks(pool, n, [&](size_t s, size_t e) {
-    for (size_t i = s; i < e; ++i) out[i] = uniform01(seed, i) >= p ? inp[i] * keepScale : 0.0f;
+    for (size_t i = s; i < e; ++i) out[i] = uniform01(seed, offset + i) >= p ? inp[i] * keepScale : 0.0f;
   });
 }
 
-void dropoutBackward(ThreadPool& pool, float* dinp, const float* dout, size_t n, float p, uint64_t seed) {
+void dropoutBackward(ThreadPool& pool, float* dinp, const float* dout, size_t n, float p, uint64_t seed, uint64_t offset) {
   const float keepScale = 1.0f / (1.0f - p);
   forChunks(pool, n, [&](size_t s, size_t e) {
     for (size_t i = s; i < e; ++i)
-      if (uniform01(seed, i) >= p) dinp[i] += dout[i] * keepScale;
+      if (uniform01(seed, offset + i) >= p) dinp[i] += dout[i] * keepScale;
   });
 }
 

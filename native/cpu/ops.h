@@ -40,8 +40,8 @@ void swigluBackward(ThreadPool& pool, float* dgate, float* dup, const float* dou
 void crossEntropy(ThreadPool& pool, float* losses, float* logits, const int32_t* targets, int N, int V,
                   float dscale, bool grad);
 
-void dropoutForward(ThreadPool& pool, float* out, const float* inp, size_t n, float p, uint64_t seed);
-void dropoutBackward(ThreadPool& pool, float* dinp, const float* dout, size_t n, float p, uint64_t seed);
+void dropoutForward(ThreadPool& pool, float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t offset);
+void dropoutBackward(ThreadPool& pool, float* dinp, const float* dout, size_t n, float p, uint64_t seed, uint64_t offset);
 
 void adamw(ThreadPool& pool, float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp);
 

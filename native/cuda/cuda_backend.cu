@@ -518,16 +518,16 @@ void CudaBackend::crossEntropy(float* losses, float* logits, const int32_t* targ
   cuda::crossEntropy(stream_, losses, logits, targets, N, V, dscale, grad);
 }
 
-void CudaBackend::dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed) {
+void CudaBackend::dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t offset) {
   use();
   ProfileScope span(profile_.get(), "dropoutForward");
-  cuda::dropoutForward(stream_, out, inp, n, p, seed);
+  cuda::dropoutForward(stream_, out, inp, n, p, seed, offset);
 }
 
-void CudaBackend::dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed) {
+void CudaBackend::dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed, uint64_t offset) {
   use();
   ProfileScope span(profile_.get(), "dropoutBackward");
-  cuda::dropoutBackward(stream_, dinp, dout, n, p, seed);
+  cuda::dropoutBackward(stream_, dinp, dout, n, p, seed, offset);
 }
 
 void CudaBackend::adamw(float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp) {

@@ -33,6 +33,8 @@ class CudaBackend final : public Backend {
   int device() const { return device_; }
   // "CUDA device 0 (NVIDIA H100 80GB HBM3)", as error messages name it.
   std::string deviceLabel() const;
+  // The stream every op is queued on (collectives order themselves against it).
+  CUstream_st* stream() const { return stream_; }
 
   void* allocate(size_t bytes) override;
   void release(void* ptr) override;
@@ -78,8 +80,8 @@ class CudaBackend final : public Backend {
                       size_t n) override;
   void crossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, float dscale,
                     bool grad) override;
-  void dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed) override;
-  void dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed) override;
+  void dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t offset) override;
+  void dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed, uint64_t offset) override;
   void adamw(float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp) override;
 
   // ---- beyond the Backend interface: bf16 operands for the Hopper GEMM ----

@@ -98,18 +98,18 @@ __global__ void swiglu_backward_vec4_kernel(float4* dgate, float4* dup, const fl
 }
 
 
-// Dropout: element i is kept iff uniform01(seed, i) >= p, the CPU's mask bit for bit.
+// Dropout: element i is kept iff uniform01(seed, offset + i) >= p, the CPU's mask bit for bit.
 __global__ void dropout_forward_kernel(float* out, const float* inp, size_t n, float p, float keepScale,
-                                       uint64_t seed) {
+                                       uint64_t seed, uint64_t offset) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-    out[i] = uniform01(seed, i) >= p ? inp[i] * keepScale : 0.0f;
+    out[i] = uniform01(seed, offset + i) >= p ? inp[i] * keepScale : 0.0f;
 }
 
 __global__ void dropout_backward_kernel(float* dinp, const float* dout, size_t n, float p, float keepScale,
-                                        uint64_t seed) {
+                                        uint64_t seed, uint64_t offset) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
     // Rounded product, then rounded sum (no fused multiply-add): the CPU's result, bit for bit.
-    if (uniform01(seed, i) >= p) dinp[i] = __fadd_rn(dinp[i], __fmul_rn(dout[i], keepScale));
+    if (uniform01(seed, offset + i) >= p) dinp[i] = __fadd_rn(dinp[i], __fmul_rn(dout[i], keepScale));
 }
 
 // out[N,C] = wte[tokens[n]]: one thread an element, grid-stride over N*C.
@@ -196,18 +196,19 @@ void swigluBackward(cudaStream_t stream, float* dgate, float* dup, const float* 
   checkLaunch("swiglu_backward_kernel");
 }
 
-void dropoutForward(cudaStream_t stream, float* out, const float* inp, size_t n, float p, uint64_t seed) {
+void dropoutForward(cudaStream_t stream, float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t offset) {
   if (n == 0) return;
   const float keepScale = 1.0f / (1.0f - p);
-  dropout_forward_kernel<<<elementwiseBlocks(n, kThreads), kThreads, 0, stream>>>(out, inp, n, p, keepScale, seed);
+  dropout_forward_kernel<<<elementwiseBlocks(n, kThreads), kThreads, 0, stream>>>(out, inp, n, p, keepScale, seed,
+                                                                                  offset);
   checkLaunch("dropout_forward_kernel");
 }
 
-void dropoutBackward(cudaStream_t stream, float* dinp, const float* dout, size_t n, float p, uint64_t seed) {
+void dropoutBackward(cudaStream_t stream, float* dinp, const float* dout, size_t n, float p, uint64_t seed, uint64_t offset) {
   if (n == 0) return;
   const float keepScale = 1.0f / (1.0f - p);
   dropout_backward_kernel<<<elementwiseBlocks(n, kThreads), kThreads, 0, stream>>>(dinp, dout, n, p, keepScale,
-                                                                                   seed);
+                                                                                   seed, offset);
   checkLaunch("dropout_backward_kernel");
 }
 

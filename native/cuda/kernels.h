@@ -90,8 +90,8 @@ void sumSquares(cudaStream_t stream, double* result, void* scratch, const float*
 void swigluForward(cudaStream_t stream, float* out, const float* gate, const float* up, size_t n);
 void swigluBackward(cudaStream_t stream, float* dgate, float* dup, const float* dout, const float* gate,
                     const float* up, size_t n);
-void dropoutForward(cudaStream_t stream, float* out, const float* inp, size_t n, float p, uint64_t seed);
-void dropoutBackward(cudaStream_t stream, float* dinp, const float* dout, size_t n, float p, uint64_t seed);
+void dropoutForward(cudaStream_t stream, float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t offset);
+void dropoutBackward(cudaStream_t stream, float* dinp, const float* dout, size_t n, float p, uint64_t seed, uint64_t offset);
 void embeddingForward(cudaStream_t stream, float* out, const int32_t* tokens, const float* wte, int N, int C);
 void embeddingBackward(cudaStream_t stream, float* dwte, const float* dout, const int32_t* tokens, int N, int C,
                        int V);

@@ -126,11 +126,12 @@ class Backend {
   virtual void crossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, float dscale,
                             bool grad) = 0;
 
-  // ---- dropout (counter-based mask: keep element i iff uniform01(seed, i) >= p) -----------------
+  // ---- dropout (counter-based mask: keep element i iff uniform01(seed, offset + i) >= p) --------
+  // The offset places the n elements inside a larger tensor's mask (one rank's rows of a global batch).
   // out[n] = keep ? inp / (1-p) : 0
-  virtual void dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed) = 0;
+  virtual void dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t offset) = 0;
   // dinp[n] += keep ? dout / (1-p) : 0 (accumulates)
-  virtual void dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed) = 0;
+  virtual void dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed, uint64_t offset) = 0;
 
   // ---- optimizer -----------------------------------------------------------------------------
   // PyTorch AdamW (decoupled weight decay) on param[n] with grad[n] * gradScale; m, v[n] updated.

@@ -191,6 +191,25 @@ void LlamaModel::buildTable() {
   }
   paramCount_ = offset;
   if (c.tieWordEmbeddings) idxHead_ = idxEmbed_;
+  // Trainable tensors lie in model order (embedding, layers, norm, head), so each layer's gradients are one
+  // range and the backward pass finishes them from the buffer's end to its start.
+  gradStart_.assign(L, trainableCount_);
+  gradStartTail_ = trainableCount_;
+  auto lower = [&](size_t& slot, int idx) {
+    if (idx >= 0 && tensors_[idx].trainable && !tensors_[idx].bf16) slot = std::min(slot, tensors_[idx].offset);
+  };
+  for (int l = 0; l < L; ++l) {
+    lower(gradStart_[l], idxNormIn_[l]);
+    lower(gradStart_[l], idxNormPost_[l]);
+    for (int m = 0; m < kNumModules; ++m) {
+      lower(gradStart_[l], idxW_[l * kNumModules + m]);
+      lower(gradStart_[l], idxA_[l * kNumModules + m]);
+      lower(gradStart_[l], idxB_[l * kNumModules + m]);
+    }
+  }
+  lower(gradStartTail_, idxNorm_);
+  if (!c.tieWordEmbeddings) lower(gradStartTail_, idxHead_);
+  for (int l = L - 1; l >= 0; --l) gradStart_[l] = std::min(gradStart_[l], l + 1 < L ? gradStart_[l + 1] : gradStartTail_);
 }
 
 const TensorInfo* LlamaModel::find(const std::string& name) const {
@@ -421,6 +440,7 @@ LinearWeights LlamaModel::linearWeights(int layer, int module) {
     w.r = lora_.r;
     w.scale = lora_.alpha / static_cast<float>(lora_.r);
     w.dropout = lora_.dropout;
+    w.dropoutRow = dropoutRow_;
   }
   return w;
 }
@@ -483,9 +503,43 @@ void LlamaModel::forward(const int32_t* tokens, int B, int T, float* logitsHost,
   be_.download(logitsHost, a_.logits, sizeof(float) * static_cast<size_t>(N) * config_.vocabSize);
 }
 
-double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets, int B, int T, bool accumulate,
-                                   uint64_t dropoutSeed, const std::atomic<bool>* abort, const ProgressFn& progress,
+ModelBuffers LlamaModel::buffers() const {
+  ModelBuffers b;
+  b.params = params_;
+  b.paramCount = paramCount_;
+  b.frozen = frozen_;
+  b.frozenCount = frozenCount_;
+  b.grads = grads_;
+  b.adamM = adamM_;
+  b.adamV = adamV_;
+  b.trainableCount = trainableCount_;
+  return b;
+}
+
+double LlamaModel::parameterSumSquares() {
+  double sum = be_.sumSquares(params_, paramCount_);
+  if (frozenCount_ > 0) {
+    // bf16 weights: widened on the host in slices (sumSquares reads fp32)
+    std::vector<uint16_t> raw(std::min<size_t>(frozenCount_, size_t(1) << 22));
+    std::vector<float> wide(raw.size());
+    for (size_t at = 0; at < frozenCount_; at += raw.size()) {
+      const size_t n = std::min(raw.size(), frozenCount_ - at);
+      be_.download(raw.data(), frozen_ + at, n * sizeof(uint16_t));
+      for (size_t i = 0; i < n; ++i) {
+        const double x = fromBf16(raw[i]);
+        sum += x * x;
+      }
+    }
+  }
+  return sum;
+}
+
+double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                                   const BackwardOptions& o, const std::atomic<bool>* abort, const ProgressFn& progress,
                                    int64_t* counted) {
+  const bool accumulate = o.accumulate;
+  const uint64_t dropoutSeed = o.dropoutSeed;
+  GradientSink* sink = o.sink;
   const LlamaConfig& c = config_;
   const int N = B * T, C = c.hiddenSize, F = c.intermediateSize, H = c.numAttentionHeads,
             Hkv = c.numKeyValueHeads, D = c.headDim(), L = c.numHiddenLayers, V = c.vocabSize;
@@ -496,12 +550,19 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
   be_.upload(a_.tokens, tokens, sizeof(int32_t) * N);
   be_.upload(a_.targets, targets, sizeof(int32_t) * N);
   if (!accumulate) zeroGradients();
+  dropoutRow_ = static_cast<uint64_t>(o.rowOffset);
+  struct RowReset {
+    uint64_t& row;
+    ~RowReset() { row = 0; }
+  } rowReset{dropoutRow_};
+  const double denominator = o.lossTokens > 0.0 ? o.lossTokens : static_cast<double>(count);
   const int total = 2 * L + 2;
   if (progress) progress(0, total);
   forwardLayers(B, T, true, dropoutSeed, abort);
   if (progress) progress(L + 1, total);
-  // The loss is the mean over counted targets: each row's gradient is scaled by 1/count.
-  const float dscale = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
+  // The loss is the sum over counted targets divided by the denominator, so is each row's gradient.
+  // (1 / float(count), as the loss was always scaled: a single process's gradients stay bit for bit.)
+  const float dscale = denominator > 0.0 ? 1.0f / static_cast<float>(denominator) : 0.0f;
   be_.crossEntropy(a_.losses, a_.logits, a_.targets, N, V, dscale, true);
   // The per-row losses come back after the backward pass (nothing there writes them): a download waits
   // for the device, and one here would leave it idle while the backward pass is being queued.
@@ -510,9 +571,12 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
     be_.download(losses.data(), a_.losses, sizeof(float) * N);
     double sum = 0.0;
     for (float x : losses) sum += x;
-    return count > 0 ? sum / static_cast<double>(count) : 0.0;
+    return denominator > 0.0 ? sum / denominator : 0.0;
   };
-  if (trainableCount_ == 0) return meanLoss();
+  if (trainableCount_ == 0) {
+    if (sink) sink->finish();
+    return meanLoss();
+  }
 
   // lm_head: logits = lnf W^T  (a_.logits now holds dlogits)
   const TensorInfo& head = tensors_[idxHead_];
@@ -525,6 +589,7 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
   const TensorInfo& fnorm = tensors_[idxNorm_];
   be_.rmsnormBackward(a_.dres, fnorm.trainable ? grads_ + fnorm.offset : nullptr, a_.dln, a_.resid[L],
                       params_ + fnorm.offset, a_.lnfr, N, C);
+  if (sink) sink->ready(gradStartTail_);
   for (int l = L - 1; l >= 0; --l) {
     checkAbort(abort);
     if (checkpointing_) layerForward(l, B, T, true, dropoutSeed, true);
@@ -552,10 +617,12 @@ double LlamaModel::forwardBackward(const int32_t* tokens, const int32_t* targets
     linearBackward(a_.dln, 1.0f, a_.dv, a_.ln, N, l, kV, dropoutSeed);
     be_.rmsnormBackward(a_.dres, n1.trainable ? grads_ + n1.offset : nullptr, a_.dln, a_.resid[l], params_ + n1.offset,
                         a_.ln1r[l], N, C);
+    if (sink) sink->ready(gradStart_[l]);
     if (progress) progress(L + 1 + (L - l), total);
   }
   const TensorInfo& emb = tensors_[idxEmbed_];
   if (emb.trainable) be_.embeddingBackward(grads_ + emb.offset, a_.dres, a_.tokens, N, C, V);
+  if (sink) sink->finish();
   const double loss = meanLoss();  // (waits for the device)
   if (progress) progress(total, total);
   return loss;

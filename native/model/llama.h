@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "gradient_sink.h"
 #include "lora_linear.h"
 
 namespace pl {
@@ -63,6 +64,32 @@ struct StepResult {
   float clipScale = 1.0f;
   int step = 0;
   bool skipped = false;  // the gradient was not finite: nothing changed
+};
+
+// How forwardBackward() runs, beyond the batch itself.
+struct BackwardOptions {
+  bool accumulate = false;   // add to the gradients instead of overwriting them
+  uint64_t dropoutSeed = 0;  // LoRA dropout's masks
+  // The batch is rows [rowOffset, rowOffset + B*T) of a larger batch padded alike (data parallelism: one
+  // rank's share of the global batch); LoRA dropout draws those rows' masks of the larger batch.
+  int64_t rowOffset = 0;
+  // > 0: the loss and its gradient are this batch's summed cross-entropy over lossTokens (the global
+  // batch's count of targets), so that the ranks' losses and gradients add up to the global batch's;
+  // otherwise over this batch's own count.
+  double lossTokens = 0.0;
+  GradientSink* sink = nullptr;  // told as the layers' gradients become final (data parallelism)
+};
+
+// The model's arrays, for collectives over them (data parallelism's broadcast at start).
+struct ModelBuffers {
+  float* params = nullptr;
+  size_t paramCount = 0;  // floats
+  uint16_t* frozen = nullptr;  // the bf16 frozen weights
+  size_t frozenCount = 0;
+  float* grads = nullptr;  // trainable prefix of params: grads, m, v each trainableCount floats
+  float* adamM = nullptr;
+  float* adamV = nullptr;
+  size_t trainableCount = 0;
 };
 
 struct GenerateOptions {
@@ -124,12 +151,14 @@ class LlamaModel {
 
   // logitsHost[B*T*V]. Evaluation mode (no dropout).
   void forward(const int32_t* tokens, int B, int T, float* logitsHost, const std::atomic<bool>* abort);
-  // Mean cross-entropy over targets != -100; gradients of the trainable tensors are overwritten
-  // (or added to, when accumulate). Training mode: LoRA dropout uses dropoutSeed. Returns the loss;
-  // *counted receives the number of targets that counted.
-  double forwardBackward(const int32_t* tokens, const int32_t* targets, int B, int T, bool accumulate,
-                         uint64_t dropoutSeed, const std::atomic<bool>* abort, const ProgressFn& progress,
-                         int64_t* counted);
+  // Mean cross-entropy over targets != -100 (see BackwardOptions::lossTokens); gradients of the trainable
+  // tensors are overwritten (or added to, when accumulate). Training mode: LoRA dropout uses dropoutSeed.
+  // Returns the loss; *counted receives the number of targets that counted.
+  double forwardBackward(const int32_t* tokens, const int32_t* targets, int B, int T, const BackwardOptions& options,
+                         const std::atomic<bool>* abort, const ProgressFn& progress, int64_t* counted);
+  ModelBuffers buffers() const;
+  // The sum of squares of every parameter (both buffers), deterministic: equal on ranks that hold equal weights.
+  double parameterSumSquares();
   StepResult step(const StepOptions& options);
   void zeroGradients();
 
@@ -183,8 +212,13 @@ class LlamaModel {
   float* ropeCos_ = nullptr;
   float* ropeSin_ = nullptr;
   int step_ = 0;
+  uint64_t dropoutRow_ = 0;  // the current forwardBackward()'s BackwardOptions::rowOffset
 
   // Indices into tensors_ per layer and module (-1: absent).
+  // Where layer l's trainable gradients start in the gradient buffer ([L]), and those after the layers
+  // (the final norm, an untied lm_head): the backward pass's GradientSink::ready() points.
+  std::vector<size_t> gradStart_;
+  size_t gradStartTail_ = 0;
   std::vector<int> idxNormIn_, idxNormPost_;
   std::vector<int> idxW_, idxA_, idxB_;  // [layer * kNumModules + module]
   int idxEmbed_ = -1, idxNorm_ = -1, idxHead_ = -1;

@@ -14,7 +14,7 @@ void loraLinearForward(Backend& be, float* y, const float* x, int M, const Linea
   }
   const float* input = x;
   if (train && w.dropout > 0.0f) {
-    be.dropoutForward(xd, x, static_cast<size_t>(M) * w.in, w.dropout, seed);
+    be.dropoutForward(xd, x, static_cast<size_t>(M) * w.in, w.dropout, seed, w.dropoutRow * w.in);
     input = xd;
   }
   be.gemm(h, input, w.A, M, w.r, w.in, false, true, 1.0f, 0.0f);
@@ -44,7 +44,7 @@ void loraLinearBackward(Backend& be, float* dx, float dxBeta, const float* dy, c
   const float* input = x;
   if (dropped) {
     // The forward pass's dropout output: given, or drawn again from the same seed into dxl (free until dx).
-    if (!xd) be.dropoutForward(dxl, x, static_cast<size_t>(M) * w.in, w.dropout, seed);
+    if (!xd) be.dropoutForward(dxl, x, static_cast<size_t>(M) * w.in, w.dropout, seed, w.dropoutRow * w.in);
     input = xd ? xd : dxl;
   }
   if (w.dB) be.gemm(w.dB, dy, h, w.out, w.r, M, true, false, w.scale, 1.0f);    // dB += s dy^T h
@@ -53,7 +53,7 @@ void loraLinearBackward(Backend& be, float* dx, float dxBeta, const float* dy, c
   if (dropped) {
     baseBackward(be, dx, dxBeta, dy, M, w);
     be.gemm(dxl, dh, w.A, M, w.in, w.r, false, false, 1.0f, 0.0f);              // dxd = dh A
-    be.dropoutBackward(dx, dxl, static_cast<size_t>(M) * w.in, w.dropout, seed);
+    be.dropoutBackward(dx, dxl, static_cast<size_t>(M) * w.in, w.dropout, seed, w.dropoutRow * w.in);
   } else {
     // dx = dxBeta dx + dy W + dh A (A [r, in])
     be.gemmLowRank(dx, dy, w.W, w.Wbf16, M, w.in, w.out, false, dxBeta, dh, w.A, w.r, 1, w.in, 1.0f);

@@ -20,6 +20,9 @@ struct LinearWeights {
   int r = 0;
   float scale = 0.0f;    // alpha / r
   float dropout = 0.0f;  // on the LoRA input only, in training
+  // The mask's row numbering: element (row, col) of x is kept iff uniform01(seed, (dropoutRow + row) * in
+  // + col) >= dropout, so a rank's rows of a global batch get the rows' masks of the whole batch.
+  uint64_t dropoutRow = 0;
 };
 
 // h[M,r] keeps A's output for backward; xd[M,in] keeps the dropped-out input (needed when train and

@@ -373,13 +373,15 @@ void checkOps(pl::Backend& cpu, pl::Backend& gpu) {
     compare("swigluBackward dgate" + tag, gdg.get(), dg, 1e-6, 1e-5);
     compare("swigluBackward dup" + tag, gdu.get(), du, 1e-6, 1e-5);
 
-    cpu.dropoutForward(ref.data(), a.data(), n, 0.1f, 1234);
+    // (an offset past 2^32, as a rank's share of a large global batch has)
+    const uint64_t offset = (uint64_t(1) << 33) + 7;
+    cpu.dropoutForward(ref.data(), a.data(), n, 0.1f, 1234, offset);
     Dev ga2(gpu, a);
-    gpu.dropoutForward(go.f(), ga2.f(), n, 0.1f, 1234);
+    gpu.dropoutForward(go.f(), ga2.f(), n, 0.1f, 1234, offset);
     exact("dropoutForward" + tag, go.get(), ref);
     Vec acc = b;
-    cpu.dropoutBackward(acc.data(), dout.data(), n, 0.1f, 1234);
-    gpu.dropoutBackward(gb.f(), gdo.f(), n, 0.1f, 1234);
+    cpu.dropoutBackward(acc.data(), dout.data(), n, 0.1f, 1234, offset);
+    gpu.dropoutBackward(gb.f(), gdo.f(), n, 0.1f, 1234, offset);
     exact("dropoutBackward" + tag, gb.get(), acc);
 
     Vec p = randn(n, 34), g = randn(n, 35), m = randn(n, 36, 0.1f), v = randn(n, 37, 0.01f);
