@@ -18,7 +18,7 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { LlamaConfig, LoraOptions } from '../lib/engine/config.js';
+import type { LlamaConfig, LoraOptions } from '../lib/model/config.js';
 import { llamaTensorShapes, saveHfModel } from '../lib/model/hf-checkpoint.js';
 import { loraTensorShapes, savePeftAdapter } from '../lib/model/peft.js';
 import { readSafetensors, writeSafetensors, type SafetensorsFile, type TensorSource } from '../lib/model/safetensors.js';

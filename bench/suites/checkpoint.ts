@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PRESETS, type LlamaConfig } from '../../lib/engine/config.js';
+import { PRESETS, type LlamaConfig } from '../../lib/model/config.js';
 import { Engine } from '../../lib/engine/engine.js';
 import { PAPER_LORA } from '../../lib/train/options.js';
 import { DEFAULT_MAX_SHARD_BYTES, llamaTensorShapes, openHfCheckpoint, saveHfModel } from '../../lib/model/hf-checkpoint.js';

@@ -10,7 +10,7 @@ import { pseudoRandom } from '../inputs.js';
 import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { kernels } from '../../lib/engine/kernels.js';
 import { Engine } from '../../lib/engine/engine.js';
-import { presetConfig, type PresetName } from '../../lib/engine/config.js';
+import { presetConfig, type PresetName } from '../../lib/model/config.js';
 import type { CudaAvailability } from '../../lib/engine/native.js';
 import { withEnv } from '../../lib/engine/env.js';
 import { runPeer, type PeerOutcome } from './peers.js';

@@ -3,7 +3,7 @@
 import { pseudoRandom } from '../inputs.js';
 import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { kernels } from '../../lib/engine/kernels.js';
-import { presetConfig } from '../../lib/engine/config.js';
+import { presetConfig } from '../../lib/model/config.js';
 import { peerNumber, runPeer } from './peers.js';
 
 

@@ -24,7 +24,7 @@ export const mainjobSuite: BenchSuite = {
       rows.push({ name: `synth ${count.toLocaleString('en-US')} puzzles -> JSONL`, unit: 'puzzles/s', value: count / ((performance.now() - t0) / 1000), higherIsBetter: true });
 
       const steps = quick ? 20 : 100;
-      const run = await train({ out: join(dir, 'run'), preset: 'tiny', steps, batchSize: 32, lr: 2e-3, data: { source: 'file', path: data }, threads, checkpointEvery: 0, progress: false });
+      const run = await train({ out: join(dir, 'run'), preset: 'tiny', steps, batchSize: 32, lr: 2e-3, data: { source: 'file', path: data }, threads, checkpointEvery: 0 });
       const timed = run.history.slice(Math.min(5, run.history.length - 1)); // past the first steps' allocations
       const tokens = timed.reduce((a, h) => a + h.tokens, 0);
       const seconds = timed.reduce((a, h) => a + h.tokens / h.tokensPerSecond, 0);

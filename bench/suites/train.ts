@@ -2,7 +2,7 @@
 // without LoRA, generation tokens/s with the KV cache, and peak RSS over 1,000 steps; beside PyTorch peers.
 import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { Engine } from '../../lib/engine/engine.js';
-import { presetConfig, type LlamaConfig, type LoraOptions } from '../../lib/engine/config.js';
+import { presetConfig, type LlamaConfig, type LoraOptions } from '../../lib/model/config.js';
 import { peerNumber, runPeer } from './peers.js';
 
 function batchOf(b: number, t: number, vocab: number, seed: number): { tokens: Int32Array; targets: Int32Array } {

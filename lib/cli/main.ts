@@ -4,6 +4,7 @@ import { benchCommand, benchHelp } from './commands/bench.js';
 import { datasetsCommand, datasetsHelp } from './commands/datasets.js';
 import { evalCommand, evalHelp } from './commands/eval.js';
 import { infoCommand, infoHelp } from './commands/info.js';
+import { launchCommand, launchHelp } from './commands/launch.js';
 import { solveCommand, solveHelp } from './commands/solve.js';
 import { startCommand, startHelp } from './commands/start.js';
 import { synthCommand, synthHelp } from './commands/synth.js';
@@ -20,6 +21,7 @@ const commands: Record<string, Command> = {
   solve: { run: solveCommand, help: solveHelp },
   datasets: { run: datasetsCommand, help: datasetsHelp },
   train: { run: trainCommand, help: trainHelp },
+  launch: { run: launchCommand, help: launchHelp },
   eval: { run: evalCommand, help: evalHelp },
   bench: { run: benchCommand, help: benchHelp },
   info: { run: infoCommand, help: infoHelp },
@@ -49,7 +51,8 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
     io.stderr.write(`puzzle-llama: unknown command '${name}'; commands: ${Object.keys(commands).join(', ')}. See \`puzzle-llama help\`.\n`);
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // (launch passes everything after its command through: `launch ... train --help` is train's help)
+  if (name !== 'launch' && (rest.includes('--help') || rest.includes('-h'))) {
     io.stdout.write(command.help + '\n');
     return 0;
   }

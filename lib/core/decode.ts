@@ -3,7 +3,7 @@
 import { Rng } from '../puzzle/rng.js';
 import type { Puzzle } from '../puzzle/types.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { encodeQuery } from '../train/sft.js';
+import { encodeQuery } from './sft.js';
 import { ConstrainedState } from './constrained.js';
 
 /** A model seen one token at a time, for a whole batch; the engine's decode session implements it. */

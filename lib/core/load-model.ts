@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../engine/engine.js';
-import type { LoraOptions } from '../engine/config.js';
+import type { LoraOptions } from '../model/config.js';
 import { openHfCheckpoint } from '../model/hf-checkpoint.js';
 import { HfTokenizer } from '../model/hf-tokenizer.js';
 import { openPeftAdapter } from '../model/peft.js';
@@ -17,6 +17,8 @@ export interface LoadModelOptions {
   /** Seeds the fresh LoRA's initialization. */
   seed?: number;
   device?: 'auto' | 'cpu' | 'cuda';
+  /** Which GPU (default 0; a data-parallel rank uses its LOCAL_RANK). */
+  deviceIndex?: number;
   threads?: number;
   /** With a LoRA (fresh or loaded): 'bf16' keeps the base matrices in bf16 (Engine.create's option). */
   frozenWeights?: 'fp32' | 'bf16';
@@ -58,6 +60,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     config: checkpoint.config,
     lora: adapter?.lora ?? options.lora ?? null,
     device: options.device,
+    deviceIndex: options.deviceIndex,
     threads: options.threads,
     seed: options.seed,
     initializeBase: false, // every base weight comes from the folder

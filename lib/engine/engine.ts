@@ -1,7 +1,8 @@
 // The Engine class of DESIGN.md: a LLaMA (+ LoRA) model held by the native addon, with calls serialized,
 // AbortSignal wired to the native abort flag, and errors pointing at the caller's line.
 import { loadAddon } from './loader.js';
-import { validateConfig, validateLora, type LlamaConfig, type LoraOptions } from './config.js';
+import type { Communicator } from './communicator.js';
+import { validateConfig, validateLora, type LlamaConfig, type LoraOptions } from '../model/config.js';
 import type {
   NativeAbortFlag,
   NativeEngine,
@@ -58,6 +59,20 @@ export interface ForwardBackwardOptions extends BatchShape, CallOptions {
   accumulate?: boolean;
   /** Fixes the LoRA dropout masks (by default each call draws new ones). */
   dropoutSeed?: number;
+  /**
+   * The batch's rows are rows [rowOffset, rowOffset + batch * seq) of a larger batch padded to the same seq
+   * (data parallelism: one rank's share of the global batch); LoRA dropout then draws those rows' masks of
+   * the larger batch. Default 0.
+   */
+  rowOffset?: number;
+  /**
+   * Divide the summed loss (and its gradient) by this many target tokens instead of this batch's own count:
+   * with data parallelism, the global batch's count, so that the ranks' losses and gradients add up to the
+   * global batch's mean.
+   */
+  lossTokens?: number;
+  /** Sum the gradients over the attached communicator, bucket by bucket while the backward pass goes on. */
+  reduceGradients?: boolean;
 }
 
 export interface StepOptions {
@@ -270,10 +285,32 @@ export class Engine {
         seq: options.seq,
         accumulate: options.accumulate,
         dropoutSeed: options.dropoutSeed,
+        rowOffset: options.rowOffset,
+        lossTokens: options.lossTokens,
+        reduceGradients: options.reduceGradients,
         onProgress: options.onProgress,
         abort,
       }),
     );
+  }
+
+  /**
+   * Shares `comm` (or, with null, stops sharing one) for forwardBackward({ reduceGradients }) and
+   * broadcastState(): a Gloo communicator for a CPU engine, NCCL for a CUDA one on the same device.
+   * bucketBytes (default 25 MiB, as torch's DDP) sizes the gradient all-reduces.
+   */
+  attachCommunicator(comm: Communicator | null, options: { bucketBytes?: number } = {}): void {
+    this.#alive('attachCommunicator()').attachCommunicator(comm ? comm.native : null, options);
+  }
+
+  /** Every rank's parameters, AdamW state and step counter become rank `root`'s (through the attached communicator). */
+  broadcastState(root = 0): Promise<void> {
+    return this.#enqueue('broadcastState()', undefined, (n) => n.broadcastState(root));
+  }
+
+  /** The sum of squares of every parameter: equal on ranks that hold the same weights (a divergence check). */
+  parameterSumSquares(): number {
+    return this.#alive('parameterSumSquares()').parameterSumSquares();
   }
 
   /** One AdamW step (PyTorch semantics, weight decay on every trainable tensor) after optional clipping. */

@@ -5,18 +5,9 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NativeAddon } from './native.js';
+import { packageRoot } from '../io/package-root.js';
 
 const require = createRequire(import.meta.url);
-
-/** The package root, found from this file whether it runs from lib/ (tests) or dist/lib/ (built). */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
-    dir = dirname(dir);
-  }
-  throw new Error(`puzzle-llama: cannot find the package root above ${fileURLToPath(import.meta.url)}`);
-}
 
 export interface LoadedAddon {
   addon: NativeAddon;

@@ -11,6 +11,8 @@ export interface BuildInfo {
     avx512bf16: boolean;
     hardwareThreads: number;
   };
+  /** Whether Gloo (multi-process training on the CPU) is compiled in. */
+  gloo: boolean;
 }
 
 export type SimdLevel = 'avx512' | 'avx2' | 'portable';
@@ -145,10 +147,16 @@ export interface NativeEngine {
       seq: number;
       accumulate?: boolean;
       dropoutSeed?: number;
+      rowOffset?: number;
+      lossTokens?: number;
+      reduceGradients?: boolean;
       abort?: NativeAbortFlag;
       onProgress?: ProgressCallback;
     },
   ): Promise<{ loss: number; tokens: number }>;
+  attachCommunicator(comm: NativeCommunicator | null, options?: { bucketBytes?: number }): void;
+  broadcastState(root: number): Promise<void>;
+  parameterSumSquares(): number;
   step(options: NativeStepOptions): Promise<NativeStepResult>;
   generate(prompts: Int32Array[], options?: NativeGenerateOptions): Promise<Int32Array[]>;
   /** Starts a step-wise decode session: prompts [batch, promptLength]; returns next-token logits [batch, vocab]. */
@@ -281,9 +289,9 @@ export interface NativeKernels {
   swigluForward(gate: Float32Array, up: Float32Array, options?: KernelThreads): Float32Array;
   swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, options?: KernelThreads): { dgate: Float32Array; dup: Float32Array };
   /** out = keep ? x / (1 - p) : 0, keep decided by (seed, index) alone: bit-identical on every backend. */
-  dropoutForward(x: Float32Array, options: KernelThreads & { p: number; seed?: number }): Float32Array;
+  dropoutForward(x: Float32Array, options: KernelThreads & { p: number; seed?: number; offset?: number }): Float32Array;
   /** dx = keep ? dout / (1 - p) : 0 with the forward's mask. */
-  dropoutBackward(dout: Float32Array, options: KernelThreads & { p: number; seed?: number }): Float32Array;
+  dropoutBackward(dout: Float32Array, options: KernelThreads & { p: number; seed?: number; offset?: number }): Float32Array;
   crossEntropy(
     logits: Float32Array,
     targets: Int32Array,
@@ -325,9 +333,40 @@ export interface NativeKernels {
 }
 
 /** Every function the addon exports. */
+/** What createCommunicator() takes (native/addon/communicator_wrap.cc). */
+export interface NativeCommunicatorOptions {
+  backend: 'gloo' | 'nccl';
+  rank: number;
+  worldSize: number;
+  storeHost: string;
+  storePort: number;
+  token?: string;
+  /** The store keys' namespace for this communicator. */
+  prefix?: string;
+  timeoutMs?: number;
+  /** Gloo: the address this rank listens on for its peers, or the interface (iface). */
+  hostname?: string;
+  iface?: string;
+  /** NCCL: the CUDA device and the libnccl.so.2 candidates, in order. */
+  deviceIndex?: number;
+  ncclLibraries?: string[];
+}
+
+/** One rank's communicator; collectives must not overlap (Communicator serializes them). */
+export interface NativeCommunicator {
+  info(): { backend: 'gloo' | 'nccl'; library: string; rank: number; worldSize: number; deviceMemory: boolean };
+  allReduce(data: Float32Array | Uint16Array, options?: { op?: 'sum' | 'average'; dtype?: 'f32' | 'bf16' }): Promise<void>;
+  broadcast(data: ArrayBufferView, root: number): Promise<void>;
+  allGather(data: Uint8Array): Promise<Uint8Array[]>;
+  barrier(): Promise<void>;
+  timeAllReduce(options: { bytes: number; dtype?: 'f32' | 'bf16'; op?: 'sum' | 'average'; iterations?: number; warmup?: number }): Promise<{ seconds: number }>;
+  close(): void;
+}
+
 export interface NativeAddon {
   buildInfo(): BuildInfo;
   cudaDevices(): CudaDeviceList;
+  createCommunicator(options: NativeCommunicatorOptions): Promise<NativeCommunicator>;
   NativeEngine: NativeEngineConstructor;
   AbortFlag: NativeAbortFlagConstructor;
   kernels: NativeKernels;

@@ -7,8 +7,8 @@ import { Rng } from '../puzzle/rng.js';
 import type { Puzzle } from '../puzzle/types.js';
 import { verify, type VerdictReason } from '../puzzle/verify.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { encodeQuery } from '../train/sft.js';
-import { decodeBatch, type StepDecoder } from './decode.js';
+import { encodeQuery } from '../core/sft.js';
+import { decodeBatch, type StepDecoder } from '../core/decode.js';
 
 export const DEFAULT_EVAL_SETS = ['id', 'ood-num-100', 'ood-num-1000', 'ood-form'] as const;
 
@@ -33,6 +33,16 @@ export interface EvaluateCoreOptions {
   recordsPath?: string;
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
+  /** Data parallelism: this rank decodes every worldSize-th batch, and gather() collects the ranks' records. */
+  shard?: EvalShard;
+}
+
+/** One rank's part of a sharded evaluation (lib/dist supplies gather over the run's communicator). */
+export interface EvalShard {
+  rank: number;
+  worldSize: number;
+  /** Every rank's records and generated-token count, in rank order. */
+  gather(part: { records: ResponseRecord[]; generatedTokens: number }): Promise<Array<{ records: ResponseRecord[]; generatedTokens: number }>>;
 }
 
 export interface Score {
@@ -114,7 +124,8 @@ export async function evaluateWithDecoder(decoder: StepDecoder, tokenizer: Token
   const modes = options.modes ?? ['free'];
   const batchSize = options.batchSize ?? 32;
   const maxNewTokens = options.maxNewTokens ?? 200;
-  const rng = new Rng(options.seed ?? 1234);
+  const seed = options.seed ?? 1234;
+  const shard = options.shard ?? { rank: 0, worldSize: 1, gather: async (part) => [part] };
 
   type Job = { set: string; index: number; puzzle: Puzzle; sample: number; mode: DecodingMode };
   const jobs: Job[] = [];
@@ -139,12 +150,15 @@ export async function evaluateWithDecoder(decoder: StepDecoder, tokenizer: Token
   const batches: Job[][] = [];
   for (const list of groups.values()) for (let i = 0; i < list.length; i += batchSize) batches.push(list.slice(i, i + batchSize));
 
-  const records: ResponseRecord[] = [];
+  let records: ResponseRecord[] = [];
   let generatedTokens = 0;
   let finished = 0;
   const t0 = performance.now();
-  for (const part of batches) {
+  for (let b = shard.rank; b < batches.length; b += shard.worldSize) {
+    const part = batches[b];
     const mode = part[0].mode;
+    // Each batch samples from its own stream, so results do not depend on how batches are shared out.
+    const rng = new Rng(seed + b * 0x9e3779b1);
     const decoded = await decodeBatch(decoder, tokenizer, part.map((j) => j.puzzle), {
       maxNewTokens,
       temperature,
@@ -172,7 +186,12 @@ export async function evaluateWithDecoder(decoder: StepDecoder, tokenizer: Token
       });
     });
     finished += part.length;
-    options.onProgress?.(finished, jobs.length);
+    options.onProgress?.(finished * shard.worldSize, jobs.length);
+  }
+  if (shard.worldSize > 1) {
+    const parts = await shard.gather({ records, generatedTokens });
+    records = parts.flatMap((p) => p.records);
+    generatedTokens = parts.reduce((a, p) => a + p.generatedTokens, 0);
   }
   // records in a stable order: mode, set, puzzle, sample
   const order = new Map(jobs.map((j, i) => [`${j.mode}:${j.set}:${j.index}:${j.sample}`, i]));

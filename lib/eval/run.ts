@@ -5,9 +5,9 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { engineDecoder } from './engine-decoder.js';
+import { engineDecoder } from '../core/engine-decoder.js';
 import { evaluateWithDecoder, type EvaluateCoreOptions, type EvaluateResult } from './evaluate.js';
-import { loadModel, type LoadModelOptions } from './load-model.js';
+import { loadModel, type LoadModelOptions } from '../core/load-model.js';
 import { formatEvalTable } from './table.js';
 
 export interface EvaluateOptions extends EvaluateCoreOptions, LoadModelOptions {

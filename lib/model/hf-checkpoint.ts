@@ -3,7 +3,7 @@
 import { constants as fsConstants, existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
-import { LORA_TARGETS, type LlamaConfig } from '../engine/config.js';
+import { LORA_TARGETS, type LlamaConfig } from './config.js';
 import { readJsonFile as readJson } from '../io/json.js';
 import { parseHfConfigText, toGenerationConfig, toHfConfig, type HfModelConfig, type RopeSettings, type TorchDtype } from './hf-config.js';
 import { tokenizerFiles, type HfTokenizer } from './hf-tokenizer.js';

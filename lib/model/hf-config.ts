@@ -1,7 +1,7 @@
 // Hugging Face config.json <-> our LlamaConfig: reads every RoPE spelling in use, validates, fills
 // transformers' defaults, and writes a config.json that transformers' LlamaForCausalLM loads.
 import { readFileSync } from 'node:fs';
-import { validateConfig, type LlamaConfig } from '../engine/config.js';
+import { validateConfig, type LlamaConfig } from './config.js';
 
 // Decisions, in one place:
 // - model_type 'llama' is taken as is. 'mistral' is taken when it is LLaMA in all but name: no sliding

@@ -2,7 +2,7 @@
 // against the base model's config, and merge into base weights (W + (alpha / r) B A).
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { LORA_TARGETS, validateLora, type LlamaConfig, type LoraOptions } from '../engine/config.js';
+import { LORA_TARGETS, validateLora, type LlamaConfig, type LoraOptions } from './config.js';
 import {
   HfCheckpointError,
   WEIGHT_DTYPES,

@@ -2,7 +2,7 @@
 // shipped as JSONL under data/. No puzzle appears twice across them, and training data excludes them all.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { packageRoot } from '../engine/loader.js';
+import { packageRoot } from '../io/package-root.js';
 import { PuzzleSet } from './key.js';
 import { parsePuzzleLine, puzzleToJsonLine } from './jsonl.js';
 import { synthesize } from './synthesize.js';

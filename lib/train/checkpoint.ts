@@ -20,6 +20,8 @@ export interface CheckpointState {
   fingerprint: string;
   /** Whether model.safetensors holds every parameter (from scratch) or only the trainable ones (on a base model). */
   allParameters: boolean;
+  /** The data-parallel world size that wrote it (absent in checkpoints from before data parallelism). */
+  worldSize?: number;
   savedAt: string;
 }
 
@@ -94,6 +96,7 @@ export function readCheckpointState(dir: string): CheckpointState {
   if (!Number.isInteger(state.adamStep) || state.adamStep < 0) throw bad('adamStep', state.adamStep);
   if (!Number.isInteger(state.data?.consumed) || state.data.consumed < 0) throw bad('data.consumed', state.data?.consumed);
   if (typeof state.fingerprint !== 'string') throw bad('fingerprint', state.fingerprint);
+  if (state.worldSize !== undefined && (!Number.isInteger(state.worldSize) || state.worldSize < 1)) throw bad('worldSize', state.worldSize);
   return state;
 }
 

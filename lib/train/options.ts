@@ -1,6 +1,6 @@
 // train()'s options: defaults (the paper's where it states them), validation before any work starts, and
 // the fingerprint that a resumed run must share with the run it continues.
-import { PRESETS, validateConfig, validateLora, type LlamaConfig, type LoraOptions } from '../engine/config.js';
+import { PRESETS, validateConfig, validateLora, type LlamaConfig, type LoraOptions } from '../model/config.js';
 import { benchmarkSet } from '../puzzle/benchmark-sets.js';
 import { DEFAULT_EVAL_SETS } from '../eval/evaluate.js';
 import { validateDataOptions, type DataOptions } from './data.js';
@@ -63,11 +63,29 @@ export interface TrainOptions {
   evalSets?: string[];
   /** Decoding modes of those evaluations (default both: 'free' and 'constrained'). */
   evalModes?: Array<'free' | 'constrained'>;
+  /**
+   * Data parallelism, when the environment holds several ranks (torchrun's variables, Slurm's, or
+   * `puzzle-llama launch`'s): batchSize stays the global batch; each rank trains on its share.
+   */
+  distributed?: DistributedOptions;
+  /** After every step (on rank 0 alone in a data-parallel run). */
   onStep?: (record: StepRecord) => void;
+  /** Before an evaluation starts. */
+  onEvalStart?: (step: number) => void;
   onEval?: (step: number, scores: Array<{ set: string; mode: string; pass1: number }>) => void;
+  /** What a person watching the run should know: a resume, a change of world size (rank 0 alone). */
+  onNote?: (message: string) => void;
+  /** Stops after the current step with a checkpoint (every rank stops at the same step). */
   signal?: AbortSignal;
-  /** Progress bar (terminal) or plain lines on this stream; false for none (default: process.stderr). */
-  progress?: NodeJS.WritableStream | false;
+}
+
+export interface DistributedOptions {
+  /** A rank that dies or stops answering fails the others after this long (default 300 000 ms). */
+  timeoutMs?: number;
+  /** The shared secret of a multi-node run (default: the PUZZLE_LLAMA_DIST_TOKEN variable). */
+  token?: string;
+  /** The size of each gradient all-reduce (default 25 MiB, as torch's DDP). */
+  bucketBytes?: number;
 }
 
 export interface ResolvedTrainOptions {
@@ -103,6 +121,8 @@ export interface ResolvedTrainOptions {
   evalLimit: number;
   evalSets: string[];
   evalModes: Array<'free' | 'constrained'>;
+  /** (The token is kept out: the resolved options are written to train-config.json.) */
+  distributed: { timeoutMs: number; bucketBytes: number };
 }
 
 /** The paper's LoRA: rank 8 (Table 3), α 32, dropout 0.05, all attention and MLP projections. */
@@ -190,6 +210,16 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number, baseConf
     evalLimit: int('evalLimit', o.evalLimit, 1, 50),
     evalSets: checkSets(o.evalSets ?? [...DEFAULT_EVAL_SETS]),
     evalModes: checkModes(o.evalModes ?? ['free', 'constrained']),
+    distributed: checkDistributed(o.distributed),
+  };
+}
+
+function checkDistributed(d: DistributedOptions | undefined): ResolvedTrainOptions['distributed'] {
+  if (d !== undefined && (typeof d !== 'object' || d === null)) throw new TypeError(`train(): distributed must be an object, got ${JSON.stringify(d)}`);
+  if (d?.token !== undefined && typeof d.token !== 'string') throw new TypeError(`train(): distributed.token must be a string, got ${typeof d.token}`);
+  return {
+    timeoutMs: int('distributed.timeoutMs', d?.timeoutMs, 1000, 300_000),
+    bucketBytes: int('distributed.bucketBytes', d?.bucketBytes, 1024, 25 << 20),
   };
 }
 
@@ -209,7 +239,8 @@ function checkModes(modes: unknown): Array<'free' | 'constrained'> {
 /** What must not change when a run is resumed: everything that shapes the losses. */
 export function fingerprint(r: ResolvedTrainOptions): string {
   // (Gradient checkpointing changes no result: a run may be resumed with or without it.)
-  const { out: _o, merge: _g, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalAtEnd: _a, evalLimit: _l, evalSets: _s, evalModes: _m, device: _d, gradientCheckpointing: _gc, frozenWeights, ...rest } = r;
+  // (Nor does the world size, nor how gradients are reduced: a run may resume on another number of ranks.)
+  const { out: _o, merge: _g, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalAtEnd: _a, evalLimit: _l, evalSets: _s, evalModes: _m, device: _d, gradientCheckpointing: _gc, distributed: _dist, frozenWeights, ...rest } = r;
   // fp32 frozen weights are what runs did before the option existed: they stay resumable.
   return JSON.stringify(frozenWeights === 'fp32' ? rest : { ...rest, frozenWeights });
 }

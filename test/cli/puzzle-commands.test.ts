@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { packageRoot } from '../../lib/engine/loader.js';
+import { packageRoot } from '../../lib/io/package-root.js';
 import { puzzleKey } from '../../lib/puzzle/key.js';
 import { loadBenchmarkSet, benchmarkSets } from '../../lib/puzzle/benchmark-sets.js';
 

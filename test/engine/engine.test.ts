@@ -2,7 +2,7 @@
 // KV cache against full forwards, the event loop staying free, progress, abort, and argument errors.
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../lib/engine/engine.js';
-import { presetConfig, type LlamaConfig } from '../../lib/engine/config.js';
+import { presetConfig, type LlamaConfig } from '../../lib/model/config.js';
 import * as ref from './reference.js';
 
 const small: LlamaConfig = {

@@ -3,7 +3,7 @@
 // grouped-query attention, tied and untied embeddings).
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../lib/engine/engine.js';
-import type { LlamaConfig, LoraOptions } from '../../lib/engine/config.js';
+import type { LlamaConfig, LoraOptions } from '../../lib/model/config.js';
 import * as ref from './reference.js';
 
 const base: LlamaConfig = {

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../lib/engine/engine.js';
-import type { LlamaConfig, LoraOptions } from '../../lib/engine/config.js';
+import type { LlamaConfig, LoraOptions } from '../../lib/model/config.js';
 import { readSafetensors } from '../../lib/model/safetensors.js';
 import { worst } from './reference.js';
 

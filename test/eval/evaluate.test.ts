@@ -1,8 +1,8 @@
 // evaluate() over stub decoders (test-only): a decoder that always answers correctly scores 1.0, garbage 0;
 // constrained decoding never writes a malformed step; pass@k follows its estimator.
 import { describe, expect, it } from 'vitest';
-import { ConstrainedState } from '../../lib/eval/constrained.js';
-import { chooseToken, type StepDecoder } from '../../lib/eval/decode.js';
+import { ConstrainedState } from '../../lib/core/constrained.js';
+import { chooseToken, type StepDecoder } from '../../lib/core/decode.js';
 import { evaluateWithDecoder, passAtK } from '../../lib/eval/evaluate.js';
 import { formatEvalTable } from '../../lib/eval/table.js';
 import { PuzzleTokenizer } from '../../lib/model/tokenizer.js';

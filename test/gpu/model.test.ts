@@ -4,7 +4,7 @@
 // inputs to bf16, so errors are relative to each tensor's scale (|err| ≤ tol·max|ref| + tol·|ref|).
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { Engine } from '../../lib/engine/engine.js';
-import type { LlamaConfig, LoraOptions } from '../../lib/engine/config.js';
+import type { LlamaConfig, LoraOptions } from '../../lib/model/config.js';
 import { maxAbs, rng } from '../engine/reference.js';
 import { compareTensor, flushReport, type Comparison } from './report.js';
 import { withEnv } from '../../lib/engine/env.js';

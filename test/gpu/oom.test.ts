@@ -2,7 +2,7 @@
 // the device, then a batch too large for a model that fits, each followed by a call that works.
 import { describe, expect, inject, it } from 'vitest';
 import { Engine } from '../../lib/engine/engine.js';
-import type { LlamaConfig } from '../../lib/engine/config.js';
+import type { LlamaConfig } from '../../lib/model/config.js';
 import { kernels } from '../../lib/engine/kernels.js';
 
 const cuda = inject('cuda');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findPython } from '../../bench/peer.js';
-import type { LlamaConfig } from '../../lib/engine/config.js';
+import type { LlamaConfig } from '../../lib/model/config.js';
 import { toHfConfig } from '../../lib/model/hf-config.js';
 import {
   INDEX_FILE,

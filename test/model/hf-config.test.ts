@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseHfConfig, parseHfConfigText, readHfConfig, toGenerationConfig, toHfConfig } from '../../lib/model/hf-config.js';
-import { PRESETS } from '../../lib/engine/config.js';
+import { PRESETS } from '../../lib/model/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hf-config-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

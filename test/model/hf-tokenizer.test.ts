@@ -10,7 +10,7 @@ import { HfTokenizer, puzzleTokenizerAsHf, tokenizerFiles } from '../../lib/mode
 import { PuzzleTokenizer, SPECIAL_TOKENS } from '../../lib/model/tokenizer.js';
 import { formatPrompt, formatResponse } from '../../lib/puzzle/format.js';
 import { synthesize } from '../../lib/puzzle/synthesize.js';
-import { encodeExample } from '../../lib/train/sft.js';
+import { encodeExample } from '../../lib/core/sft.js';
 
 const root = mkdtempSync(join(tmpdir(), 'hf-tokenizer-test-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { LlamaConfig, LoraOptions } from '../../lib/engine/config.js';
+import type { LlamaConfig, LoraOptions } from '../../lib/model/config.js';
 import { llamaTensorShapes, openHfCheckpoint, saveHfModel } from '../../lib/model/hf-checkpoint.js';
 import {
   ADAPTER_CONFIG_FILE,

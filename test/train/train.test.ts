@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../lib/engine/engine.js';
 import { evaluate } from '../../lib/eval/run.js';
-import { loadModel } from '../../lib/eval/load-model.js';
-import { packageRoot } from '../../lib/engine/loader.js';
+import { loadModel } from '../../lib/core/load-model.js';
+import { packageRoot } from '../../lib/io/package-root.js';
 import { latestCheckpoint, loadCheckpoint } from '../../lib/train/checkpoint.js';
 import { train } from '../../lib/train/train.js';
 import type { TrainOptions } from '../../lib/train/options.js';
@@ -24,7 +24,6 @@ const base = (out: string, extra: Partial<TrainOptions> = {}): TrainOptions => (
   batchSize: 8,
   lr: 3e-3,
   threads: 2,
-  progress: false,
   ...extra,
 });
 
@@ -92,7 +91,7 @@ describe('train()', () => {
 
   it('fine-tunes a base model folder with LoRA, resumes it, and merges the adapter on request', async () => {
     const scratch = await train(base('base-model', { steps: 3 }));
-    const whole = await train({ out: join(work, 'ft-whole'), baseModel: scratch.model!, steps: 6, batchSize: 8, lr: 1e-2, threads: 2, progress: false, merge: true, checkpointEvery: 3 });
+    const whole = await train({ out: join(work, 'ft-whole'), baseModel: scratch.model!, steps: 6, batchSize: 8, lr: 1e-2, threads: 2, merge: true, checkpointEvery: 3 });
     expect(whole.options.lora).toMatchObject({ r: 8, alpha: 32, dropout: 0.05 }); // the paper's defaults
     expect(existsSync(join(whole.adapter!, 'adapter_model.safetensors'))).toBe(true);
     // checkpoints hold only what was trained
@@ -100,8 +99,8 @@ describe('train()', () => {
     expect(names.filter((n) => n !== '__metadata__').every((n) => n.includes('lora_'))).toBe(true);
     // stop at step 3 and resume: the same losses
     const controller = new AbortController();
-    await train({ out: join(work, 'ft-resumed'), baseModel: scratch.model!, steps: 6, batchSize: 8, lr: 1e-2, threads: 2, progress: false, merge: true, checkpointEvery: 3, signal: controller.signal, onStep: (r) => r.step === 2 && controller.abort() });
-    const resumed = await train({ out: join(work, 'ft-resumed'), baseModel: scratch.model!, steps: 6, batchSize: 8, lr: 1e-2, threads: 2, progress: false, merge: true, checkpointEvery: 3, resume: true });
+    await train({ out: join(work, 'ft-resumed'), baseModel: scratch.model!, steps: 6, batchSize: 8, lr: 1e-2, threads: 2, merge: true, checkpointEvery: 3, signal: controller.signal, onStep: (r) => r.step === 2 && controller.abort() });
+    const resumed = await train({ out: join(work, 'ft-resumed'), baseModel: scratch.model!, steps: 6, batchSize: 8, lr: 1e-2, threads: 2, merge: true, checkpointEvery: 3, resume: true });
     expect(resumed.history.map((h) => h.loss)).toEqual(whole.history.map((h) => h.loss));
     // base + adapter and the merged folder give the same logits (up to float32 rounding of the merge)
     const withAdapter = await loadModel(scratch.model!, { adapter: whole.adapter!, threads: 2 });

@@ -8,6 +8,7 @@ import { train } from '../../train/train.js';
 import { intFlag, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import type { CliIo } from '../io.js';
+import { trainProgress } from '../train-progress.js';
 import { synthCommand } from './synth.js';
 
 export const startHelp = `puzzle-llama start [--out DIR] [--steps N] [--count N] [--limit K] [--threads T]
@@ -50,8 +51,10 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   };
   process.on('SIGINT', onSigint);
   let result;
+  const shown = trainProgress(io, steps);
   try {
     result = await train({
+      ...shown,
       out: dir,
       preset: 'tiny',
       steps,
@@ -64,10 +67,11 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
       evalLimit: limit,
       evalSets: benchmarkSets.map((s) => s.id),
       evalModes: ['free', 'constrained'],
-      progress: io.stderr,
       signal: controller.signal,
-      onEval: () => io.stderr.write(`[3/3] evaluated ${limit} puzzles of each set\n`),
+      onEvalStart: () => shown.finish(`[3/3] evaluating ${limit} puzzles of each set (free and constrained decoding)`),
+      onEval: () => undefined,
     });
+    shown.finish(result.stopped ? `train: stopped after step ${result.stepsDone} of ${steps}` : `train: ${steps} steps, final loss ${result.history.at(-1)?.loss.toFixed(4) ?? '-'}`);
   } catch (err) {
     throw new CliError(`puzzle-llama start: ${(err as Error).message}`, 1);
   } finally {

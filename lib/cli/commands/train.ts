@@ -6,12 +6,17 @@ import type { DataOptions } from '../../train/data.js';
 import { intFlag, intListFlag, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import type { CliIo } from '../io.js';
+import { trainProgress } from '../train-progress.js';
 
 export const trainHelp = `puzzle-llama train [--config FILE] [--preset tiny] [--out DIR] [--steps N] [--batch-size B] [--lr X]
                    [--lora] [--frozen-weights fp32|bf16] [--gradient-checkpointing]
                    [--data FILE | --n 5,6,7 --max-value 60] [--seed S]
                    [--device auto|cpu|cuda] [--threads T] [--checkpoint-every K] [--resume]
+                   [--dist-timeout SECONDS]
   Trains a model from scratch (or LoRA with --lora) on puzzles synthesized on the fly (or read from --data).
+  Started by \`puzzle-llama launch\`, torchrun or srun with several ranks, it trains data-parallel: the
+  batch stays the global batch, each rank takes a share, rank 0 writes the run folder; a rank that dies or
+  stops answering fails the others after --dist-timeout (default 300 s).
   --frozen-weights bf16 (LoRA) keeps the frozen base matrices in bf16: half their memory.
   --gradient-checkpointing recomputes each layer's forward pass in the backward pass: the same results,
   one layer's activations instead of every layer's, about a third more compute.
@@ -43,6 +48,7 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
     threads: { type: 'string' },
     'checkpoint-every': { type: 'string' },
     resume: { type: 'boolean' },
+    'dist-timeout': { type: 'string' },
   });
   let fromFile: Partial<TrainOptions> = {};
   if (flags.config) {
@@ -88,21 +94,42 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
     threads: flags.threads !== undefined ? intFlag('train', 'threads', flags.threads, 1, 1, 1024) : fromFile.threads,
     checkpointEvery: flags['checkpoint-every'] !== undefined ? intFlag('train', 'checkpoint-every', flags['checkpoint-every'], 200, 0) : fromFile.checkpointEvery,
     resume: flags.resume ?? fromFile.resume,
-    progress: io.stderr,
+    distributed:
+      flags['dist-timeout'] !== undefined
+        ? { ...fromFile.distributed, timeoutMs: 1000 * intFlag('train', 'dist-timeout', flags['dist-timeout'], 300, 1, 7 * 24 * 3600) }
+        : fromFile.distributed,
   };
   const controller = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    if (++interrupts > 1) {
-      io.stderr.write('\npuzzle-llama train: interrupted again, exiting now (the last complete checkpoint is intact)\n');
+  let first = 0;
+  // SIGINT (Ctrl-C) and SIGTERM (what torchrun and Slurm send before SIGKILL) stop after the current step.
+  // Under the launcher a Ctrl-C arrives twice (from the terminal and relayed): a second signal within a
+  // second of the first is the same one.
+  const onSignal = (signal: NodeJS.Signals) => {
+    const now = Date.now();
+    if (first && now - first > 1000) {
+      io.stderr.write(`\npuzzle-llama train: ${signal} again, exiting now (the last complete checkpoint is intact)\n`);
       process.exit(130);
     }
-    io.stderr.write('\npuzzle-llama train: stopping after the current step (Ctrl-C again to exit now)\n');
+    if (first) return;
+    first = now;
+    io.stderr.write(`\npuzzle-llama train: ${signal}: stopping after the current step (Ctrl-C again to exit now)\n`);
     controller.abort();
   };
-  process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const steps = options.steps;
+  const shown = trainProgress(io, steps);
   try {
-    const result = await train({ ...options, signal: controller.signal });
+    const result = await train({ ...options, ...shown, signal: controller.signal });
+    shown.finish(
+      result.stopped
+        ? `train: stopped after step ${result.stepsDone} of ${steps}; resume with --resume (checkpoint ${result.checkpoint})`
+        : `train: ${steps} steps, final loss ${result.history.at(-1)?.loss.toFixed(4) ?? '-'}`,
+    );
+    if (result.world.rank > 0) {
+      io.stdout.write(`rank ${result.world.rank} of ${result.world.worldSize}: ${result.stepsDone} steps${result.stopped ? ' (stopped)' : ''}; rank 0 wrote ${result.out}\n`);
+      return result.stopped ? 130 : 0;
+    }
     io.stdout.write(
       [
         `run:        ${result.out}`,
@@ -117,6 +144,7 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
   } catch (err) {
     throw new CliError(`puzzle-llama train: ${(err as Error).message}`, 1);
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
