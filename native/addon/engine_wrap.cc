@@ -20,6 +20,16 @@
 
 namespace pl::addon {
 
+EngineState::~EngineState() { detach(); }
+
+void EngineState::detach() {
+#ifdef PUZZLE_LLAMA_CUDA
+  if (comm && backend)
+    if (auto* cb = dynamic_cast<cuda::CudaBackend*>(backend.get())) comm->unbindStream(cb->stream());
+#endif
+  comm.reset();
+}
+
 namespace {
 
 constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
@@ -678,7 +688,7 @@ Napi::Value EngineWrap::AttachCommunicator(const Napi::CallbackInfo& info) {
   usable(env, "attachCommunicator()");
   Napi::Value v = info.Length() > 0 ? info[0] : env.Undefined();
   if (v.IsNull() || v.IsUndefined()) {
-    state_->comm.reset();
+    state_->detach();
     return env.Undefined();
   }
   std::shared_ptr<comm::Communicator> c = CommunicatorWrap::From(env, v, "attachCommunicator(): comm");
@@ -689,6 +699,7 @@ Napi::Value EngineWrap::AttachCommunicator(const Napi::CallbackInfo& info) {
     throwType(env, "attachCommunicator(): a " + c->backend() + " communicator works on " +
                        (c->deviceMemory() ? "GPU" : "host") + " memory but this engine runs on the " +
                        state_->backend->name() + " (use " + (onDevice ? "nccl" : "gloo") + ")");
+  state_->detach();
 #ifdef PUZZLE_LLAMA_CUDA
   if (onDevice) {
     auto* cb = dynamic_cast<cuda::CudaBackend*>(state_->backend.get());

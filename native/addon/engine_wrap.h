@@ -12,6 +12,9 @@
 namespace pl::addon {
 
 struct EngineState {
+  ~EngineState();
+  // Stops sharing `comm` (the communicator forgets this engine's stream).
+  void detach();
   std::unique_ptr<Backend> backend;
   std::unique_ptr<LlamaModel> model;
   // Why the engine runs where it does, when that is not what was asked for ('auto' without a GPU).

@@ -64,6 +64,8 @@ class Communicator {
     (void)stream;
     (void)device;
   }
+  // Forgets `stream` when it is the bound one (its engine is going away).
+  virtual void unbindStream(void* stream) { (void)stream; }
 
   // ---- on host memory ---------------------------------------------------------------------------
   // Synchronous variants for small host buffers (NCCL stages them through device memory).

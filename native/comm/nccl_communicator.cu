@@ -76,6 +76,10 @@ class NcclCommunicator final : public Communicator {
     compute_ = static_cast<cudaStream_t>(stream);
   }
 
+  void unbindStream(void* stream) override {
+    if (compute_ == static_cast<cudaStream_t>(stream)) compute_ = nullptr;
+  }
+
   void* allocate(size_t bytes) override {
     cudaSetDevice(device_);
     void* p = nullptr;

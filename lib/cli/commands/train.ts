@@ -121,15 +121,15 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
   const shown = trainProgress(io, steps);
   try {
     const result = await train({ ...options, ...shown, signal: controller.signal });
+    if (result.world.rank > 0) {
+      io.stdout.write(`rank ${result.world.rank} of ${result.world.worldSize}: ${result.stepsDone} steps${result.stopped ? ' (stopped)' : ''}; rank 0 wrote ${result.out}\n`);
+      return result.stopped ? 130 : 0;
+    }
     shown.finish(
       result.stopped
         ? `train: stopped after step ${result.stepsDone} of ${steps}; resume with --resume (checkpoint ${result.checkpoint})`
         : `train: ${steps} steps, final loss ${result.history.at(-1)?.loss.toFixed(4) ?? '-'}`,
     );
-    if (result.world.rank > 0) {
-      io.stdout.write(`rank ${result.world.rank} of ${result.world.worldSize}: ${result.stepsDone} steps${result.stopped ? ' (stopped)' : ''}; rank 0 wrote ${result.out}\n`);
-      return result.stopped ? 130 : 0;
-    }
     io.stdout.write(
       [
         `run:        ${result.out}`,
