@@ -17,6 +17,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   checkpoint: async () => (await import('./suites/checkpoint.js')).checkpointSuite,
   gpu: async () => (await import('./suites/gpu.js')).gpuSuite,
   mainjob: async () => (await import('./suites/mainjob.js')).mainjobSuite,
+  dist: async () => (await import('./suites/dist.js')).distSuite,
 };
 
 /** What `--suite all` (the default) runs: the CPU suites; checkpoint (writes ~7 GB) and gpu are asked for by name. */

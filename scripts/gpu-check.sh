@@ -6,7 +6,8 @@
 # TypeScript is not needed: vitest and tsx transpile).
 #
 # Files under $OUT: parity.json, parity.junit.xml (every tensor's max error and tolerance),
-# vitest.junit.xml (every test's outcome), bench-gpu.json, gpu-check-summary.txt.
+# vitest.junit.xml (every test's outcome), bench-gpu.json, bench-dist.json (NCCL's all-reduce beside
+# torch.distributed's, and the scaling model), gpu-check-summary.txt.
 #
 # Exit status: 0 when every phase ran and no test failed; 1 when a test failed (or a phase ran out of
 # time); 2 when the CUDA build failed. Without a usable GPU every test skips and the summary says
@@ -103,10 +104,13 @@ fi
 # ---- 3. bench ------------------------------------------------------------------------------------
 bench_flags=(--suite gpu --device cuda --json "$work/bench-gpu.json")
 [[ ${GPU_CHECK_BENCH:-quick} == full ]] || bench_flags+=(--quick)
-phase bench $(($(left) - 10)) node --import tsx bench/run.ts "${bench_flags[@]}"
+# The gpu suite takes what is left but a minute: the dist suite (NCCL's all-reduce beside
+# torch.distributed's, at world size 1) runs after it.
+phase bench $(($(left) - 70)) node --import tsx bench/run.ts "${bench_flags[@]}"
+phase bench-dist $(( $(left) < 60 ? $(left) - 10 : 60 )) node --import tsx bench/run.ts --suite dist --device cuda --quick --json "$work/bench-dist.json"
 
 # ---- 4. results and the summary -------------------------------------------------------------------
-for f in parity/parity.json parity/parity.junit.xml parity/vitest.junit.xml bench-gpu.json; do
+for f in parity/parity.json parity/parity.junit.xml parity/vitest.junit.xml bench-gpu.json bench-dist.json; do
   [[ -f $work/$f ]] && cp "$work/$f" "$OUT/"
 done
 GPU_CHECK_WORK=$work GPU_CHECK_BUILD_OK=$build_ok GPU_CHECK_SECONDS=$((SECONDS - start)) node - << 'EOF' | tee "$OUT/gpu-check-summary.txt"
@@ -121,7 +125,7 @@ const fmt = (x) => { x = num(x); return !Number.isFinite(x) ? String(x) : Math.a
 const pad = (rows) => { const w = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length))); return rows.map((r) => r.map((c, i) => String(c).padEnd(w[i])).join('  ').trimEnd()).join('\n'); };
 const lines = [];
 lines.push(`== gpu:check summary (${process.env.GPU_CHECK_SECONDS}s)`);
-lines.push(`phases: build ${status('build')}, harness ${status('harness')}, test ${status('test')}, hf-fixtures ${status('hf-fixtures')}, bench ${status('bench')}`);
+lines.push(`phases: build ${status('build')}, harness ${status('harness')}, test ${status('test')}, hf-fixtures ${status('hf-fixtures')}, bench ${status('bench')}, bench-dist ${status('bench-dist')}`);
 
 const vt = read('parity/vitest.json');
 const parity = read('parity/parity.json');
@@ -139,7 +143,9 @@ if (parity && parity.cuda.ok) {
   lines.push(`parity: none (NO GPU: ${parity.cuda.reason})`);
 }
 const bench = read('bench-gpu.json');
-const brows = bench ? bench.reports.flatMap((r) => r.rows) : [];
+// (the dist suite's measured rows; its modelled ones are in bench-dist.json)
+const dist = read('bench-dist.json');
+const brows = [...(bench ? bench.reports.flatMap((r) => r.rows) : []), ...(dist ? dist.reports.flatMap((r) => r.rows).filter((r) => !r.name.startsWith('modelled')) : [])];
 if (brows.length && brows.every((r) => !Number.isFinite(num(r.value)))) {
   lines.push(`bench: ${brows.length} rows, none run (${brows[0].peerSkipped || 'no value'})`);
 } else if (brows.length) {
