@@ -1,4 +1,4 @@
-// The Engine class of DESIGN.md: a LLaMA (+ LoRA) model held by the native addon, with calls serialized,
+// The Engine class of docs/ARCHITECTURE.md ("The engine API"): a LLaMA (+ LoRA) model held by the native addon, with calls serialized,
 // AbortSignal wired to the native abort flag, and errors pointing at the caller's line.
 import { loadAddon } from './loader.js';
 import type { Communicator } from './communicator.js';

@@ -1,4 +1,4 @@
-// The exact verifier of PAPER.md: replays a response's steps over the candidates as a multiset.
+// The exact verifier of docs/ARCHITECTURE.md ("The puzzle and the verifier"): replays a response's steps over the candidates as a multiset.
 // It never throws on any response text; every failure carries one reason from VERDICT_REASONS.
 import { intToString, isInt, norm, type Int } from './int.js';
 import { parseResponse } from './format.js';

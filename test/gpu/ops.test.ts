@@ -1,6 +1,6 @@
 // Every backend op on CUDA against the same op on the CPU backend (fp32, the reference), forward and
 // backward, on the same inputs: each output tensor's max abs/rel error is printed beside its tolerance
-// and recorded in the parity report. Tolerances follow the dtype the CUDA op computes in (DESIGN.md,
+// and recorded in the parity report. Tolerances follow the dtype the CUDA op computes in (docs/ARCHITECTURE.md,
 // Numerics): GEMMs round their inputs to bf16 (error ~2^-8·sqrt(K) per unit-variance product sum);
 // the rest is fp32 with a different summation order.
 import { afterAll, describe, expect, inject, it } from 'vitest';
