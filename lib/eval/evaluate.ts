@@ -186,7 +186,7 @@ export async function evaluateWithDecoder(decoder: StepDecoder, tokenizer: Token
       });
     });
     finished += part.length;
-    options.onProgress?.(finished * shard.worldSize, jobs.length);
+    options.onProgress?.(Math.min(jobs.length, finished * shard.worldSize), jobs.length);
   }
   if (shard.worldSize > 1) {
     const parts = await shard.gather({ records, generatedTokens });

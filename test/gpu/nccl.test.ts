@@ -7,25 +7,15 @@ import { Communicator } from '../../lib/engine/communicator.js';
 import { Engine } from '../../lib/engine/engine.js';
 import { ncclLibraryCandidates } from '../../lib/dist/nccl-library.js';
 import { startStoreServer, type StoreServer } from '../../lib/dist/store-server.js';
-import type { LlamaConfig } from '../../lib/model/config.js';
+import { PRESETS, type LlamaConfig } from '../../lib/model/config.js';
 import { compareExact, flushReport } from './report.js';
 
 const cuda = inject('cuda');
 const target = inject('target');
 const backend = target === 'cuda' ? 'nccl' : 'gloo';
 
-const config: LlamaConfig = {
-  hidden_size: 256,
-  intermediate_size: 688,
-  num_hidden_layers: 3,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  vocab_size: 301,
-  max_position_embeddings: 128,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-};
+// The tiny preset with an untied head and a vocabulary that is no multiple of anything.
+const config: LlamaConfig = { ...PRESETS.tiny, vocab_size: 301, tie_word_embeddings: false };
 
 let server: StoreServer | null = null;
 let comm: Communicator | null = null;

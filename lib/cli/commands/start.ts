@@ -52,9 +52,19 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   process.on('SIGINT', onSigint);
   let result;
   const shown = trainProgress(io, steps);
+  let lastLoss = NaN;
+  let trained = false;
+  const trainedLine = () => {
+    if (!trained) shown.finish(`train: ${steps} steps, final loss ${lastLoss.toFixed(4)}`);
+    trained = true;
+  };
   try {
     result = await train({
       ...shown,
+      onStep: (r) => {
+        lastLoss = r.loss;
+        shown.onStep?.(r);
+      },
       out: dir,
       preset: 'tiny',
       steps,
@@ -68,10 +78,14 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
       evalSets: benchmarkSets.map((s) => s.id),
       evalModes: ['free', 'constrained'],
       signal: controller.signal,
-      onEvalStart: () => shown.finish(`[3/3] evaluating ${limit} puzzles of each set (free and constrained decoding)`),
+      onEvalStart: () => {
+        trainedLine();
+        io.stderr.write(`[3/3] evaluating ${limit} puzzles of each set (free and constrained decoding)\n`);
+      },
       onEval: () => undefined,
     });
-    shown.finish(result.stopped ? `train: stopped after step ${result.stepsDone} of ${steps}` : `train: ${steps} steps, final loss ${result.history.at(-1)?.loss.toFixed(4) ?? '-'}`);
+    if (result.stopped) shown.finish(`train: stopped after step ${result.stepsDone} of ${steps}`);
+    else trainedLine();
   } catch (err) {
     throw new CliError(`puzzle-llama start: ${(err as Error).message}`, 1);
   } finally {
