@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConstrainedState } from '../../lib/core/constrained.js';
 import { chooseToken, type StepDecoder } from '../../lib/core/decode.js';
-import { evaluateWithDecoder, passAtK } from '../../lib/eval/evaluate.js';
+import { evaluateWithDecoder, passAtK, type EvalShard, type ResponseRecord } from '../../lib/eval/evaluate.js';
 import { formatEvalTable } from '../../lib/eval/table.js';
 import { PuzzleTokenizer } from '../../lib/model/tokenizer.js';
 import { loadBenchmarkSet } from '../../lib/puzzle/benchmark-sets.js';
@@ -102,6 +102,35 @@ describe('evaluate', () => {
     expect(constrained.length).toBe(20);
     for (const r of constrained) expect(['final-value-differs', null]).toContain(r.reason);
     expect(result.scores.map((s) => s.mode).sort()).toEqual(['constrained', 'free']);
+  });
+
+  it('shards batches over ranks and gathers the same records and scores as one process', async () => {
+    // Sampling with a masked uniform decoder: each batch samples from a stream of its own, so the results
+    // do not depend on which rank decodes it.
+    const options = { sets: ['id', 'ood-form'], limit: 10, modes: ['free', 'constrained'] as const, samples: 2, batchSize: 3, maxNewTokens: 60, seed: 7 };
+    const whole = await evaluateWithDecoder(uniformDecoder(), tok, { ...options, modes: [...options.modes] });
+    // two ranks in one process: gather() waits for both parts and hands each rank all of them in rank order
+    type Part = { records: ResponseRecord[]; generatedTokens: number };
+    const parts: Part[] = [];
+    let release: (all: Part[]) => void = () => {};
+    const all = new Promise<Part[]>((resolve) => (release = resolve));
+    const shard = (rank: number): EvalShard => ({
+      rank,
+      worldSize: 2,
+      gather: async (part) => {
+        parts[rank] = part;
+        if (parts.filter(Boolean).length === 2) release(parts);
+        return all;
+      },
+    });
+    const [a, b] = await Promise.all([0, 1].map((rank) => evaluateWithDecoder(uniformDecoder(), tok, { ...options, modes: [...options.modes], shard: shard(rank) })));
+    expect(parts[0].records.length).toBeGreaterThan(0);
+    expect(parts[1].records.length).toBeGreaterThan(0);
+    const strip = (r: ResponseRecord[]) => r.map((x) => ({ ...x }));
+    expect(strip(a.records)).toEqual(strip(whole.records));
+    expect(strip(b.records)).toEqual(strip(whole.records));
+    expect(a.scores).toEqual(whole.scores);
+    expect(a.generatedTokens).toBe(whole.generatedTokens);
   });
 
   it('refuses bad options naming them', async () => {
