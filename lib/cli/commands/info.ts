@@ -4,7 +4,8 @@ import { parseFlags } from '../args.js';
 import type { CliIo } from '../io.js';
 
 export const infoHelp = `puzzle-llama info [--json]
-  Says which native build loaded (CPU or CUDA) and why, the CPU's SIMD level, and the visible CUDA devices.`;
+  Says which native build loaded (CPU or CUDA) and why, the CPU's SIMD level, the visible CUDA devices, and
+  which collective libraries multi-process training can use.`;
 
 export async function infoCommand(argv: string[], io: CliIo): Promise<number> {
   const flags = parseFlags('info', argv, { json: { type: 'boolean' } });
@@ -22,6 +23,8 @@ export async function infoCommand(argv: string[], io: CliIo): Promise<number> {
     `cuda:    ${build.cudaRuntimeVersion === null ? 'not compiled in' : `runtime ${Math.floor(build.cudaRuntimeVersion / 1000)}.${(build.cudaRuntimeVersion % 1000) / 10}`}`,
     ...cuda.devices.map((d) => `  gpu ${d.index}: ${d.name}, sm_${d.computeCapability.replace('.', '')}, ${(d.totalMemory / 2 ** 30).toFixed(0)} GiB, ${d.multiprocessors} SMs`),
     ...(cuda.devices.length === 0 ? [`  no GPU: ${cuda.reason}`] : []),
+    `gloo:    ${build.gloo ? 'compiled in (multi-process training on the CPU)' : 'not compiled in: apt-get install libgloo-dev, then rebuild, for multi-process training on the CPU'}`,
+    `nccl:    ${build.build === 'cuda' ? 'loaded when a multi-GPU run starts (PUZZLE_LLAMA_NCCL, NCCL_HOME, the loader path, or Python\'s nvidia.nccl)' : 'needs the CUDA build'}`,
   ];
   io.stdout.write(lines.join('\n') + '\n');
   return 0;
