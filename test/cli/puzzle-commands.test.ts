@@ -23,6 +23,12 @@ describe('puzzle-llama CLI (needs the TypeScript build: npm test runs tsc first)
     expect(existsSync(join(root, 'dist', 'lib', 'cli', 'main.js')), 'dist/ is missing: run `npm run build:ts`').toBe(true);
   });
 
+  it('bench runs the benchmark runner as its own program, passing its flags and exit status through', () => {
+    const r = run(['bench', '--suite', 'nope']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown --suite 'nope'; suites: .*dist/);
+  });
+
   it('synth writes N records to a file atomically, deterministic for a seed', () => {
     const out = join(work, 'a.jsonl');
     const r = run(['synth', '--n', '5,6', '--max-value', '100', '--count', '500', '--seed', '4', '--out', out]);
