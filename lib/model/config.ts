@@ -57,7 +57,7 @@ export const PRESETS = {
     rope_theta: 10000,
     tie_word_embeddings: true,
   },
-  /** A GPU-sized from-scratch model (about 85M parameters). */
+  /** A GPU-sized from-scratch model (75.5M parameters). */
   base: {
     hidden_size: 768,
     intermediate_size: 2048,
