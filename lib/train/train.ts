@@ -56,16 +56,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (world.worldSize > o.batchSize) {
     throw new RangeError(`train(): batchSize ${o.batchSize} is smaller than the world size ${world.worldSize}: every rank needs at least one puzzle of each batch`);
   }
-  const notes: string[] = [];
-  const note = (message: string) => {
-    notes.push(message);
-    if (world.rank === 0) options.onNote?.(message);
-  };
-
   const group = world.worldSize > 1 ? await joinGroup(world, { timeoutMs: o.distributed.timeoutMs, token: options.distributed?.token }) : null;
   let failure: unknown;
   try {
-    return await run(o, world, group, tokenizer, options, note, notes);
+    return await run(o, world, group, tokenizer, options);
   } catch (err) {
     failure = err;
     throw group ? await group.explain(err) : err;
@@ -80,10 +74,13 @@ async function run(
   group: ProcessGroup | null,
   tokenizer: Tokenizer,
   options: TrainOptions,
-  note: (m: string) => void,
-  notes: string[],
 ): Promise<TrainResult> {
   const lead = world.rank === 0;
+  const notes: string[] = [];
+  const note = (message: string) => {
+    notes.push(message);
+    if (lead) options.onNote?.(message);
+  };
   const extra = { tokenizer: o.baseModel ? `the base model's (${o.baseModel})` : 'puzzle characters', worldSize: world.worldSize };
   const plan: RunPlan = group ? await group.decide('plan', () => prepareRunFolder(o, extra)) : prepareRunFolder(o, extra);
   const resume = plan.resume;
@@ -96,19 +93,14 @@ async function run(
   const deviceIndex = world.localRank;
   const engineOptions = { lora: o.lora, device: o.device, deviceIndex, threads, seed: o.seed, frozenWeights: o.frozenWeights, gradientCheckpointing: o.gradientCheckpointing };
   const engine = o.baseModel ? (await loadModel(o.baseModel, engineOptions)).engine : await Engine.create({ config: o.config, ...engineOptions });
-  let stream = openPuzzleStream(o.data);
+  const stream = openPuzzleStream(o.data, resume?.data);
   try {
     if (group) {
       const comm = await group.connect(engine.device === 'cuda' ? 'nccl' : 'gloo', { deviceIndex });
       engine.attachCommunicator(comm, { bucketBytes: o.distributed.bucketBytes });
     }
-    let start = 0;
-    if (resume) {
-      if (lead) loadCheckpoint(resume.checkpoint, engine);
-      start = resume.step;
-      stream.close();
-      stream = openPuzzleStream(o.data, resume.data);
-    }
+    const start = resume?.step ?? 0;
+    if (resume && lead) loadCheckpoint(resume.checkpoint, engine);
     // Every rank starts from rank 0's weights and optimizer state (fresh or resumed).
     if (group) await engine.broadcastState(0);
 

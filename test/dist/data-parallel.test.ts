@@ -5,7 +5,6 @@
 // world size is refused; nothing listens beyond MASTER_ADDR.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { findPython } from '../../bench/peer.js';
 import { glooAvailable } from '../../lib/engine/communicator.js';
 import { packageRoot } from '../../lib/io/package-root.js';
 import { readSafetensors } from '../../lib/model/safetensors.js';
+import { freePort } from './free-port.js';
 
 const gloo = glooAvailable();
 if (!gloo) console.warn('data-parallel tests skipped: this addon was built without Gloo (apt-get install libgloo-dev, then rebuild)');
@@ -28,15 +28,6 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 // The run every test trains: the tiny preset, 30 steps of a global batch of 8, one thread per rank.
 const TRAIN = ['--steps', '30', '--batch-size', '8', '--threads', '1', '--dist-timeout', '30'];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Run {
   code: number | null;

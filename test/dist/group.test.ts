@@ -1,18 +1,9 @@
 // The process group, two ranks in one process: rank 0's decisions and refusals reach rank 1, ranks that
 // would pick different communicators are refused, and a failure is explained by the rank that left.
-import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { joinGroup } from '../../lib/dist/group.js';
 import type { World } from '../../lib/dist/env.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './free-port.js';
 
 async function twoRanks(timeoutMs = 5000) {
   const port = await freePort();
