@@ -7,6 +7,7 @@ import { infoCommand, infoHelp } from './commands/info.js';
 import { launchCommand, launchHelp } from './commands/launch.js';
 import { solveCommand, solveHelp } from './commands/solve.js';
 import { startCommand, startHelp } from './commands/start.js';
+import { studyCommand, studyHelp } from './commands/study.js';
 import { synthCommand, synthHelp } from './commands/synth.js';
 import { trainCommand, trainHelp } from './commands/train.js';
 import { verifyCommand, verifyHelp } from './commands/verify.js';
@@ -26,6 +27,7 @@ const commands: Record<string, Command> = {
   bench: { run: benchCommand, help: benchHelp },
   info: { run: infoCommand, help: infoHelp },
   start: { run: startCommand, help: startHelp },
+  study: { run: studyCommand, help: studyHelp },
 };
 
 export function usage(): string {

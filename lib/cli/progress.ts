@@ -14,6 +14,8 @@ export interface ProgressOptions {
   stream: Writable & { isTTY?: boolean; columns?: number };
   /** Seconds between plain lines when the stream is not a terminal (0: none). */
   plainEvery?: number;
+  /** How `done/total` is written (default: both as counts, 1,234/5,000). */
+  counts?: (done: number, total: number) => string;
 }
 
 export function createProgress(options: ProgressOptions): Progress {
@@ -28,7 +30,7 @@ export function createProgress(options: ProgressOptions): Progress {
     const elapsed = (Date.now() - start) / 1000;
     const fraction = total > 0 ? Math.min(1, done / total) : 0;
     const eta = done > 0 && done < total ? formatSeconds((elapsed * (total - done)) / done) : '--';
-    const counts = `${done.toLocaleString('en-US')}/${total.toLocaleString('en-US')}`;
+    const counts = options.counts ? options.counts(done, total) : `${done.toLocaleString('en-US')}/${total.toLocaleString('en-US')}`;
     const tail = `${counts} ${extra ? `${extra} ` : ''}elapsed ${formatSeconds(elapsed)} eta ${eta}`;
     if (!tty) return `${label} ${Math.round(fraction * 100)}% ${tail}`;
     const width = Math.max(10, Math.min(30, (stream.columns ?? 80) - label.length - tail.length - 6));

@@ -1,7 +1,6 @@
 // evaluate() over any StepDecoder: decodes every puzzle of the chosen evaluation sets, judges each response
 // with the verifier, and reports pass@1 (and pass@k when sampling) per set and per N, free and constrained.
 import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
-import { benchmarkSet, loadBenchmarkSet } from '../puzzle/benchmark-sets.js';
 import { formatPrompt } from '../puzzle/format.js';
 import { Rng } from '../puzzle/rng.js';
 import type { Puzzle } from '../puzzle/types.js';
@@ -9,13 +8,14 @@ import { verify, type VerdictReason } from '../puzzle/verify.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { encodeQuery } from '../core/sft.js';
 import { decodeBatch, type StepDecoder } from '../core/decode.js';
+import { loadEvalSet, type EvalSet } from './sets.js';
 
 export const DEFAULT_EVAL_SETS = ['id', 'ood-num-100', 'ood-num-1000', 'ood-form'] as const;
 
 export type DecodingMode = 'free' | 'constrained';
 
 export interface EvaluateCoreOptions {
-  /** Evaluation set ids (default: the paper's four). */
+  /** Evaluation sets: shipped set ids or paths of JSONL files of puzzles (default: the paper's four). */
   sets?: readonly string[];
   /** At most this many puzzles per set, spread evenly over its cells (default: all). */
   limit?: number;
@@ -56,6 +56,10 @@ export interface SetScore extends Score {
   id: string;
   mode: DecodingMode;
   byN: Record<string, Score>;
+  /** Responses judged (puzzles × samples). */
+  responses: number;
+  /** Failed responses by the verifier's reason (only reasons that occurred). */
+  failures: Partial<Record<VerdictReason, number>>;
 }
 
 export interface ResponseRecord {
@@ -113,12 +117,23 @@ function checkOptions(o: EvaluateCoreOptions): void {
   }
   if (o.topK !== undefined && (!Number.isInteger(o.topK) || o.topK < 0)) throw new RangeError(`evaluate(): topK must be an integer ≥ 0, got ${o.topK}`);
   for (const m of o.modes ?? []) if (m !== 'free' && m !== 'constrained') throw new RangeError(`evaluate(): modes holds '${m}'; use 'free' and/or 'constrained'`);
-  for (const id of o.sets ?? []) benchmarkSet(id);
+  if (o.sets !== undefined && (!Array.isArray(o.sets) || o.sets.length === 0)) throw new TypeError(`evaluate(): sets must be a non-empty list of set ids or JSONL paths, got ${JSON.stringify(o.sets)}`);
+}
+
+/** Every set, loaded before any decoding (a bad file fails here, naming itself). */
+function loadSets(specs: readonly string[]): EvalSet[] {
+  return specs.map((spec) => {
+    try {
+      return loadEvalSet(spec);
+    } catch (err) {
+      throw new Error(`evaluate(): ${(err as Error).message}`);
+    }
+  });
 }
 
 export async function evaluateWithDecoder(decoder: StepDecoder, tokenizer: Tokenizer, options: EvaluateCoreOptions = {}): Promise<EvaluateResult> {
   checkOptions(options);
-  const sets = options.sets ?? DEFAULT_EVAL_SETS;
+  const sets = loadSets(options.sets ?? DEFAULT_EVAL_SETS);
   const samples = options.samples ?? 1;
   const temperature = options.temperature ?? (samples > 1 ? 1.0 : 0);
   const modes = options.modes ?? ['free'];
@@ -131,8 +146,8 @@ export async function evaluateWithDecoder(decoder: StepDecoder, tokenizer: Token
   const jobs: Job[] = [];
   for (const mode of modes) {
     for (const set of sets) {
-      for (const { puzzle, index } of sampleSet(loadBenchmarkSet(set), options.limit)) {
-        for (let sample = 0; sample < samples; sample++) jobs.push({ set, index, puzzle, sample, mode });
+      for (const { puzzle, index } of sampleSet(set.puzzles, options.limit)) {
+        for (let sample = 0; sample < samples; sample++) jobs.push({ set: set.id, index, puzzle, sample, mode });
       }
     }
   }
@@ -226,7 +241,9 @@ export function score(records: readonly ResponseRecord[], samples: number): SetS
     const all = [...perPuzzle.values()];
     const byN: Record<string, Score> = {};
     for (const size of [...new Set(all.map((p) => p.size))].sort((a, b) => a - b)) byN[String(size)] = summarize(all.filter((p) => p.size === size));
-    out.push({ id, mode, ...summarize(all), byN });
+    const failures: SetScore['failures'] = {};
+    for (const r of rs) if (!r.ok && r.reason) failures[r.reason] = (failures[r.reason] ?? 0) + 1;
+    out.push({ id, mode, ...summarize(all), byN, responses: rs.length, failures });
   }
   return out;
 }

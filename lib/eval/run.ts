@@ -1,5 +1,5 @@
 // evaluate(): the library call and `puzzle-llama eval`'s engine. Loads a model folder (or takes a live
-// engine), decodes the evaluation sets with the KV cache, and writes records, scores and the table.
+// engine), decodes the evaluation sets with the KV cache, and writes records, scores, the table and a report.
 import { mkdirSync } from 'node:fs';
 import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
@@ -9,11 +9,13 @@ import { engineDecoder } from '../core/engine-decoder.js';
 import { evaluateWithDecoder, type EvaluateCoreOptions, type EvaluateResult } from './evaluate.js';
 import { loadModel, type LoadModelOptions } from '../core/load-model.js';
 import { formatEvalTable } from './table.js';
+import { evaluationSections } from './report.js';
+import { esc, htmlPage } from '../report/html.js';
 
 export interface EvaluateOptions extends EvaluateCoreOptions, LoadModelOptions {
   /** A Hugging Face model folder, or an engine already holding the model with its tokenizer. */
   model: string | { engine: Engine; tokenizer: Tokenizer };
-  /** Writes records.jsonl, scores.json and table.txt here. */
+  /** Writes records.jsonl, scores.json, table.txt and report.html here. */
   out?: string;
 }
 
@@ -45,6 +47,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateReport
       const { records: _records, ...summary } = result;
       write('scores.json', JSON.stringify(summary, null, 2) + '\n');
       write('table.txt', table + '\n');
+      write('report.html', htmlPage(`puzzle-llama evaluation: ${typeof options.model === 'string' ? options.model : 'a live engine'}`, [{ html: `<pre>${esc(table)}</pre>` }, ...evaluationSections(result)]));
     }
     return { ...result, table, files };
   } finally {

@@ -22,6 +22,8 @@ export interface CheckpointState {
   allParameters: boolean;
   /** The data-parallel world size that wrote it (absent in checkpoints from before data parallelism). */
   worldSize?: number;
+  /** Seconds of training up to this step (a time budget's use; absent in older checkpoints). */
+  trainedSeconds?: number;
   savedAt: string;
 }
 

@@ -1,20 +1,26 @@
 // Training data as an endless, resumable stream of puzzles: synthesized on the fly (never an evaluation
 // puzzle) or read from a JSONL file epoch after epoch. Its position can be saved and restored exactly.
+// Synthesized puzzles are answered with the synthetic chain or with their canonical solution
+// (lib/puzzle/canonical.ts); 'canonical-only' skips the puzzles that have none.
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { benchmarkPuzzles } from '../puzzle/benchmark-sets.js';
 import { parsePuzzleLine } from '../puzzle/jsonl.js';
 import { PuzzleSet } from '../puzzle/key.js';
 import { synthesize } from '../puzzle/synthesize.js';
 import type { Puzzle } from '../puzzle/types.js';
+import { answered, RESPONSE_KINDS, type ResponseKind } from '../puzzle/canonical.js';
 import { formatResponse } from '../puzzle/format.js';
 
+
 export type DataOptions =
-  | { source: 'synth'; n: number[]; maxValue: number; seed: number }
+  | { source: 'synth'; n: number[]; maxValue: number; seed: number; responses?: ResponseKind }
   | { source: 'file'; path: string };
 
 /** Where a stream stands: puzzles handed out so far (file sources also count epochs by it). */
 export interface DataPosition {
   consumed: number;
+  /** With length buckets: batches already taken from the window that starts at `consumed`. */
+  skipBatches?: number;
 }
 
 export interface TrainingPuzzle extends Puzzle {
@@ -36,6 +42,9 @@ export function validateDataOptions(data: DataOptions, where = 'train(): data'):
     }
     if (!Number.isInteger(data.maxValue) || data.maxValue < 1) throw new RangeError(`${where}.maxValue must be a positive integer, got ${data.maxValue}`);
     if (!Number.isSafeInteger(data.seed)) throw new RangeError(`${where}.seed must be an integer, got ${data.seed}`);
+    if (data.responses !== undefined && !RESPONSE_KINDS.includes(data.responses)) {
+      throw new RangeError(`${where}.responses must be one of ${RESPONSE_KINDS.join(', ')}, got ${JSON.stringify(data.responses)}`);
+    }
     return data;
   }
   if (data.source === 'file') {
@@ -54,7 +63,8 @@ export function openPuzzleStream(data: DataOptions, position: DataPosition = { c
 
 function synthStream(data: Extract<DataOptions, { source: 'synth' }>): PuzzleStream {
   const exclude: PuzzleSet = benchmarkPuzzles();
-  const it = synthesize({ n: data.n, maxValue: data.maxValue, count: Number.MAX_SAFE_INTEGER, seed: data.seed, exclude });
+  const responses = data.responses ?? 'synthetic';
+  const it = answered(synthesize({ n: data.n, maxValue: data.maxValue, count: Number.MAX_SAFE_INTEGER, seed: data.seed, exclude }), responses);
   let consumed = 0;
   return {
     next() {
@@ -65,7 +75,7 @@ function synthStream(data: Extract<DataOptions, { source: 'synth' }>): PuzzleStr
     },
     position: () => ({ consumed }),
     close() {},
-    describe: () => `synthesized on the fly: N ${data.n.join(',')}, V ${data.maxValue}, seed ${data.seed} (evaluation puzzles excluded)`,
+    describe: () => `synthesized on the fly: N ${data.n.join(',')}, V ${data.maxValue}, seed ${data.seed}, ${responses} responses (evaluation puzzles excluded)`,
   };
 }
 

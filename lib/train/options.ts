@@ -1,7 +1,7 @@
 // train()'s options: defaults (the paper's where it states them), validation before any work starts, and
 // the fingerprint that a resumed run must share with the run it continues.
 import { PRESETS, validateConfig, validateLora, type LlamaConfig, type LoraOptions } from '../model/config.js';
-import { benchmarkSet } from '../puzzle/benchmark-sets.js';
+import { loadEvalSet } from '../eval/sets.js';
 import { DEFAULT_EVAL_SETS } from '../eval/evaluate.js';
 import { validateDataOptions, type DataOptions } from './data.js';
 
@@ -31,8 +31,20 @@ export interface TrainOptions {
   /** LoRA (PEFT semantics); true takes the paper's defaults (r 8, α 32, dropout 0.05, every projection). */
   lora?: Partial<LoraOptions> | boolean | null;
   data?: DataOptions;
-  steps: number;
+  /** Optimizer steps to take (a fixed, deterministic run). With timeBudget: at most this many. */
+  steps?: number;
+  /**
+   * Train for this many seconds of wall clock (evaluations during training not counted), the learning
+   * rate following the elapsed fraction of it; the run says which step it reached. Steps or a time budget
+   * (or both: whichever ends first) must be given.
+   */
+  timeBudget?: number;
   batchSize?: number;
+  /**
+   * Length buckets: read this many batches at once, sort them by length and cut them into batches (in a
+   * seeded random order), so that padding costs little (default 1: batches as the data comes).
+   */
+  lengthBuckets?: number;
   gradAccumulation?: number;
   lr?: number;
   minLr?: number;
@@ -96,8 +108,12 @@ export interface ResolvedTrainOptions {
   config: LlamaConfig;
   lora: LoraOptions | null;
   data: DataOptions;
+  /** The step count to stop at (Number.MAX_SAFE_INTEGER when only a time budget bounds the run). */
   steps: number;
+  /** Seconds of training, or null for a fixed step count. */
+  timeBudget: number | null;
   batchSize: number;
+  lengthBuckets: number;
   gradAccumulation: number;
   lr: number;
   minLr: number;
@@ -165,7 +181,9 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number, baseConf
   if (o.merge && !(baseConfig && lora)) throw new TypeError('train(): merge applies to LoRA on a baseModel only');
   const seed = int('seed', o.seed, 0, 1234);
   const data = validateDataOptions(o.data ?? { source: 'synth', n: [5, 6, 7], maxValue: 60, seed });
-  const steps = int('steps', o.steps, 1);
+  if (o.steps === undefined && o.timeBudget === undefined) throw new TypeError('train(): give steps (a fixed run) or timeBudget (seconds), or both');
+  const steps = o.steps === undefined ? Number.MAX_SAFE_INTEGER : int('steps', o.steps, 1);
+  const timeBudget = o.timeBudget === undefined ? null : num('timeBudget', o.timeBudget, 0, 0, 366 * 86400, true);
   const lr = num('lr', o.lr, lora ? 1e-4 : 1e-3, 0, 10, true);
   const schedule = o.schedule ?? 'cosine';
   if (schedule !== 'cosine' && schedule !== 'constant') throw new RangeError(`train(): schedule must be 'cosine' or 'constant', got ${JSON.stringify(schedule)}`);
@@ -186,7 +204,9 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number, baseConf
     lora,
     data,
     steps,
+    timeBudget,
     batchSize: int('batchSize', o.batchSize, 1, 32),
+    lengthBuckets: int('lengthBuckets', o.lengthBuckets, 1, 1),
     gradAccumulation: int('gradAccumulation', o.gradAccumulation, 1, 1),
     lr,
     minLr: num('minLr', o.minLr, lr / 10, 0, lr),
@@ -225,7 +245,13 @@ function checkDistributed(d: DistributedOptions | undefined): ResolvedTrainOptio
 
 function checkSets(sets: unknown): string[] {
   if (!Array.isArray(sets) || sets.length === 0) throw new TypeError(`train(): evalSets must be a non-empty list of set ids, got ${JSON.stringify(sets)}`);
-  for (const id of sets) benchmarkSet(String(id));
+  for (const id of sets) {
+    try {
+      loadEvalSet(String(id));
+    } catch (err) {
+      throw new RangeError(`train(): evalSets: ${(err as Error).message}`);
+    }
+  }
   return sets.map(String);
 }
 
@@ -240,7 +266,10 @@ function checkModes(modes: unknown): Array<'free' | 'constrained'> {
 export function fingerprint(r: ResolvedTrainOptions): string {
   // (Gradient checkpointing changes no result: a run may be resumed with or without it.)
   // (Nor does the world size, nor how gradients are reduced: a run may resume on another number of ranks.)
+  // (Length buckets of 1 are what runs did before the option existed: they stay resumable.)
   const { out: _o, merge: _g, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalAtEnd: _a, evalLimit: _l, evalSets: _s, evalModes: _m, device: _d, gradientCheckpointing: _gc, distributed: _dist, frozenWeights, ...rest } = r;
   // fp32 frozen weights are what runs did before the option existed: they stay resumable.
-  return JSON.stringify(frozenWeights === 'fp32' ? rest : { ...rest, frozenWeights });
+  const { lengthBuckets, timeBudget, ...older } = rest;
+  const shaped = { ...older, ...(lengthBuckets === 1 ? {} : { lengthBuckets }), ...(timeBudget === null ? {} : { timeBudget }) };
+  return JSON.stringify(frozenWeights === 'fp32' ? shaped : { ...shaped, frozenWeights });
 }

@@ -1,5 +1,6 @@
 // The run's HTML report: one self-contained file (inline SVG, no scripts, no network) with the loss
-// curve and pass@1 per evaluation set.
+// curve, pass@1 per evaluation set, and any further sections (the evaluation's failures and examples).
+import { esc, niceTicks } from '../report/html.js';
 
 export interface ReportInput {
   title: string;
@@ -9,18 +10,8 @@ export interface ReportInput {
   scores: Array<{ set: string; mode: string; pass1: number; paper?: number }>;
   /** Key facts shown in a table (config, timings). */
   facts: Array<[string, string]>;
-}
-
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-
-function niceTicks(lo: number, hi: number, count: number): number[] {
-  if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / count;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
-  const out: number[] = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + 1e-12; t += step) out.push(Number(t.toPrecision(6)));
-  return out;
+  /** More sections after the charts (HTML made by their owners). */
+  sections?: ReadonlyArray<{ heading: string; html: string }>;
 }
 
 /** An SVG line chart of loss against step (raw points faint, a moving average on top). */
@@ -98,6 +89,7 @@ svg text{font-size:11px;fill:#444}.grid{stroke:#eee}.axis{stroke:#888}
 .raw{fill:none;stroke:#9ecae1;stroke-width:1}.smooth{fill:none;stroke:#08519c;stroke-width:2}
 .bar{fill:#3182bd}.bar.constrained{fill:#31a354}.paper{stroke:#d62728;stroke-width:2}.mode{fill:#888}
 table{border-collapse:collapse}th,td{text-align:left;padding:2px 12px 2px 0;border-bottom:1px solid #eee}
+code,.response{font-family:ui-monospace,monospace;font-size:12px}.ok{color:#31a354}.bad{color:#d62728}
 </style></head><body>
 <h1>${esc(input.title)}</h1>
 <table>${facts}</table>
@@ -106,6 +98,7 @@ ${lossChart(input.steps)}
 <h2>pass@1 by evaluation set</h2>
 <p>This run's pass@1 per evaluation set, free and constrained decoding; red ticks: the paper's LoRA-tuned open-llama-3B trained on 100M puzzles (Table 2).</p>
 ${passChart(input.scores)}
+${(input.sections ?? []).map((x) => `<h2>${esc(x.heading)}</h2>\n${x.html}`).join('\n')}
 </body></html>
 `;
 }

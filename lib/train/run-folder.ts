@@ -17,6 +17,8 @@ export interface RunPlan {
     data: DataPosition;
     /** The world size the checkpoint was written by (null: before data parallelism existed). */
     worldSize: number | null;
+    /** Seconds of training before the checkpoint (0 when the checkpoint does not say). */
+    trainedSeconds: number;
   } | null;
 }
 
@@ -54,7 +56,7 @@ export function prepareRunFolder(o: ResolvedTrainOptions, extra: Record<string, 
         throw new Error(`train(): the options differ from those of the run in ${o.out}; a resumed run must keep its model, data, batch, schedule and seed`);
       }
       if (state.step > o.steps) throw new Error(`train(): the checkpoint is at step ${state.step}, beyond steps = ${o.steps}`);
-      plan = { resume: { checkpoint: latest, step: state.step, data: state.data, worldSize: state.worldSize ?? null } };
+      plan = { resume: { checkpoint: latest, step: state.step, data: state.data, worldSize: state.worldSize ?? null, trainedSeconds: state.trainedSeconds ?? 0 } };
     }
   } else if (o.resume) {
     throw new Error(`train(): resume was asked for but ${o.out} holds no checkpoint`);

@@ -16,6 +16,7 @@ import { openHfCheckpoint } from '../model/hf-checkpoint.js';
 import { PuzzleTokenizer, type Tokenizer } from '../model/tokenizer.js';
 import { CHECKPOINT_VERSION, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { openPuzzleStream } from './data.js';
+import { GlobalBatches } from './batches.js';
 import { exportModel } from './export.js';
 import { writeRunReport } from './run-report.js';
 import { evalsPath, metricsPath, prepareRunFolder, readHistory, type RunPlan } from './run-folder.js';
@@ -29,9 +30,13 @@ export interface TrainResult {
   world: { rank: number; worldSize: number };
   /** Every step of the run (those before a resume included, read back from metrics.jsonl). */
   history: StepRecord[];
-  /** Steps done when train() returned (less than options.steps when stopped by the signal). */
+  /** Steps done when train() returned (the step a time budget reached; fewer than asked when stopped). */
   stepsDone: number;
   stopped: boolean;
+  /** What ended training: the step count, the time budget, or the signal. */
+  endedBy: 'steps' | 'time' | 'signal';
+  /** Seconds of training (before a resume included; evaluations during training not counted). */
+  trainedSeconds: number;
   checkpoint: string | null;
   /** The final Hugging Face model folder (null when stopped early, and on ranks other than 0). */
   model: string | null;
@@ -94,6 +99,7 @@ async function run(
   const engineOptions = { lora: o.lora, device: o.device, deviceIndex, threads, seed: o.seed, frozenWeights: o.frozenWeights, gradientCheckpointing: o.gradientCheckpointing };
   const engine = o.baseModel ? (await loadModel(o.baseModel, engineOptions)).engine : await Engine.create({ config: o.config, ...engineOptions });
   const stream = openPuzzleStream(o.data, resume?.data);
+  const batches = new GlobalBatches(stream, tokenizer, o.batchSize, o.lengthBuckets, o.seed, resume?.data);
   try {
     if (group) {
       const comm = await group.connect(engine.device === 'cuda' ? 'nccl' : 'gloo', { deviceIndex });
@@ -107,13 +113,13 @@ async function run(
     const metrics = lead ? metricsPath(o) : null;
     const history = metrics ? readHistory(metrics, start) : [];
     let checkpoint: string | null = resume?.checkpoint ?? null;
-    const save = async (stepsDone: number) => {
+    const save = async (stepsDone: number, trainedSeconds: number) => {
       if (group) await checkSameWeights(engine, group, stepsDone);
       if (!lead) return;
       checkpoint = await saveCheckpoint(
         o.out,
         engine,
-        { version: CHECKPOINT_VERSION, step: stepsDone, adamStep: engine.stepCount, data: stream.position(), fingerprint: fingerprint(o), allParameters: o.baseModel === null, worldSize: world.worldSize, savedAt: new Date().toISOString() },
+        { version: CHECKPOINT_VERSION, step: stepsDone, adamStep: engine.stepCount, data: batches.position(), fingerprint: fingerprint(o), allParameters: o.baseModel === null, worldSize: world.worldSize, trainedSeconds, savedAt: new Date().toISOString() },
         o.keepCheckpoints,
       );
     };
@@ -129,8 +135,9 @@ async function run(
       options.onEval?.(stepsDone, r.scores.map((x) => ({ set: x.id, mode: x.mode, pass1: x.pass1 })));
     };
 
-    const { stepsDone, stopped } = await runSteps({ o, engine, tokenizer, stream, group, start, history, metrics, signal: options.signal, onStep: options.onStep, checkpoint: save, evaluate: runEval });
-    await save(stepsDone);
+    const trainedBefore = resume?.trainedSeconds ?? 0;
+    const { stepsDone, stopped, endedBy, trainedSeconds } = await runSteps({ o, engine, tokenizer, batches, group, start, trainedSeconds: trainedBefore, history, metrics, signal: options.signal, onStep: options.onStep, checkpoint: save, evaluate: runEval });
+    await save(stepsDone, trainedSeconds);
     let model: string | null = null;
     let adapter: string | null = null;
     if (!stopped) {
@@ -140,7 +147,7 @@ async function run(
     const report = lead ? writeRunReport(o, history, evaluation, world.worldSize) : null;
     // No rank leaves before every rank is done (rank 0's store must outlive the others' last collective).
     if (group) await group.barrier();
-    return { out: o.out, options: o, world: { rank: world.rank, worldSize: world.worldSize }, history, stepsDone, stopped, checkpoint, model, adapter, evaluation, report, notes };
+    return { out: o.out, options: o, world: { rank: world.rank, worldSize: world.worldSize }, history, stepsDone, stopped, endedBy, trainedSeconds, checkpoint, model, adapter, evaluation, report, notes };
   } finally {
     stream.close();
     engine.dispose();

@@ -1,35 +1,59 @@
-// `npm start` / `puzzle-llama start`: the main job on a CPU in about ten minutes: synthesize a training set
-// (never an evaluation puzzle), train the tiny preset from scratch on it, evaluate on a sample of every
-// evaluation set (free and constrained decoding), and print the table with where the report and model are.
+// `npm start` / `puzzle-llama start`: the main job within a wall-clock budget (ten minutes by default) on any
+// machine: synthesize training puzzles with canonical responses (never an evaluation puzzle), time a
+// sample of decoding to know what the evaluation will cost, train the `cpu-10min` recipe for the time
+// left, evaluate every paper set (free and constrained decoding) and print the table.
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { benchmarkSets } from '../../puzzle/benchmark-sets.js';
-import { train } from '../../train/train.js';
+import { Engine } from '../../engine/engine.js';
+import { evaluate } from '../../eval/run.js';
+import { DEFAULT_EVAL_SETS } from '../../eval/evaluate.js';
+import { presetConfig, type PresetName } from '../../model/config.js';
+import { PuzzleTokenizer } from '../../model/tokenizer.js';
+import { recipe } from '../../train/recipes.js';
+import { train, type TrainResult } from '../../train/train.js';
 import { intFlag, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import type { CliIo } from '../io.js';
+import { formatSeconds } from '../progress.js';
 import { trainProgress } from '../train-progress.js';
+import { durationFlag } from './train.js';
 import { synthCommand } from './synth.js';
 
-export const startHelp = `puzzle-llama start [--out DIR] [--steps N] [--count N] [--limit K] [--threads T]
-  The main job: synthesize N training puzzles, train the tiny preset from scratch for --steps, then evaluate
-  K puzzles of every evaluation set (free and constrained decoding) and print the pass@1 table.
-  Defaults: runs/main, 2000 steps of batch 32, 64,000 puzzles (each seen once), 100 puzzles per set.`;
+export const startHelp = `puzzle-llama start [--out DIR] [--minutes M] [--steps N] [--count N] [--limit K] [--threads T]
+  The main job, done within --minutes (default 10) of wall clock on any machine: synthesize --count
+  training puzzles answered with their canonical solutions, train the tiny preset from scratch (the
+  cpu-10min recipe) for the time left once the evaluation's cost is measured on a sample, then evaluate
+  K puzzles of each of the paper's four sets, free and constrained decoding, and print the pass@1 table.
+  --steps N trains exactly N steps instead of to the clock (a deterministic run).
+  Defaults: runs/main, 150,000 puzzles (fewer are read on a slow machine), 300 puzzles per set.`;
+
+/** Seconds kept back for exporting the model and writing the report. */
+const FINISH_SECONDS = 10;
+/** The evaluation's measured cost is scaled by this, for batches that come out smaller than the sample's. */
+const EVAL_MARGIN = 1.25;
+/** Below this, training learns nothing worth evaluating: the job trains this long and says it overran. */
+const MIN_TRAIN_SECONDS = 60;
 
 export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   const flags = parseFlags('start', argv, {
     out: { type: 'string' },
+    minutes: { type: 'string' },
     steps: { type: 'string' },
     count: { type: 'string' },
     limit: { type: 'string' },
     threads: { type: 'string' },
   });
-  const dir = flags.out ?? join('runs', 'main');
-  const steps = intFlag('start', 'steps', flags.steps, 2000, 1);
-  const count = intFlag('start', 'count', flags.count, steps * 32, 1);
-  const limit = intFlag('start', 'limit', flags.limit, 100, 1, 3000);
-  const threads = flags.threads === undefined ? undefined : intFlag('start', 'threads', flags.threads, 1, 1, 1024);
   const started = performance.now();
+  const dir = flags.out ?? join('runs', 'main');
+  const minutes = flags.minutes === undefined ? 10 : (durationFlag('start', 'minutes', `${flags.minutes}m`) as number) / 60;
+  const steps = flags.steps === undefined ? undefined : intFlag('start', 'steps', flags.steps, 2000, 1);
+  const count = intFlag('start', 'count', flags.count, 150_000, 1);
+  const limit = intFlag('start', 'limit', flags.limit, 300, 1, 3000);
+  const threads = flags.threads === undefined ? undefined : intFlag('start', 'threads', flags.threads, 1, 1, 1024);
+  const cpu = recipe('cpu-10min').options;
+  const sets = [...DEFAULT_EVAL_SETS];
+  const modes = ['free', 'constrained'] as const;
+
   // a fresh run each time; a previous run in the same folder is kept beside it, under its date
   if (existsSync(dir)) {
     const kept = `${dir}-${statSync(dir).mtime.toISOString().replace(/[:.]/g, '-')}`;
@@ -39,53 +63,64 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   mkdirSync(dir, { recursive: true });
   const trainPath = join(dir, 'train.jsonl');
 
-  io.stderr.write(`[1/3] synthesizing ${count.toLocaleString('en-US')} training puzzles (V 60, N 5,6,7; no evaluation puzzle) -> ${trainPath}\n`);
-  const code = await synthCommand(['--count', String(count), '--seed', '1234', '--out', trainPath], io);
+  io.stderr.write(`[1/3] synthesizing ${count.toLocaleString('en-US')} training puzzles (V 60, N 5,6,7; canonical responses; no evaluation puzzle) -> ${trainPath}\n`);
+  const code = await synthCommand(['--count', String(count), '--seed', '1234', '--responses', 'canonical', '--out', trainPath], io);
   if (code !== 0) return code;
 
-  io.stderr.write(`[2/3] training the tiny preset from scratch on the CPU: ${steps} steps of 32 puzzles\n`);
+  const evalPuzzles = sets.length * limit * modes.length;
+  let timeBudget: number | undefined;
+  if (steps === undefined) {
+    const perPuzzle = await decodeSecondsPerPuzzle(cpu.preset as PresetName, threads);
+    const evalSeconds = EVAL_MARGIN * perPuzzle * evalPuzzles;
+    const left = minutes * 60 - (performance.now() - started) / 1000 - evalSeconds - FINISH_SECONDS;
+    timeBudget = Math.max(MIN_TRAIN_SECONDS, Math.floor(left));
+    if (left < MIN_TRAIN_SECONDS) io.stderr.write(`this machine needs about ${formatSeconds(evalSeconds)} for the evaluation alone: training ${MIN_TRAIN_SECONDS} s anyway, so the job will take longer than ${minutes} min\n`);
+    io.stderr.write(`[2/3] training the tiny preset from scratch on the CPU for ${formatSeconds(timeBudget)} (${minutes} min, less about ${formatSeconds(evalSeconds)} measured for the evaluation)\n`);
+  } else {
+    io.stderr.write(`[2/3] training the tiny preset from scratch on the CPU: ${steps} steps of ${cpu.batchSize} puzzles\n`);
+  }
+
   const controller = new AbortController();
   const onSigint = () => {
     io.stderr.write('\nstopping after the current step (the checkpoint stays in the run folder)\n');
     controller.abort();
   };
   process.on('SIGINT', onSigint);
-  let result;
-  const shown = trainProgress(io, steps);
-  let lastLoss = NaN;
+  const shown = trainProgress(io, { steps, timeBudget });
   let trained = false;
-  const trainedLine = () => {
-    if (!trained) shown.finish(`train: ${steps} steps, final loss ${lastLoss.toFixed(4)}`);
+  let result: TrainResult;
+  const trainedLine = (r: Pick<TrainResult, 'stepsDone' | 'history'>) => {
+    if (!trained) shown.finish(`train: ${r.stepsDone} steps in ${formatSeconds(r.history.at(-1)?.elapsedSeconds ?? 0)}, final loss ${r.history.at(-1)?.loss.toFixed(4) ?? '-'}`);
     trained = true;
   };
+  const history: TrainResult['history'] = [];
   try {
     result = await train({
+      ...cpu,
       ...shown,
       onStep: (r) => {
-        lastLoss = r.loss;
+        history.push(r);
         shown.onStep?.(r);
       },
       out: dir,
-      preset: 'tiny',
-      steps,
-      batchSize: 32,
-      lr: 2e-3,
       data: { source: 'file', path: trainPath },
+      steps,
+      timeBudget,
       checkpointEvery: 250,
       threads,
       evalAtEnd: true,
       evalLimit: limit,
-      evalSets: benchmarkSets.map((s) => s.id),
-      evalModes: ['free', 'constrained'],
+      evalSets: sets,
+      evalModes: [...modes],
       signal: controller.signal,
       onEvalStart: () => {
-        trainedLine();
-        io.stderr.write(`[3/3] evaluating ${limit} puzzles of each set (free and constrained decoding)\n`);
+        trainedLine({ stepsDone: history.length, history });
+        io.stderr.write(`[3/3] evaluating ${limit} puzzles of each of ${sets.join(', ')} (free and constrained decoding)\n`);
       },
       onEval: () => undefined,
     });
-    if (result.stopped) shown.finish(`train: stopped after step ${result.stepsDone} of ${steps}`);
-    else trainedLine();
+    if (result.stopped) shown.finish(`train: stopped after step ${result.stepsDone}`);
+    else trainedLine(result);
   } catch (err) {
     throw new CliError(`puzzle-llama start: ${(err as Error).message}`, 1);
   } finally {
@@ -95,13 +130,13 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
     io.stdout.write(`stopped at step ${result.stepsDone}; the run is in ${dir}\n`);
     return 130;
   }
-  const minutes = (performance.now() - started) / 60000;
+  const total = (performance.now() - started) / 1000;
   io.stdout.write(
     [
       '',
       result.evaluation?.table ?? '(no evaluation)',
       '',
-      `main job done in ${minutes.toFixed(1)} min`,
+      `main job done in ${formatSeconds(total)}: ${result.stepsDone} steps of ${cpu.batchSize} puzzles${result.endedBy === 'time' ? ` in the ${formatSeconds(timeBudget ?? 0)} training budget` : ''}`,
       `report: ${result.report}`,
       `model:  ${result.model}`,
       `run:    ${dir} (metrics.jsonl, evals.jsonl, checkpoints/)`,
@@ -109,4 +144,19 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
     ].join('\n'),
   );
   return 0;
+}
+
+/**
+ * What one puzzle's decoding costs on this machine: a fresh model of the preset decodes a sample of the
+ * in-domain set under constrained decoding (which writes well-formed steps of the real length).
+ */
+async function decodeSecondsPerPuzzle(preset: PresetName, threads: number | undefined): Promise<number> {
+  const tokenizer = new PuzzleTokenizer();
+  const engine = await Engine.create({ config: presetConfig(preset, { vocab_size: tokenizer.vocabSize }), device: 'cpu', threads, seed: 1 });
+  try {
+    const r = await evaluate({ model: { engine, tokenizer }, sets: ['id'], limit: 96, modes: ['constrained'] });
+    return r.seconds / r.records.length;
+  } finally {
+    engine.dispose();
+  }
 }

@@ -3,13 +3,18 @@ import { existsSync } from 'node:fs';
 import { benchmarkPuzzles } from '../../puzzle/benchmark-sets.js';
 import { puzzleToJsonLine, readPuzzleFile } from '../../puzzle/jsonl.js';
 import { synthesize } from '../../puzzle/synthesize.js';
+import { answered, RESPONSE_KINDS, type ResponseKind } from '../../puzzle/canonical.js';
 import { intFlag, intListFlag, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import { openTextSink, type CliIo } from '../io.js';
 import { createProgress } from '../progress.js';
 
-export const synthHelp = `puzzle-llama synth --n 5,6,7 --max-value 60 --count 1000000 --seed 1 [--exclude FILE]… --out FILE|-
+export const synthHelp = `puzzle-llama synth --n 5,6,7 --max-value 60 --count 1000000 --seed 1 [--exclude FILE]…
+                   [--responses synthetic|canonical|canonical-only] --out FILE|-
   Synthesizes puzzles with the paper's Algorithm 1 (N used in turn from --n), one JSONL record per line.
+  --responses: the response is Algorithm 1's chain (synthetic, the default) or the canonical solution
+  (the target from one to three candidates, the others folded to 0; the chain where there is none),
+  canonical-only skips the puzzles without one.
   Puzzles of the shipped evaluation sets and of every --exclude file (JSONL with numbers and target) are never produced.`;
 
 const LINES_PER_CHUNK = 4096;
@@ -22,7 +27,10 @@ export async function synthCommand(argv: string[], io: CliIo): Promise<number> {
     seed: { type: 'string' },
     exclude: { type: 'string', multiple: true },
     out: { type: 'string' },
+    responses: { type: 'string' },
   });
+  const responses = (flags.responses ?? 'synthetic') as ResponseKind;
+  if (!RESPONSE_KINDS.includes(responses)) throw new CliError(`puzzle-llama synth: --responses must be one of ${RESPONSE_KINDS.join(', ')}, got '${flags.responses}'`);
   const ns = intListFlag('synth', 'n', flags.n, [5, 6, 7], 2, 64);
   const maxValue = intFlag('synth', 'max-value', flags['max-value'], 60, 1, 2 ** 32);
   const count = intFlag('synth', 'count', flags.count, 1000, 0);
@@ -47,7 +55,10 @@ export async function synthCommand(argv: string[], io: CliIo): Promise<number> {
   let written = 0;
   try {
     let chunk: string[] = [];
-    for (const puzzle of synthesize({ n: ns, maxValue, count, seed, exclude })) {
+    // canonical-only skips puzzles: draw until `count` are written
+    const draws = responses === 'canonical-only' ? Number.MAX_SAFE_INTEGER : count;
+    for (const puzzle of answered(synthesize({ n: ns, maxValue, count: draws, seed, exclude }), responses)) {
+      if (written + chunk.length >= count) break;
       chunk.push(puzzleToJsonLine(puzzle));
       if (chunk.length === LINES_PER_CHUNK) {
         await sink.write(chunk.join('\n') + '\n');
@@ -64,7 +75,7 @@ export async function synthCommand(argv: string[], io: CliIo): Promise<number> {
     throw err;
   }
   const seconds = (performance.now() - started) / 1000;
-  const summary = `synth: ${written} puzzles (N ${ns.join(',')}, V ${maxValue}, seed ${seed}) in ${seconds.toFixed(2)} s` + (out === '-' ? '' : ` -> ${out}`);
+  const summary = `synth: ${written} puzzles (N ${ns.join(',')}, V ${maxValue}, seed ${seed}${responses === 'synthetic' ? '' : `, ${responses} responses`}) in ${seconds.toFixed(2)} s` + (out === '-' ? '' : ` -> ${out}`);
   if (progress) progress.finish(summary);
   else io.stderr.write(summary + '\n');
   return 0;

@@ -3,16 +3,19 @@ import { readFileSync } from 'node:fs';
 import { train } from '../../train/train.js';
 import type { TrainOptions } from '../../train/options.js';
 import type { DataOptions } from '../../train/data.js';
+import { recipe, RECIPES } from '../../train/recipes.js';
+import { RESPONSE_KINDS, type ResponseKind } from '../../puzzle/canonical.js';
 import { intFlag, intListFlag, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import type { CliIo } from '../io.js';
+import { formatSeconds } from '../progress.js';
 import { trainProgress } from '../train-progress.js';
 
-export const trainHelp = `puzzle-llama train [--config FILE] [--preset tiny] [--out DIR] [--steps N] [--batch-size B] [--lr X]
+export const trainHelp = `puzzle-llama train [--recipe NAME] [--config FILE] [--preset tiny] [--out DIR] [--steps N] [--batch-size B] [--lr X]
                    [--lora] [--frozen-weights fp32|bf16] [--gradient-checkpointing]
-                   [--data FILE | --n 5,6,7 --max-value 60] [--seed S]
+                   [--data FILE | --n 5,6,7 --max-value 60 --responses synthetic|canonical|canonical-only] [--seed S]
                    [--device auto|cpu|cuda] [--threads T] [--checkpoint-every K] [--resume]
-                   [--dist-timeout SECONDS]
+                   [--time SECONDS|Nm] [--dist-timeout SECONDS]
   Trains a model from scratch (or LoRA with --lora) on puzzles synthesized on the fly (or read from --data).
   Started by \`puzzle-llama launch\`, torchrun or srun with several ranks, it trains data-parallel: the
   batch stays the global batch, each rank takes a share, rank 0 writes the run folder; a rank that dies or
@@ -20,7 +23,19 @@ export const trainHelp = `puzzle-llama train [--config FILE] [--preset tiny] [--
   --frozen-weights bf16 (LoRA) keeps the frozen base matrices in bf16: half their memory.
   --gradient-checkpointing recomputes each layer's forward pass in the backward pass: the same results,
   one layer's activations instead of every layer's, about a third more compute.
-  --config FILE is JSON with any train() option (flags given on the command line win).`;
+  --time trains to a time budget (seconds, or minutes as 8m): the learning rate follows the elapsed
+  fraction of it and the run ends when it is spent (with --steps too, at whichever comes first).
+  --recipe takes a measured set of options: ${Object.values(RECIPES).map((r) => `${r.name} (${r.description})`).join('; ')}.
+  --config FILE is JSON with any train() option (flags given on the command line win over it, and it over the recipe).`;
+
+/** A duration flag: seconds (300, 12.5) or minutes (8m) or seconds with a unit (90s). */
+export function durationFlag(command: string, name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(s|m|min)?\s*$/.exec(value);
+  const seconds = m ? Number(m[1]) * (m[2] === 'm' || m[2] === 'min' ? 60 : 1) : NaN;
+  if (!(seconds > 0) || !Number.isFinite(seconds)) throw new CliError(`puzzle-llama ${command}: --${name} must be a duration such as 480, 90s or 8m, got '${value}'`);
+  return seconds;
+}
 
 function numberFlag(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -49,27 +64,44 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
     'checkpoint-every': { type: 'string' },
     resume: { type: 'boolean' },
     'dist-timeout': { type: 'string' },
+    time: { type: 'string' },
+    recipe: { type: 'string' },
+    responses: { type: 'string' },
   });
-  let fromFile: Partial<TrainOptions> = {};
+  let fromRecipe: Partial<TrainOptions> = {};
+  if (flags.recipe !== undefined) {
+    try {
+      fromRecipe = recipe(flags.recipe).options;
+    } catch (err) {
+      throw new CliError(`puzzle-llama train: --recipe: ${(err as Error).message}`);
+    }
+  }
+  let fromConfig: Partial<TrainOptions> = {};
   if (flags.config) {
     try {
-      fromFile = JSON.parse(readFileSync(flags.config, 'utf8'));
+      fromConfig = JSON.parse(readFileSync(flags.config, 'utf8'));
     } catch (err) {
       throw new CliError(`puzzle-llama train: --config ${flags.config}: ${(err as Error).message}`);
     }
-    if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile)) {
+    if (typeof fromConfig !== 'object' || fromConfig === null || Array.isArray(fromConfig)) {
       throw new CliError(`puzzle-llama train: --config ${flags.config} must hold a JSON object of train() options`);
     }
   }
+  const fromFile: Partial<TrainOptions> = { ...fromRecipe, ...fromConfig };
+  const responses = flags.responses as ResponseKind | undefined;
+  if (responses !== undefined && !RESPONSE_KINDS.includes(responses)) throw new CliError(`puzzle-llama train: --responses must be one of ${RESPONSE_KINDS.join(', ')}, got '${responses}'`);
+  if (responses !== undefined && flags.data) throw new CliError('puzzle-llama train: --responses applies to synthesized data; a --data file holds its own responses (write them with `synth --responses`)');
   const seed = flags.seed !== undefined ? intFlag('train', 'seed', flags.seed, 1234, 0) : fromFile.seed;
   let data: DataOptions | undefined = fromFile.data;
   if (flags.data) data = { source: 'file', path: flags.data };
-  else if (flags.n || flags['max-value']) {
+  else if (flags.n || flags['max-value'] || responses) {
+    const base = data?.source === 'synth' ? data : undefined;
     data = {
       source: 'synth',
-      n: intListFlag('train', 'n', flags.n, [5, 6, 7], 2, 64),
-      maxValue: intFlag('train', 'max-value', flags['max-value'], 60, 1),
-      seed: seed ?? 1234,
+      n: flags.n ? intListFlag('train', 'n', flags.n, [5, 6, 7], 2, 64) : (base?.n ?? [5, 6, 7]),
+      maxValue: flags['max-value'] ? intFlag('train', 'max-value', flags['max-value'], 60, 1) : (base?.maxValue ?? 60),
+      seed: seed ?? base?.seed ?? 1234,
+      responses: responses ?? base?.responses,
     };
   }
   const frozenWeights = flags['frozen-weights'] ?? fromFile.frozenWeights;
@@ -82,7 +114,9 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
     ...fromFile,
     out: flags.out ?? fromFile.out ?? 'runs/train',
     preset: flags.preset ?? fromFile.preset,
-    steps: flags.steps !== undefined ? intFlag('train', 'steps', flags.steps, 1, 1) : (fromFile.steps ?? 1000),
+    // --steps alone makes a fixed run even when the recipe has a time budget
+    timeBudget: durationFlag('train', 'time', flags.time) ?? (flags.steps !== undefined ? fromConfig.timeBudget : fromFile.timeBudget),
+    steps: flags.steps !== undefined ? intFlag('train', 'steps', flags.steps, 1, 1) : (fromFile.steps ?? (flags.time !== undefined || fromFile.timeBudget !== undefined ? undefined : 1000)),
     batchSize: flags['batch-size'] !== undefined ? intFlag('train', 'batch-size', flags['batch-size'], 32, 1) : fromFile.batchSize,
     lr: numberFlag('lr', flags.lr) ?? fromFile.lr,
     lora: flags.lora ? true : fromFile.lora,
@@ -118,7 +152,7 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const steps = options.steps;
-  const shown = trainProgress(io, steps);
+  const shown = trainProgress(io, { steps, timeBudget: options.timeBudget });
   try {
     const result = await train({ ...options, ...shown, signal: controller.signal });
     if (result.world.rank > 0) {
@@ -127,13 +161,13 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
     }
     shown.finish(
       result.stopped
-        ? `train: stopped after step ${result.stepsDone} of ${steps}; resume with --resume (checkpoint ${result.checkpoint})`
-        : `train: ${steps} steps, final loss ${result.history.at(-1)?.loss.toFixed(4) ?? '-'}`,
+        ? `train: stopped after step ${result.stepsDone}${steps ? ` of ${steps}` : ''}; resume with --resume (checkpoint ${result.checkpoint})`
+        : `train: ${result.stepsDone} steps${result.endedBy === 'time' ? ` (the ${formatSeconds(result.trainedSeconds)} budget)` : ''}, final loss ${result.history.at(-1)?.loss.toFixed(4) ?? '-'}`,
     );
     io.stdout.write(
       [
         `run:        ${result.out}`,
-        `steps:      ${result.stepsDone}/${result.options.steps}${result.stopped ? ' (stopped)' : ''}`,
+        `steps:      ${result.stepsDone}${result.options.timeBudget === null ? `/${result.options.steps}` : ` in ${formatSeconds(result.trainedSeconds)} of training`}${result.stopped ? ' (stopped)' : ''}`,
         `final loss: ${result.history.at(-1)?.loss.toFixed(4) ?? '-'}`,
         `checkpoint: ${result.checkpoint}`,
         ...(result.model ? [`model:      ${result.model}`] : []),

@@ -1,0 +1,120 @@
+// Canonical solutions: the shortest "core" that reaches the target from one, two or three candidates, then
+// the other candidates folded to 0 and added. A solution of this shape is one a small model can learn to
+// write left to right; the synthetic chain of Algorithm 1 is a random walk that it cannot. Written out in
+// docs/ARCHITECTURE.md ("Canonical solutions").
+import { floorDiv, type Int } from './int.js';
+import { applyOp } from './synthesize.js';
+import type { Op, Puzzle, SolvedPuzzle, Step } from './types.js';
+
+/** How many candidates the core uses: the target itself, one step over two, two steps over three. */
+export type CanonicalShape = 'target' | 'pair' | 'triple';
+
+export interface CanonicalSolution {
+  shape: CanonicalShape;
+  steps: Step[];
+}
+
+/** The operators in the order the search tries them (so that the first hit is the canonical one). */
+const OP_ORDER: readonly Op[] = ['+', '-', '*', '/'];
+const COMMUTES: Record<Op, boolean> = { '+': true, '*': true, '-': false, '/': false };
+
+/**
+ * The canonical solution of a puzzle with a core of at most `maxCore` candidates, or null when it has none.
+ * Search order, which makes the answer unique: smaller cores first; candidates in prompt order; operators
+ * + - * /; for - and / the prompt order of the operands before the reverse.
+ */
+export function canonicalSolution(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3): CanonicalSolution | null {
+  const x = puzzle.numbers;
+  const n = x.length;
+  const target = puzzle.target;
+  const rest = (used: number[]) => x.filter((_, i) => !used.includes(i));
+
+  for (let i = 0; i < n; i++) {
+    if (x[i] !== target) continue;
+    const done = finish([], target, rest([i]));
+    if (done) return { shape: 'target', steps: done };
+    break; // another copy of the target leaves the same others
+  }
+  if (maxCore < 2) return null;
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      for (const op of OP_ORDER) {
+        for (const [a, b] of orders(x[i], x[j], op)) {
+          if (applyOp(a, op, b) !== target) continue;
+          const done = finish([{ a, op, b, result: target }], target, rest([i, j]));
+          if (done) return { shape: 'pair', steps: done };
+        }
+      }
+    }
+  }
+  if (maxCore < 3) return null;
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      for (const op1 of OP_ORDER) {
+        for (const [a, b] of orders(x[i], x[j], op1)) {
+          const r = applyOp(a, op1, b);
+          if (r === null) continue;
+          for (let k = 0; k < n; k++) {
+            if (k === i || k === j) continue;
+            for (const op2 of OP_ORDER) {
+              for (const [c, d] of orders(r, x[k], op2)) {
+                if (applyOp(c, op2, d) !== target) continue;
+                const done = finish([{ a, op: op1, b, result: r }, { a: c, op: op2, b: d, result: target }], target, rest([i, j, k]));
+                if (done) return { shape: 'triple', steps: done };
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return null;
+}
+
+/** Operand orders to try: the given one, and the reverse for operators that do not commute. */
+function orders(a: Int, b: Int, op: Op): Array<[Int, Int]> {
+  return COMMUTES[op] || a === b ? [[a, b]] : [[a, b], [b, a]];
+}
+
+/**
+ * The core's steps, then the others folded to 0 (in prompt order) and added to the core's value; null when
+ * the others cannot be folded to 0 (a single one left over, or a first pair with no zero between them).
+ */
+function finish(core: Step[], value: Int, others: Int[]): Step[] | null {
+  if (others.length === 0) return core;
+  if (others.length === 1) return null;
+  const first = zeroStep(others[0], others[1]);
+  if (!first) return null;
+  const steps = [...core, first];
+  for (let k = 2; k < others.length; k++) steps.push({ a: 0, op: '*', b: others[k], result: 0 });
+  steps.push({ a: value, op: '+', b: 0, result: value });
+  return steps;
+}
+
+/** A step that makes 0 from two numbers: x-x, the smaller over the larger (floor division), or 0 times. */
+function zeroStep(x: Int, y: Int): Step | null {
+  if (x === y) return { a: x, op: '-', b: y, result: 0 };
+  if (y !== 0 && floorDiv(x, y) === 0) return { a: x, op: '/', b: y, result: 0 };
+  if (x !== 0 && floorDiv(y, x) === 0) return { a: y, op: '/', b: x, result: 0 };
+  return null;
+}
+
+/** Which solution a synthesized puzzle is answered with: Algorithm 1's chain, or the canonical one. */
+export type ResponseKind = 'synthetic' | 'canonical' | 'canonical-only';
+export const RESPONSE_KINDS: readonly ResponseKind[] = ['synthetic', 'canonical', 'canonical-only'];
+
+/**
+ * Puzzles with the steps of the chosen solution: 'canonical' keeps the synthetic chain where there is no
+ * canonical solution; 'canonical-only' drops those puzzles.
+ */
+export function* answered(puzzles: Iterable<SolvedPuzzle>, responses: ResponseKind): Generator<SolvedPuzzle> {
+  for (const p of puzzles) {
+    if (responses === 'synthetic') {
+      yield p;
+      continue;
+    }
+    const canonical = canonicalSolution(p);
+    if (canonical) yield { numbers: p.numbers, target: p.target, steps: canonical.steps };
+    else if (responses === 'canonical') yield p;
+  }
+}
