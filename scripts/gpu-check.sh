@@ -15,7 +15,9 @@
 # which makes it exit 3.
 #
 # Environment: OUT; GPU_CHECK_BUDGET_S (total seconds, default 470); GPU_CHECK_HARNESS=0 skips the C++
-# harness, GPU_CHECK_HF=0 the transformers/PEFT fixtures; GPU_CHECK_BENCH=full (full bench
+# harness, GPU_CHECK_HF=0 the transformers/PEFT fixtures; GPU_CHECK_LAB=1 also runs the kernel lab
+# (native/cuda/dev/run.sh: every version of every op checked, then timed; up to 180 s of the budget, its log
+# in $OUT/lab.txt); GPU_CHECK_BENCH=full (full bench
 # sizes instead of --quick); CUDA_ARCHS (CMAKE_CUDA_ARCHITECTURES; default: this host's GPU only, which
 # builds several times faster than the full list); PUZZLE_LLAMA_CUBLAS is not used (cuBLAS is measured
 # through PyTorch, see bench/suites/gpu.ts).
@@ -77,6 +79,14 @@ if ((build_ok)) && [[ ${GPU_CHECK_HARNESS:-1} == 1 ]]; then
     || echo "== harness: FAILED (see above); the check goes on"
 fi
 
+# ---- 1c. the kernel lab (opt-in) -------------------------------------------------------------------------
+if ((build_ok)) && [[ ${GPU_CHECK_LAB:-0} == 1 ]]; then
+  lab_box=$(($(left) - 200))
+  ((lab_box > 180)) && lab_box=180
+  phase lab $lab_box bash -c 'LAB_TIMEOUT_S=90 bash native/cuda/dev/run.sh 2>&1 | tee "$1"' _ "$work/lab.txt" \
+    || echo "== lab: FAILED or cut short (see above); the check goes on"
+fi
+
 # ---- 2. tests ------------------------------------------------------------------------------------
 test_box=$(($(left) - 110))
 ((test_box > 300)) && test_box=300
@@ -110,7 +120,7 @@ phase bench $(($(left) - 70)) node --import tsx bench/run.ts "${bench_flags[@]}"
 phase bench-dist $(( $(left) < 60 ? $(left) - 10 : 60 )) node --import tsx bench/run.ts --suite dist --device cuda --quick --json "$work/bench-dist.json"
 
 # ---- 4. results and the summary -------------------------------------------------------------------
-for f in parity/parity.json parity/parity.junit.xml parity/vitest.junit.xml bench-gpu.json bench-dist.json; do
+for f in parity/parity.json parity/parity.junit.xml parity/vitest.junit.xml bench-gpu.json bench-dist.json lab.txt; do
   [[ -f $work/$f ]] && cp "$work/$f" "$OUT/"
 done
 GPU_CHECK_WORK=$work GPU_CHECK_BUILD_OK=$build_ok GPU_CHECK_SECONDS=$((SECONDS - start)) node - << 'EOF' | tee "$OUT/gpu-check-summary.txt"
@@ -125,7 +135,7 @@ const fmt = (x) => { x = num(x); return !Number.isFinite(x) ? String(x) : Math.a
 const pad = (rows) => { const w = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length))); return rows.map((r) => r.map((c, i) => String(c).padEnd(w[i])).join('  ').trimEnd()).join('\n'); };
 const lines = [];
 lines.push(`== gpu:check summary (${process.env.GPU_CHECK_SECONDS}s)`);
-lines.push(`phases: build ${status('build')}, harness ${status('harness')}, test ${status('test')}, hf-fixtures ${status('hf-fixtures')}, bench ${status('bench')}, bench-dist ${status('bench-dist')}`);
+lines.push(`phases: build ${status('build')}, harness ${status('harness')}, lab ${status('lab')}, test ${status('test')}, hf-fixtures ${status('hf-fixtures')}, bench ${status('bench')}, bench-dist ${status('bench-dist')}`);
 
 const vt = read('parity/vitest.json');
 const parity = read('parity/parity.json');

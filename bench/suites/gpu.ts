@@ -12,7 +12,6 @@ import { kernels } from '../../lib/engine/kernels.js';
 import { Engine } from '../../lib/engine/engine.js';
 import { presetConfig, type PresetName } from '../../lib/model/config.js';
 import type { CudaAvailability } from '../../lib/engine/native.js';
-import { withEnv } from '../../lib/engine/env.js';
 import { runPeer, type PeerOutcome } from './peers.js';
 
 
@@ -41,8 +40,8 @@ function checkMatmul(transA: boolean, transB: boolean): void {
   }
 }
 
-function checkAttention(kernel?: 'wgmma', d = 128): void {
-  const dims = { b: 1, t: 70, h: 4, hkv: 2, d, kernel };
+function checkAttention(d = 128): void {
+  const dims = { b: 1, t: 70, h: 4, hkv: 2, d };
   const q = pseudoRandom(70 * 4 * d, 3);
   const k = pseudoRandom(70 * 2 * d, 4);
   const v = pseudoRandom(70 * 2 * d, 5);
@@ -52,7 +51,7 @@ function checkAttention(kernel?: 'wgmma', d = 128): void {
   const scale = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
   for (let i = 0; i < want.length; i++) {
     if (!(Math.abs(got[i] - want[i]) <= 2e-2 * scale + 2e-2 * Math.abs(want[i]))) {
-      throw new Error(`CUDA attention check${kernel ? ` (${kernel})` : ''} at d ${d} failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
+      throw new Error(`CUDA attention check at d ${d} failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
     }
   }
 }
@@ -118,8 +117,6 @@ async function matmulSection({ options, avail, note, push }: Section): Promise<v
     const wide = bf16 && bf16.tileWidth !== 256
       ? await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, repeats, device: 'cuda', operands: 'bf16', tileWidth: 256 })
       : null;
-    // The ping-pong schedule (opt-in for the model until it has been timed against the cooperative one).
-    const pingPong = bf16 ? await kernels.timeMatmul({ m: w.m, n: w.n, k: w.k, repeats, device: 'cuda', operands: 'bf16', schedule: 'pingpong' }) : null;
     const ours = bf16 ?? fp32;
     const peer = await runPeer('matmul', { m: w.m, n: w.n, k: w.k, repeats, warmup: 3, device: 'cuda', dtype: 'bf16', threads: options.threads });
     push({
@@ -129,7 +126,7 @@ async function matmulSection({ options, avail, note, push }: Section): Promise<v
       higherIsBetter: true,
       ...peerOf(peer, 'gflops', 1 / 1000, 'cuBLAS via torch.mm (A@B, no transposes)'),
       note: bf16
-        ? `${note}: wgmma + TMA on bf16 A and B^T, 128x${bf16.tileWidth} tiles, median of ${repeats} (best ${(bf16.gflops / 1000).toFixed(1)})${wide ? `; 128x256 tiles ${(wide.medianGflops / 1000).toFixed(1)}` : ''}${pingPong ? `; ping-pong 128x128 ${(pingPong.medianGflops / 1000).toFixed(1)}` : ''}; through the fp32 interface (op(A), op(B) converted each call) ${(fp32.medianGflops / 1000).toFixed(1)}`
+        ? `${note}: wgmma + TMA on bf16 A and B^T, 128x${bf16.tileWidth} tiles, median of ${repeats} (best ${(bf16.gflops / 1000).toFixed(1)})${wide ? `; 128x256 tiles ${(wide.medianGflops / 1000).toFixed(1)}` : ''}; through the fp32 interface (op(A), op(B) converted each call) ${(fp32.medianGflops / 1000).toFixed(1)}`
         : `${note}: ${avail.gemm ?? 'bf16 tensor cores'}, fp32 in memory; median of ${repeats} (best ${(fp32.gflops / 1000).toFixed(1)})`,
     });
   }
@@ -156,7 +153,7 @@ async function attentionSection({ options, note, push }: Section): Promise<void>
     const r = options.quick ? 3 : 10;
     const dims = { b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' as const };
     const ours = await kernels.timeAttention(dims);
-    // The backward that recomputes S and dP for dQ instead of keeping dS (PUZZLE_LLAMA_CUDA_ATTENTION=flash-recompute).
+    // The backward that recomputes S and dP for dQ instead of keeping dS (attentionBackward 'low-memory').
     const recompute = await kernels.timeAttention({ ...dims, kernel: 'flash-recompute' });
     const { peer, peerFwd } = await attentionPeer(a, r, options);
     push({
@@ -166,33 +163,6 @@ async function attentionSection({ options, note, push }: Section): Promise<void>
       higherIsBetter: false,
       ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
       note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peerFwd}; with dQ recomputed instead of from the kept dS ${recompute.medianMsFwdBwd.toFixed(2)} ms; ${attentionRate(a, ours.medianMsFwdBwd)}`,
-    });
-  }
-}
-
-// The wgmma kernels (attention_hopper.cu, opt-in with PUZZLE_LLAMA_CUDA_ATTENTION=wgmma) where the device
-// runs the sm_90a image, each shape beside a peer run of its own: the d 128 shapes, then head dim 64 (the
-// small and base presets'), whose flash time goes in its note since the attention section times d 128
-// only. A section of its own, run last: a fault in kernels not yet run on a GPU would leave the process's
-// CUDA context unusable.
-async function attentionWgmmaSection({ options, avail, note, push }: Section): Promise<void> {
-  if (!(avail.gemm ?? '').includes('wgmma')) throw new Error(`not a Hopper GPU (GEMM ${avail.gemm ?? 'unknown'}): the wgmma attention kernels do not run here`);
-  checkAttention('wgmma', 128);
-  checkAttention('wgmma', 64);
-  const shapes = [...attentionShapes(options.quick), { t: 2048, b: 4, h: 16, hkv: 4, d: 64 }];
-  for (const a of shapes) {
-    const r = options.quick ? 3 : 10;
-    const dims = { b: a.b, t: a.t, h: a.h, hkv: a.hkv, d: a.d, repeats: r, device: 'cuda' as const };
-    const ours = await kernels.timeAttention({ ...dims, kernel: 'wgmma' });
-    const flash = a.d === 64 ? await kernels.timeAttention(dims) : null;
-    const { peer, peerFwd } = await attentionPeer(a, r, options);
-    push({
-      name: `${attentionName(a)}, wgmma kernels`,
-      unit: 'ms',
-      value: ours.medianMsFwdBwd,
-      higherIsBetter: false,
-      ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
-      note: `${note}: attention_hopper.cu (wgmma; P, dS and dS^T as register A operands; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peerFwd}${flash ? `; flash kernels ${flash.medianMsFwdBwd.toFixed(2)} ms` : ''}; ${attentionRate(a, ours.medianMsFwdBwd)}`,
     });
   }
 }
@@ -234,7 +204,6 @@ const SECTIONS: Array<{ name: string; run: (s: Section) => Promise<void>; failed
   { name: 'matmul', run: matmulSection, failed: ['matmul', 'TFLOP/s', true] },
   { name: 'attention', run: attentionSection, failed: ['attention fwd+bwd', 'ms', false] },
   { name: 'train', run: trainSection, failed: ['train step', 'tokens/s', true] },
-  { name: 'attention-wgmma', run: attentionWgmmaSection, failed: ['attention fwd+bwd, wgmma kernels', 'ms', false] },
 ];
 
 export const gpuSuite: BenchSuite = {
@@ -250,7 +219,6 @@ export const gpuSuite: BenchSuite = {
         ...attentionShapes(options.quick).map((a) => row(attentionName(a), 'ms', false)),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen fp32', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16', 'tokens/s', true),
-        row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, skinny GEMMs, fused LoRA', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, gradient checkpointing', 'tokens/s', true),
         ...PRESETS_TIMED.map((p) => row(`train step ${p} (full)`, 'tokens/s', true)),
       ];
@@ -264,7 +232,7 @@ export const gpuSuite: BenchSuite = {
       process.stderr.write(`[gpu] ${row.name}: ${row.value.toPrecision(4)} ${row.unit}; peer ${peer}${row.note ? `; ${row.note}` : ''}\n`);
     };
     process.stderr.write(`[gpu] ${avail.device}: GEMM ${avail.gemm ?? 'unknown'}\n`);
-    // GPU_BENCH_SECTIONS=lora,matmul,attention,train,attention-wgmma runs a subset (GPU time is scarce); unset, all.
+    // GPU_BENCH_SECTIONS=lora,matmul,attention,train runs a subset (GPU time is scarce); unset, all.
     const only = (process.env.GPU_BENCH_SECTIONS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
     const section: Section = { options, avail, note: `ours on ${avail.device}`, push };
     for (const { name, run, failed: [label, unit, higherIsBetter] } of SECTIONS) {
@@ -296,28 +264,17 @@ async function loraStep3b(options: BenchOptions, note: string): Promise<BenchRow
   });
   const peerMemory = peer.ok && typeof peer.result.peakGpuMb === 'number' ? `${(peer.result.peakGpuMb / 1024).toFixed(1)} GiB peak` : 'peak unknown';
   const rows: BenchRow[] = [];
-  // The third variant adds the opt-in kernels: skinny GEMMs and the LoRA update fused into the wgmma
-  // epilogue (switches read when the engine's backend is made; on an H200 the skinny kernels were 4x slower
-  // per call than split-K mma.sync, and the fused update applies only where tiles are 128 wide). Not
-  // ping-pong: its 128-wide tiles lose whole waves at these shapes.
   const variants = [
-    { frozenWeights: 'fp32', env: {}, label: 'frozen fp32' },
-    { frozenWeights: 'bf16', env: {}, label: 'frozen bf16' },
-    {
-      frozenWeights: 'bf16',
-      env: { PUZZLE_LLAMA_CUDA_SKINNY: '1', PUZZLE_LLAMA_CUDA_FUSED_LORA: '1' },
-      label: 'frozen bf16, skinny GEMMs, fused LoRA',
-    },
+    { frozenWeights: 'fp32', label: 'frozen fp32' },
+    { frozenWeights: 'bf16', label: 'frozen bf16' },
     // Memory for time: one layer's activations (PEFT's counterpart is gradient_checkpointing_enable()).
-    { frozenWeights: 'bf16', env: {}, label: 'frozen bf16, gradient checkpointing', gradientCheckpointing: true },
+    { frozenWeights: 'bf16', label: 'frozen bf16, gradient checkpointing', gradientCheckpointing: true },
   ] as const;
   for (const variant of variants) {
-    const { frozenWeights, env, label } = variant;
+    const { frozenWeights, label } = variant;
     const gradientCheckpointing = 'gradientCheckpointing' in variant && variant.gradientCheckpointing;
     // Random base weights without drawing 3.4B normals on the host: one uniform buffer (std 0.02), sliced.
-    const engine = await withEnv(env, () =>
-      Engine.create({ config, lora, device: 'cuda', seed: 1, initializeBase: false, frozenWeights, gradientCheckpointing }),
-    );
+    const engine = await Engine.create({ config, lora, device: 'cuda', seed: 1, initializeBase: false, frozenWeights, gradientCheckpointing });
     let rate: number, memory: number;
     try {
       const infos = engine.parameters().filter((t) => !t.trainable);

@@ -62,6 +62,7 @@ export interface NativeEngineOptions {
   initializeBase?: boolean;
   frozenWeights?: 'fp32' | 'bf16';
   gradientCheckpointing?: boolean;
+  attentionBackward?: 'fast' | 'low-memory';
   threads?: number;
 }
 
@@ -219,11 +220,12 @@ export interface AttentionDims extends KernelThreads {
   hkv: number;
   d: number;
   /**
-   * Which CUDA attention kernels the call runs (no effect on the CPU): 'flash' (the default: the flash
-   * kernels, dQ from the dS the dK/dV pass keeps), 'flash-recompute' (dQ recomputes S and dP) or 'wgmma'
-   * (the Hopper kernels; throws where the device does not run them); unset, the backend's own choice.
+   * Which CUDA attention kernels the call runs, for benchmarks (no effect on the CPU): 'flash' (the
+   * default: the flash kernels, dQ from the dS the dK/dV pass keeps) or 'flash-recompute' (dQ recomputes
+   * S and dP); unset, the backend's own choice. Variants that are not in the product live in the kernel
+   * lab (native/cuda/dev/).
    */
-  kernel?: 'flash' | 'flash-recompute' | 'wgmma';
+  kernel?: 'flash' | 'flash-recompute';
 }
 
 /** Each backend op alone, on the CPU or CUDA (native/addon/kernels_wrap.cc). Row-major; shapes in the option names. */
@@ -312,10 +314,9 @@ export interface NativeKernels {
    * operands 'bf16' (device 'cuda' on a Hopper GPU only) times the bf16 GEMM alone on operands already
    * converted to bf16, A row-major and B transposed (the inputs torch.mm gets in bf16); the default 'fp32'
    * times the backend's gemm() as the model calls it, conversions included. With bf16 operands, tileWidth
-   * forces the kernel's output-tile width (one of the widths it has) and the result says which width ran;
-   * schedule 'pingpong' runs the ping-pong kernel (128-wide tiles) instead of the cooperative one.
+   * forces the kernel's output-tile width (one of the widths it has) and the result says which width ran.
    */
-  timeMatmul(options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; repeats?: number; operands?: 'fp32' | 'bf16'; tileWidth?: number; schedule?: 'cooperative' | 'pingpong' }): Promise<{
+  timeMatmul(options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; repeats?: number; operands?: 'fp32' | 'bf16'; tileWidth?: number }): Promise<{
     bestSeconds: number;
     meanSeconds: number;
     medianSeconds: number;
@@ -323,7 +324,6 @@ export interface NativeKernels {
     meanGflops: number;
     medianGflops: number;
     tileWidth?: number;
-    schedule?: 'cooperative' | 'pingpong';
   }>;
   /**
    * Times causal attention forward, then forward+backward, as timeMatmul does; msFwd / msFwdBwd are the best

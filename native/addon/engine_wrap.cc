@@ -300,6 +300,10 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   if (frozenWeights == "bf16" && !lora.enabled())
     throwRange(env, "Engine.create(): options.frozenWeights = 'bf16' needs options.lora (full training updates every weight)");
   const bool checkpointing = boolField(o, "gradientCheckpointing", "Engine.create(): options.", false);
+  // Memory against speed in the CUDA attention backward (no effect on the CPU backend).
+  const std::string attentionBackward = stringField(o, "attentionBackward", "Engine.create(): options.", std::string("fast"));
+  if (attentionBackward != "fast" && attentionBackward != "low-memory")
+    throwRange(env, "Engine.create(): options.attentionBackward must be 'fast' or 'low-memory', got '" + attentionBackward + "'");
   const int threads = static_cast<int>(intField(o, "threads", "Engine.create(): options.", 1, 1024,
                                                 static_cast<int64_t>(cpuFeatures().hardwareThreads)));
   state_ = std::make_shared<EngineState>();
@@ -307,7 +311,9 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
 #ifdef PUZZLE_LLAMA_CUDA
     if (device == "cuda" || device == "auto") {
       try {
-        state_->backend = cuda::createBackend(deviceIndex);
+        cuda::CudaOptions cudaOptions;
+        cudaOptions.keepAttentionScores = attentionBackward == "fast";
+        state_->backend = cuda::createBackend(deviceIndex, cudaOptions);
       } catch (const std::exception& e) {
         if (device == "cuda") throw;
         // 'auto' without a usable GPU: the CPU backend, and info().note says why

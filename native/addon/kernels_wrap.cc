@@ -444,13 +444,13 @@ AttnDims attnDims(const Napi::Object& o, const std::string& w) {
 std::string attentionKernelArg(const Napi::Object& o, const std::string& w) {
   if (o.Get("kernel").IsUndefined()) return "";
   const std::string kernel = stringField(o, "kernel", w, std::string("flash"));
-  if (kernel != "flash" && kernel != "flash-recompute" && kernel != "wgmma")
-    throwRange(o.Env(), w + "kernel must be 'flash', 'flash-recompute' or 'wgmma', got '" + kernel + "'");
+  if (kernel != "flash" && kernel != "flash-recompute")
+    throwRange(o.Env(), w + "kernel must be 'flash' or 'flash-recompute', got '" + kernel + "'");
   return kernel;
 }
 
 // Sets the shared CUDA backend's attention kernels for one call (the caller holds the backend's lock) and
-// puts the previous ones back after it. Throws pl::Error, changing nothing, where the kernels cannot run.
+// puts the previous ones back after it.
 class AttentionKernelScope {
  public:
   AttentionKernelScope(Backend& be, bool cuda, const std::string& kernel) {
@@ -777,9 +777,9 @@ class JobBackend {
 class TimeMatmulJob : public PromiseWorker {
  public:
   TimeMatmulJob(Napi::Env env, int M, int N, int K, bool tA, bool tB, int repeats, int threads, Device device,
-                bool bf16, int tileWidth, bool pingPong)
+                bool bf16, int tileWidth)
       : PromiseWorker(env, "puzzle-llama:timeMatmul"), M_(M), N_(N), K_(K), tA_(tA), tB_(tB), repeats_(repeats),
-        threads_(threads), device_(device), bf16_(bf16), tileWidth_(tileWidth), pingPong_(pingPong) {}
+        threads_(threads), device_(device), bf16_(bf16), tileWidth_(tileWidth) {}
 
  protected:
   void Run(const ExecutionProgress&) override {
@@ -813,7 +813,6 @@ class TimeMatmulJob : public PromiseWorker {
     o.Set("meanGflops", flops / mean * 1e-9);
     o.Set("medianGflops", flops / median * 1e-9);
     if (tileWidth_ > 0) o.Set("tileWidth", tileWidth_);
-    if (bf16_) o.Set("schedule", pingPong_ ? "pingpong" : "cooperative");
     return o;
   }
 
@@ -836,7 +835,6 @@ class TimeMatmulJob : public PromiseWorker {
     float* c = mem.floats(static_cast<size_t>(M_) * N_);
     cuda->toBf16KMajor(a, a32, M_, K_, true, ldk);
     cuda->toBf16KMajor(b, b32, N_, K_, true, ldk);
-    if (pingPong_) tileWidth_ = 128;  // the ping-pong kernel's one width
     if (tileWidth_ == 0) tileWidth_ = cuda::CudaBackend::hopperGemmWidth(M_, N_, cuda->threads());
     const auto widths = cuda::CudaBackend::hopperGemmWidths();
     if (std::find(widths.begin(), widths.end(), tileWidth_) == widths.end()) {
@@ -845,7 +843,7 @@ class TimeMatmulJob : public PromiseWorker {
       throw Error("kernels.timeMatmul(): options.tileWidth must be one of " + known + ", got " + std::to_string(tileWidth_));
     }
     times_ = timeRepeats(be, repeats_, abortFlag(),
-                         [&] { cuda->gemmBf16(c, a, b, M_, N_, K_, ldk, ldk, 1.0f, 0.0f, tileWidth_, pingPong_); });
+                         [&] { cuda->gemmBf16(c, a, b, M_, N_, K_, ldk, ldk, 1.0f, 0.0f, tileWidth_); });
 #else
     (void)be;
     (void)mem;
@@ -859,7 +857,6 @@ class TimeMatmulJob : public PromiseWorker {
   Device device_;
   bool bf16_;
   int tileWidth_;  // bf16 operands: the Hopper kernel's output-tile width (0: its own pick, reported back)
-  bool pingPong_;  // bf16 operands: the ping-pong schedule
   std::vector<double> times_;
 };
 
@@ -880,19 +877,10 @@ Napi::Value TimeMatmul(const Napi::CallbackInfo& info) {
     if (!bf16) throwType(env, w + "tileWidth applies to operands 'bf16' only");
     tileWidth = static_cast<int>(intField(o, "tileWidth", w, 8, 256, 0));
   }
-  bool pingPong = false;
-  if (!o.Get("schedule").IsUndefined()) {
-    const std::string v = stringField(o, "schedule", w, std::string("cooperative"));
-    if (v != "cooperative" && v != "pingpong") throwRange(env, w + "schedule must be 'cooperative' or 'pingpong', got '" + v + "'");
-    if (!bf16) throwType(env, w + "schedule applies to operands 'bf16' only");
-    if (v == "pingpong" && tileWidth != 0 && tileWidth != 128)
-      throwRange(env, w + "schedule 'pingpong' has 128-wide tiles only, got tileWidth " + std::to_string(tileWidth));
-    pingPong = v == "pingpong";
-  }
   auto* job = new TimeMatmulJob(env, dim(o, "m", w), dim(o, "n", w), dim(o, "k", w), boolField(o, "transA", w, false),
                                 boolField(o, "transB", w, false), static_cast<int>(intField(o, "repeats", w, 1, 100000, 10)),
                                 static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)),
-                                deviceArg(o, w), bf16, tileWidth, pingPong);
+                                deviceArg(o, w), bf16, tileWidth);
   job->Queue();
   return job->Promise();
 }

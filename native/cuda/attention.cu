@@ -533,14 +533,9 @@ void backwardD(cudaStream_t stream, float* dq, float* dk, float* dv, const float
   checkLaunch("attention_dq_kernel");
 }
 
-// Whether a call of this shape runs on attention_hopper.cu's kernels, else on attention_flash.cu's.
-bool onHopper(AttentionPath path, int D, int Tq) { return path == AttentionPath::Wgmma && attentionHopperSupports(D, Tq); }
-bool onHopperBackward(AttentionPath path, int B, int T, int H, int D) {
-  return onHopper(path, D, T) && attentionHopperBackwardFits(B, T, H);
-}
 bool onFlash(AttentionPath path, int D, int Tq) { return path != AttentionPath::Simt && attentionFlashSupports(D, Tq); }
-// The flash backward keeps dS for dQ on the default path and where the wgmma one falls back to it.
-bool keepsDs(AttentionPath path) { return path == AttentionPath::FlashDs || path == AttentionPath::Wgmma; }
+// The flash backward keeps dS for dQ on the default path.
+bool keepsDs(AttentionPath path) { return path == AttentionPath::FlashDs; }
 
 }  // namespace
 
@@ -551,9 +546,7 @@ void attentionForward(cudaStream_t stream, float* out, float* lse, const float* 
   if (pos0 < 0 || pos0 + Tq > Tcap)
     throw Error("attentionForward: pos0 + Tq = " + std::to_string(pos0 + Tq) + " exceeds the cache length " +
                 std::to_string(Tcap));
-  if (onHopper(path, D, Tq))
-    attentionForwardHopper(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
-  else if (onFlash(path, D, Tq))
+  if (onFlash(path, D, Tq))
     attentionForwardFlash(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0, scratch);
   else if (D <= 32) forwardD<32>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
   else if (D <= 64) forwardD<64>(stream, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
@@ -562,7 +555,6 @@ void attentionForward(cudaStream_t stream, float* out, float* lse, const float* 
 }
 
 size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path) {
-  if (onHopper(path, D, Tq)) return attentionHopperForwardScratchBytes(B, Tq, Tcap, H, Hkv, D);
   return onFlash(path, D, Tq) ? attentionFlashForwardScratchBytes(B, Tq, Tcap, H, Hkv, D) : 0;
 }
 
@@ -571,7 +563,6 @@ size_t deltaBytes(int B, int T, int H) { return alignUp(sizeof(float) * size_t(B
 }  // namespace
 
 size_t attentionBackwardScratchBytes(int B, int T, int H, int Hkv, int D, AttentionPath path) {
-  if (onHopperBackward(path, B, T, H, D)) return deltaBytes(B, T, H) + attentionHopperBackwardScratchBytes(B, T, H, Hkv, D);
   return deltaBytes(B, T, H) + (onFlash(path, D, T) ? attentionFlashBackwardScratchBytes(B, T, H, Hkv, D, keepsDs(path)) : 0);
 }
 
@@ -585,9 +576,7 @@ void attentionBackward(cudaStream_t stream, float* dq, float* dk, float* dv, con
   attention_delta_kernel<<<ceilDiv(rows, kWarps), kThreads, 0, stream>>>(delta, dout, out, B, T, H, D);
   checkLaunch("attention_delta_kernel");
   uint8_t* rest = static_cast<uint8_t*>(scratch) + deltaBytes(B, T, H);
-  if (onHopperBackward(path, B, T, H, D))
-    attentionBackwardHopper(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, rest);
-  else if (onFlash(path, D, T))
+  if (onFlash(path, D, T))
     attentionBackwardFlash(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, rest, keepsDs(path));
   else if (D <= 32) backwardD<32>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);
   else if (D <= 64) backwardD<64>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D);

@@ -1,4 +1,4 @@
-// What the bf16 attention kernels (attention_flash.cu, attention_hopper.cu) share around their kernels:
+// What the bf16 attention kernels (attention_flash.cu, the lab's dev/kernels/attention_hopper.cu) share around their kernels:
 //  * the head dims they cover and how they are padded;
 //  * operand packing: the backend's fp32 [B,T,heads,D] tensors become bf16 per-head blocks, times a factor
 //    (the softmax scale for q), zero-padded to the kernel's head dim kD:

@@ -7,8 +7,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "common.cuh"
@@ -21,56 +19,37 @@ namespace {
 
 __global__ void probe_kernel() {}
 
-GemmPath gemmPathFromEnv() {
-  const char* s = std::getenv("PUZZLE_LLAMA_CUDA_GEMM");
-  if (!s) return GemmPath::Auto;
-  if (std::strcmp(s, "simt") == 0) return GemmPath::Simt;
-  if (std::strcmp(s, "mma") == 0) return GemmPath::Mma;
-  if (std::strcmp(s, "wgmma") == 0) return GemmPath::Wgmma;
-  return GemmPath::Auto;
+GemmPath gemmPathOf(CudaOptions::Gemm gemm) {
+  switch (gemm) {
+    case CudaOptions::Gemm::Simt: return GemmPath::Simt;
+    case CudaOptions::Gemm::Mma: return GemmPath::Mma;
+    case CudaOptions::Gemm::Wgmma: return GemmPath::Wgmma;
+    default: return GemmPath::Auto;
+  }
 }
 
-// The opt-in kernels, on with NAME=1 (each checked on an H200 and slower there than the default):
-// PUZZLE_LLAMA_CUDA_SKINNY routes products with a side of at most 16 to gemm_skinny.cu,
-// PUZZLE_LLAMA_CUDA_FUSED_LORA fuses LoRA updates into the wgmma epilogue, PUZZLE_LLAMA_CUDA_PINGPONG runs
-// the Hopper GEMMs on the ping-pong schedule.
-bool envFlagOn(const char* name) {
-  const char* s = std::getenv(name);
-  return s && std::strcmp(s, "1") == 0;
-}
-
-// The attention kernels by name (PUZZLE_LLAMA_CUDA_ATTENTION, timeAttention's kernel option): unset or
-// flash, the flash kernels with dQ from the kept dS (on an H200: 1.85 -> 1.65 ms fwd+bwd at t 2048, 3.26 ->
-// 2.90 at t 4096 against flash-recompute, which recomputes S and dP for dQ); wgmma, attention_hopper.cu's
-// kernels (opt-in until a GPU run has timed them); simt, the fp32 kernels.
+// The attention kernels by name (setAttentionKernel, timeAttention's kernel option): flash, the flash
+// kernels with dQ from the kept dS (on an H200: 1.85 -> 1.65 ms fwd+bwd at t 2048, 3.26 -> 2.90 at t 4096
+// against flash-recompute, which recomputes S and dP for dQ and keeps no dS); simt, the fp32 kernels.
 constexpr struct {
   const char* name;
   AttentionPath path;
 } kAttentionKernels[] = {{"flash", AttentionPath::FlashDs},
                          {"flash-recompute", AttentionPath::Flash},
-                         {"wgmma", AttentionPath::Wgmma},
                          {"simt", AttentionPath::Simt}};
 
 AttentionPath attentionPathNamed(const std::string& name, const std::string& where) {
   for (const auto& k : kAttentionKernels)
     if (name == k.name) return k.path;
-  throw Error(where + " must be flash, flash-recompute, wgmma or simt, got '" + name + "'");
-}
-
-AttentionPath attentionPathFromEnv() {
-  const char* s = std::getenv("PUZZLE_LLAMA_CUDA_ATTENTION");
-  return s && *s ? attentionPathNamed(s, "PUZZLE_LLAMA_CUDA_ATTENTION") : AttentionPath::FlashDs;
+  throw Error(where + " must be flash, flash-recompute or simt, got '" + name + "'");
 }
 
 }  // namespace
 
-CudaBackend::CudaBackend(int device, const std::string& deviceName, int multiprocessors)
+CudaBackend::CudaBackend(int device, const std::string& deviceName, int multiprocessors, const CudaOptions& options)
     : device_(device), deviceName_(deviceName), multiprocessors_(multiprocessors),
-      gemmPath_(static_cast<int>(gemmPathFromEnv())),
-      attentionPath_(static_cast<int>(attentionPathFromEnv())),
-      skinnyGemm_(envFlagOn("PUZZLE_LLAMA_CUDA_SKINNY")),
-      fusedLora_(envFlagOn("PUZZLE_LLAMA_CUDA_FUSED_LORA")),
-      pingPong_(envFlagOn("PUZZLE_LLAMA_CUDA_PINGPONG")) {
+      gemmPath_(static_cast<int>(gemmPathOf(options.gemm))),
+      attentionPath_(static_cast<int>(options.keepAttentionScores ? AttentionPath::FlashDs : AttentionPath::Flash)) {
   use();
   cudaStream_t stream = nullptr;
   cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -83,14 +62,10 @@ CudaBackend::CudaBackend(int device, const std::string& deviceName, int multipro
     fail(err, "cudaMalloc (backend scratch)");
   }
   hopperGemm_ = hopperGemmSupported(stream_);
-  const char* refused = static_cast<GemmPath>(gemmPath_) == GemmPath::Wgmma ? "PUZZLE_LLAMA_CUDA_GEMM=wgmma"
-                        : static_cast<AttentionPath>(attentionPath_) == AttentionPath::Wgmma
-                            ? "PUZZLE_LLAMA_CUDA_ATTENTION=wgmma"
-                            : nullptr;
-  if (refused && !hopperGemm_) {
+  if (static_cast<GemmPath>(gemmPath_) == GemmPath::Wgmma && !hopperGemm_) {
     cudaFree(result_);
     cudaStreamDestroy(stream_);
-    throw Error(std::string(refused) + ", but " + deviceLabel() + " does not run this build's sm_90a (Hopper) image");
+    throw Error("the wgmma GEMM was asked for, but " + deviceLabel() + " does not run this build's sm_90a (Hopper) image");
   }
 }
 
@@ -255,12 +230,7 @@ void CudaBackend::gemm(float* C, const float* A, const float* B, int M, int N, i
   if (hopperFor(M, N, K)) {
     ProfileScope span(profile_.get(), "gemm: wgmma (with fp32->bf16 conversions)");
     void* scratch = scratchFor(gemmHopperScratchBytes(M, N, K));
-    cuda::gemmHopper(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, scratch, multiprocessors_, {}, pingPong_);
-    return;
-  }
-  if (skinnyGemm_ && path == GemmPath::Auto && gemmSkinnyApplies(M, N, K, transA, transB)) {
-    ProfileScope span(profile_.get(), "gemm: skinny (fp32 CUDA cores)");
-    cuda::gemmSkinny(stream_, C, A, B, M, N, K, transA, transB, alpha, beta);
+    cuda::gemmHopper(stream_, C, A, B, M, N, K, transA, transB, alpha, beta, scratch, multiprocessors_);
     return;
   }
   const GemmPath sm80 = path == GemmPath::Wgmma ? GemmPath::Auto : path;
@@ -287,7 +257,7 @@ bool CudaBackend::sm80Bf16For(int M, int N, int K) const {
 }
 
 void CudaBackend::gemmWeightBf16Tensor(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
-                                       float alpha, float beta, const LowRankUpdate& lr, bool hopper) {
+                                       float alpha, float beta, bool hopper) {
   // The weight goes in as it is when it is already K-major with 16-byte rows (y = x W^T); otherwise it is
   // transposed or padded, bf16 to bf16, next to the converted activations.
   const auto* w = reinterpret_cast<const __nv_bfloat16*>(W);
@@ -298,7 +268,7 @@ void CudaBackend::gemmWeightBf16Tensor(float* C, const float* A, const uint16_t*
   // weight and of A. Slices are whole 64-wide stages; W's rows k0.. are contiguous for dx = dy W.
   constexpr size_t kMaxWeightCopy = size_t(64) << 20;
   const size_t copyBytes = size_t(N) * ldk * 2;
-  const int slices = direct || transW || lr.H ? 1 : static_cast<int>((copyBytes + kMaxWeightCopy - 1) / kMaxWeightCopy);
+  const int slices = direct || transW ? 1 : static_cast<int>((copyBytes + kMaxWeightCopy - 1) / kMaxWeightCopy);
   const int kc = slices == 1 ? K : static_cast<int>(alignUp((K + slices - 1) / slices, 64));
   const size_t aBytes = alignUp(size_t(M) * alignUp(kc, 8) * 2);
   const size_t wBytes = direct ? 0 : alignUp(size_t(N) * alignUp(kc, 8) * 2);
@@ -313,7 +283,7 @@ void CudaBackend::gemmWeightBf16Tensor(float* C, const float* A, const uint16_t*
     const int ldb = direct ? K : ld;
     const float betaHere = k0 == 0 ? beta : 1.0f;
     if (hopper)
-      cuda::gemmBf16(stream_, C, a, b, M, N, kn, ld, ldb, alpha, betaHere, multiprocessors_, lr, pingPong_);
+      cuda::gemmBf16(stream_, C, a, b, M, N, kn, ld, ldb, alpha, betaHere, multiprocessors_);
     else
       cuda::gemmBf16Sm80(stream_, C, a, b, M, N, kn, ld, ldb, alpha, betaHere);
   }
@@ -325,12 +295,12 @@ void CudaBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, in
   if (M <= 0 || N <= 0) return;
   if (hopperFor(M, N, K)) {
     ProfileScope span(profile_.get(), "gemm: wgmma, bf16 weight");
-    gemmWeightBf16Tensor(C, A, W, M, N, K, transW, alpha, beta, {}, true);
+    gemmWeightBf16Tensor(C, A, W, M, N, K, transW, alpha, beta, true);
     return;
   }
   if (sm80Bf16For(M, N, K)) {
     ProfileScope span(profile_.get(), "gemm: mma.sync, bf16 weight");
-    gemmWeightBf16Tensor(C, A, W, M, N, K, transW, alpha, beta, {}, false);
+    gemmWeightBf16Tensor(C, A, W, M, N, K, transW, alpha, beta, false);
     return;
   }
   const size_t n = size_t(N) * size_t(K);
@@ -340,28 +310,6 @@ void CudaBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, in
     cuda::widenBf16(stream_, w32, reinterpret_cast<const __nv_bfloat16*>(W), n);
   }
   gemm(C, A, w32, M, N, K, false, transW, alpha, beta);
-}
-
-void CudaBackend::gemmLowRank(float* C, const float* A, const float* W32, const uint16_t* W16, int M, int N, int K,
-                              bool transW, float beta, const float* H, const float* L, int r, int strideN, int strideR,
-                              float scale) {
-  use();
-  // The fused variant has 128-wide tiles only (wider ones spill in its epilogue): where the product alone
-  // would run on wider tiles (fewer idle slots in the last wave), two products are faster.
-  if (!fusedLora_ || !hopperFor(M, N, K) || r < 1 || r > kMaxLowRank ||
-      cuda::hopperGemmWidth(M, N, multiprocessors_) != 128) {
-    Backend::gemmLowRank(C, A, W32, W16, M, N, K, transW, beta, H, L, r, strideN, strideR, scale);
-    return;
-  }
-  // The update rides in the product's epilogue: no second pass over C.
-  ProfileScope span(profile_.get(), "gemm: wgmma + fused LoRA update");
-  const LowRankUpdate lr{H, L, r, strideN, strideR, scale};
-  if (W16) {
-    gemmWeightBf16Tensor(C, A, W16, M, N, K, transW, 1.0f, beta, lr, true);
-  } else {
-    void* scratch = scratchFor(gemmHopperScratchBytes(M, N, K));
-    cuda::gemmHopper(stream_, C, A, W32, M, N, K, false, transW, 1.0f, beta, scratch, multiprocessors_, lr);
-  }
 }
 
 float* CudaBackend::widenedFor(size_t floats) {
@@ -374,14 +322,12 @@ void CudaBackend::toBf16KMajor(void* out, const float* X, int rows, int K, bool 
 }
 
 void CudaBackend::gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
-                           float beta, int width, bool pingPong) {
+                           float beta, int width) {
   use();
   if (!hopperGemm_) throw Error("gemmBf16: " + deviceLabel() + " does not run this build's sm_90a (Hopper) GEMM");
   const auto* a = static_cast<const __nv_bfloat16*>(A);
   const auto* b = static_cast<const __nv_bfloat16*>(B);
-  if (pingPong)
-    cuda::gemmBf16PingPong(stream_, C, a, b, M, N, K, lda, ldb, alpha, beta, multiprocessors_);
-  else if (width == 0)
+  if (width == 0)
     cuda::gemmBf16(stream_, C, a, b, M, N, K, lda, ldb, alpha, beta, multiprocessors_);
   else
     cuda::gemmBf16Width(stream_, C, a, b, M, N, K, lda, ldb, alpha, beta, multiprocessors_, width);
@@ -396,10 +342,7 @@ std::string CudaBackend::attentionKernel() const {
 }
 
 void CudaBackend::setAttentionKernel(const std::string& name) {
-  const AttentionPath path = attentionPathNamed(name, "the attention kernel");
-  if (path == AttentionPath::Wgmma && !hopperGemm_)
-    throw Error("attention kernel 'wgmma': " + deviceLabel() + " does not run this build's sm_90a (Hopper) image");
-  attentionPath_ = static_cast<int>(path);
+  attentionPath_ = static_cast<int>(attentionPathNamed(name, "the attention kernel"));
 }
 
 int CudaBackend::hopperGemmWidth(int M, int N, int multiprocessors) {
@@ -538,7 +481,7 @@ void CudaBackend::adamw(float* param, const float* grad, float* m, float* v, siz
 
 // ---- factory -------------------------------------------------------------------------------------
 
-std::unique_ptr<Backend> createBackend(int deviceIndex) {
+std::unique_ptr<Backend> createBackend(int deviceIndex, const CudaOptions& options) {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
@@ -571,7 +514,7 @@ std::unique_ptr<Backend> createBackend(int deviceIndex) {
     throw Error(label + " (compute capability " + std::to_string(prop.major) + "." + std::to_string(prop.minor) +
                 ") has no kernel image in this build: " + cudaGetErrorString(err));
   }
-  return std::make_unique<CudaBackend>(deviceIndex, prop.name, prop.multiProcessorCount);
+  return std::make_unique<CudaBackend>(deviceIndex, prop.name, prop.multiProcessorCount, options);
 }
 
 }  // namespace pl::cuda

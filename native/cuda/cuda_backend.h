@@ -17,12 +17,22 @@ struct CUstream_st;  // cudaStream_t is CUstream_st*
 namespace pl::cuda {
 
 class OpProfile;
-struct LowRankUpdate;
+
+// What a CUDA backend is made with (createBackend).
+struct CudaOptions {
+  // The attention backward keeps dS (bf16, B*H*T^2 elements, up to 1 GiB) so that dQ is one product (the
+  // default: on an H200 1.65 against 1.85 ms fwd+bwd at t 2048), or recomputes S and dP for dQ (less device
+  // memory): Engine.create's attentionBackward option, 'fast' or 'low-memory'.
+  bool keepAttentionScores = true;
+  // For the parity harness (dev/check_backend.cc) only; the engine never sets it: every product on one of the
+  // product's GEMM kernels (Wgmma: the sm_90a one, refused where it cannot run), whatever its shape.
+  enum class Gemm { Auto, Simt, Mma, Wgmma } gemm = Gemm::Auto;
+};
 
 class CudaBackend final : public Backend {
  public:
   // Use createBackend(): it checks the device first.
-  CudaBackend(int device, const std::string& deviceName, int multiprocessors);
+  CudaBackend(int device, const std::string& deviceName, int multiprocessors, const CudaOptions& options);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -52,10 +62,6 @@ class CudaBackend final : public Backend {
             float beta) override;
   void gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW, float alpha,
                       float beta) override;
-  // With PUZZLE_LLAMA_CUDA_FUSED_LORA=1, on the Hopper path, the LoRA update rides in the wgmma kernel's
-  // epilogue; otherwise two products.
-  void gemmLowRank(float* C, const float* A, const float* W32, const uint16_t* W16, int M, int N, int K, bool transW,
-                   float beta, const float* H, const float* L, int r, int strideN, int strideR, float scale) override;
   void add(float* out, const float* a, const float* b, size_t n) override;
   void axpy(float* y, const float* x, float a, size_t n) override;
   void scale(float* x, float a, size_t n) override;
@@ -91,13 +97,12 @@ class CudaBackend final : public Backend {
   // (X[k*rows+r]), zero-padded to ldk (a multiple of 8).
   void toBf16KMajor(void* out, const float* X, int rows, int K, bool kContiguous, int ldk);
   // C[M,N] = alpha * A[M,K] B[N,K]^T + beta * C on bf16 rows lda / ldb apart. Needs hopperGemm().
-  // width: the output-tile width (one of hopperGemmWidths()), 0 to let the kernel pick; pingPong: the
-  // ping-pong schedule (128-wide tiles) instead.
+  // width: the output-tile width (one of hopperGemmWidths()), 0 to let the kernel pick.
   void gemmBf16(float* C, const void* A, const void* B, int M, int N, int K, int lda, int ldb, float alpha,
-                float beta, int width = 0, bool pingPong = false);
-  // The attention kernels by name, as PUZZLE_LLAMA_CUDA_ATTENTION spells them: "flash" (the default, dQ
-  // from the kept dS), "flash-recompute", "wgmma" (sm_90a only: throws pl::Error elsewhere) or "simt";
-  // settable per call by timing code.
+                float beta, int width = 0);
+  // The attention kernels by name: "flash" (dQ from the kept dS), "flash-recompute" (the backend's
+  // default is one of these two, by CudaOptions::keepAttentionScores) or "simt" (fp32, for the parity
+  // harness); settable per call by timing code (kernels.timeAttention's kernel option).
   std::string attentionKernel() const;
   void setAttentionKernel(const std::string& name);
   // The tile widths the Hopper kernel has, and the one it picks for an M x N output on a device with
@@ -110,10 +115,9 @@ class CudaBackend final : public Backend {
   bool hopperFor(int M, int N, int K) const;  // whether a product of this shape takes the wgmma kernel
   bool sm80Bf16For(int M, int N, int K) const;  // whether a bf16-weight product takes gemm_sm80.cu's kernel
   // A product with a bf16 weight on bf16 tensor cores: the activations converted, the weight as it is or
-  // through a bf16 transposed copy (in K slices when large); the Hopper kernel (lr: its fused update) or
-  // the sm_80 one (lr empty).
+  // through a bf16 transposed copy (in K slices when large); the Hopper kernel or the sm_80 one.
   void gemmWeightBf16Tensor(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
-                            float alpha, float beta, const LowRankUpdate& lr, bool hopper);
+                            float alpha, float beta, bool hopper);
   void* grow(void*& buffer, size_t& have, size_t want, const char* what);
   void* scratchFor(size_t bytes);         // grows the scratch buffer on demand
   float* widenedFor(size_t floats);       // grows the buffer of a bf16 weight widened to fp32
@@ -122,11 +126,8 @@ class CudaBackend final : public Backend {
   int device_;
   std::string deviceName_;
   int multiprocessors_;
-  int gemmPath_;  // a GemmPath
+  int gemmPath_;               // a GemmPath (Auto unless the harness forces one)
   int attentionPath_;          // an AttentionPath
-  bool skinnyGemm_;            // gemm_skinny.cu for products with a side <= 16
-  bool fusedLora_;             // gemmLowRank fused into the wgmma epilogue
-  bool pingPong_;              // Hopper GEMMs on the ping-pong schedule
   bool hopperGemm_ = false;    // the sm_90a wgmma/TMA GEMM runs here
   std::unique_ptr<OpProfile> profile_;  // while profiling
   MemoryMeter meter_;                   // allocations and the scratch buffer
@@ -140,13 +141,8 @@ class CudaBackend final : public Backend {
 
 // Makes a backend on device `deviceIndex`. Throws pl::Error naming the device (index and name) when it
 // does not exist, is older than compute capability 8.0 (bf16 tensor cores), has no kernel image in this
-// build, or its stream cannot be created. PUZZLE_LLAMA_CUDA_GEMM=simt|mma|wgmma (read here) forces one
-// GEMM kernel for parity tests and benchmarks (wgmma: the Hopper one, refused where it cannot run); unset,
-// the backend picks by device and shape. PUZZLE_LLAMA_CUDA_ATTENTION=simt keeps attention in fp32 (unset:
-// attention_flash.cu's tensor-core kernels where they apply; wgmma: attention_hopper.cu's where they apply,
-// refused off sm_90a; flash-recompute: no kept dS; anything else is refused). PUZZLE_LLAMA_CUDA_SKINNY=1 sends products with a
-// side of at most 16 (LoRA ranks) to gemm_skinny.cu's fp32 kernels; PUZZLE_LLAMA_CUDA_FUSED_LORA=1 fuses the
-// LoRA update into the wgmma epilogue. Both are opt-in until a GPU run has checked them.
-std::unique_ptr<Backend> createBackend(int deviceIndex);
+// build, or its stream cannot be created, and when options.gemm is Wgmma where the sm_90a kernel cannot
+// run. No environment variable picks a kernel: each product dispatches by device and shape alone.
+std::unique_ptr<Backend> createBackend(int deviceIndex, const CudaOptions& options = {});
 
 }  // namespace pl::cuda

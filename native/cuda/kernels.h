@@ -24,36 +24,18 @@ void gemm(cudaStream_t stream, float* C, const float* A, const float* B, int M, 
 size_t gemmScratchBytes(int M, int N, int K, GemmPath path, int multiprocessors);
 
 // ---- gemm_hopper.cu (sm_90a: wgmma + TMA) -------------------------------------------------------------
-// A rank-r update fused into a GEMM's output pass: C += scale * H[M, r] L^T, with L's element (n, j) at
-// L[n * strideN + j * strideR] (a LoRA B [N, r]: strideN r, strideR 1; a LoRA A [r, N]: strideN 1, strideR N).
-// Empty (H null): none.
-constexpr int kMaxLowRank = 16;
-struct LowRankUpdate {
-  const float* H = nullptr;
-  const float* L = nullptr;
-  int r = 0;
-  int strideN = 0, strideR = 0;
-  float scale = 0.0f;
-};
 // Whether this device runs the sm_90a image and the driver can encode tensor maps; launches a probe.
 bool hopperGemmSupported(cudaStream_t stream);
 // C[M,N] = alpha * A[M,K] B[N,K]^T + beta * C: bf16 rows `lda` / `ldb` elements apart (multiples of 8,
-// bases 16-byte aligned), fp32 accumulation and output.
-// lr (with alpha 1 only): the fused low-rank update.
-// pingPong (without lr): the ping-pong schedule below instead of the picked width.
+// bases 16-byte aligned), fp32 accumulation and output, on the tile width hopperGemmWidth() picks.
 void gemmBf16(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
-              int lda, int ldb, float alpha, float beta, int multiprocessors, const LowRankUpdate& lr = {},
-              bool pingPong = false);
+              int lda, int ldb, float alpha, float beta, int multiprocessors);
 // The output-tile width gemmBf16 picks for an M x N product (the fewest idle tile slots in the last wave),
 // the widths it has, and the product at a given width (checks and benchmarks of each kernel).
 int hopperGemmWidth(int M, int N, int multiprocessors);
 std::vector<int> hopperGemmWidths();
 void gemmBf16Width(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
                    int lda, int ldb, float alpha, float beta, int multiprocessors, int width);
-// The same product on the ping-pong schedule (128-wide tiles, each consumer warp group owning whole tiles
-// so that one group's stores overlap the other's multiplications).
-void gemmBf16PingPong(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N,
-                      int K, int lda, int ldb, float alpha, float beta, int multiprocessors);
 // ---- gemm_sm80.cu (sm_80+: mma.sync on bf16 operands) -------------------------------------------------
 // gemmBf16's contract (no fused update) on any sm_80+ GPU: cp.async ring, ldmatrix, mma.sync.
 void gemmBf16Sm80(cudaStream_t stream, float* C, const __nv_bfloat16* A, const __nv_bfloat16* B, int M, int N, int K,
@@ -71,14 +53,7 @@ void widenBf16(cudaStream_t stream, float* out, const __nv_bfloat16* in, size_t 
 // (gemmHopperScratchBytes) and multiplies them.
 size_t gemmHopperScratchBytes(int M, int N, int K);
 void gemmHopper(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
-                bool transB, float alpha, float beta, void* scratch, int multiprocessors, const LowRankUpdate& lr = {},
-                bool pingPong = false);
-
-// ---- gemm_skinny.cu (one side <= 16: LoRA ranks) -------------------------------------------------------
-bool gemmSkinnyApplies(int M, int N, int K, bool transA, bool transB);
-// The gemm() contract for products gemmSkinnyApplies() accepts (throws for others).
-void gemmSkinny(cudaStream_t stream, float* C, const float* A, const float* B, int M, int N, int K, bool transA,
-                bool transB, float alpha, float beta);
+                bool transB, float alpha, float beta, void* scratch, int multiprocessors);
 
 // ---- elementwise.cu --------------------------------------------------------------------------------
 void add(cudaStream_t stream, float* out, const float* a, const float* b, size_t n);
@@ -109,11 +84,9 @@ void rope(cudaStream_t stream, float* x, const float* cosTable, const float* sin
 constexpr int kAttentionMaxD = 256;
 // Flash: attention_flash.cu's bf16 tensor-core kernels where they apply (attentionFlashSupports), dQ
 // recomputing S and dP; FlashDs (the backend's default): the same, with dQ computed from the dS the dK/dV
-// pass keeps (up to 1 GiB of it, else as Flash); Wgmma (sm_90a only, the caller checks): attention_hopper.cu's
-// wgmma kernels where they apply (attentionHopperSupports, and for the backward attentionHopperBackwardFits),
-// else as FlashDs;
-// Simt, and the shapes they do not cover (head dims <= 32 or > 128, decode steps of < 8 queries): fp32.
-enum class AttentionPath { Flash, FlashDs, Wgmma, Simt };
+// pass keeps (up to 1 GiB of it, else as Flash); Simt, and the shapes the flash kernels do not cover (head
+// dims <= 32 or > 128, decode steps of < 8 queries): fp32.
+enum class AttentionPath { Flash, FlashDs, Simt };
 size_t attentionForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D, AttentionPath path);
 void attentionForward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
                       int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, AttentionPath path, void* scratch);
@@ -131,18 +104,6 @@ void attentionForwardFlash(cudaStream_t stream, float* out, float* lse, const fl
 void attentionBackwardFlash(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
                             const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
                             int Hkv, int D, void* scratch, bool keepDs);
-
-// ---- attention_hopper.cu (sm_90a: wgmma) -------------------------------------------------------------------
-bool attentionHopperSupports(int D, int Tq);          // 32 < D <= 128 (padded to 64 or 128), Tq >= 8
-bool attentionHopperBackwardFits(int B, int T, int H);  // dS within the kept-dS cap
-size_t attentionHopperForwardScratchBytes(int B, int Tq, int Tcap, int H, int Hkv, int D);
-size_t attentionHopperBackwardScratchBytes(int B, int T, int H, int Hkv, int D);
-void attentionForwardHopper(cudaStream_t stream, float* out, float* lse, const float* q, const float* k,
-                            const float* v, int B, int Tq, int Tcap, int H, int Hkv, int D, int pos0, void* scratch);
-void attentionBackwardHopper(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout, const float* q,
-                             const float* k, const float* v, const float* lse, const float* delta, int B, int T, int H,
-                             int Hkv, int D, void* scratch);
-
 
 // ---- cross_entropy.cu ------------------------------------------------------------------------------
 void crossEntropy(cudaStream_t stream, float* losses, float* logits, const int32_t* targets, int N, int V,

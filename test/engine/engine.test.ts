@@ -294,6 +294,23 @@ describe('Engine memory', () => {
     );
   });
 
+  it('attentionBackward is checked; on the CPU backend low-memory changes nothing', async () => {
+    const { tokens, targets } = batch(2, 16, 32, 31);
+    const run = async (attentionBackward?: 'fast' | 'low-memory') => {
+      const engine = await Engine.create({ config: small, seed: 8, threads: 1, device: 'cpu', attentionBackward });
+      const { loss } = await engine.forwardBackward(tokens, targets, { batch: 2, seq: 16 });
+      const grads = engine.trainableNames().map((n) => engine.getGradient(n));
+      engine.dispose();
+      return { loss, grads };
+    };
+    const plain = await run();
+    expect(await run('low-memory')).toEqual(plain);
+    expect(await run('fast')).toEqual(plain);
+    await expect(Engine.create({ config: small, device: 'cpu', attentionBackward: 'recompute' as 'fast' })).rejects.toThrow(
+      "Engine.create(): options.attentionBackward must be 'fast' or 'low-memory', got 'recompute'",
+    );
+  });
+
   it('LoRA dropout: the backward pass draws the forward pass\'s mask again (gradients match finite differences)', async () => {
     const lora = { r: 4, alpha: 8, dropout: 0.3, targets: ['q_proj', 'o_proj', 'down_proj'] };
     const { tokens, targets } = batch(2, 16, 32, 21);

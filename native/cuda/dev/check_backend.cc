@@ -137,36 +137,14 @@ void checkGemmLarge(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
   }
 }
 
-// The LoRA-rank products (a side of 8 or 16) in every transpose, for the skinny kernels: fp32 on CUDA cores,
-// so held to fp32 summation-order error.
-void checkGemmSkinny(pl::Backend& cpu, pl::Backend& gpu) {
-  struct Case { int M, N, K; bool tA, tB; };
-  const Case cases[] = {{2048, 8, 3200, false, true},  {2048, 8, 8640, false, false}, {3200, 8, 2048, true, false},
-                        {8640, 16, 2048, true, true},  {8, 3200, 2048, true, false},  {16, 8640, 300, false, false},
-                        {1000, 1, 256, false, true},   {17, 5, 999, true, false}};
-  for (const Case& c : cases) {
-    for (float beta : {0.0f, 0.5f}) {
-      Vec a = randn(size_t(c.M) * c.K, 51), b = randn(size_t(c.K) * c.N, 52), ref = randn(size_t(c.M) * c.N, 53);
-      Dev da(gpu, a), db(gpu, b), dc(gpu, ref);
-      cpu.gemm(ref.data(), a.data(), b.data(), c.M, c.N, c.K, c.tA, c.tB, 0.75f, beta);
-      gpu.gemm(dc.f(), da.f(), db.f(), c.M, c.N, c.K, c.tA, c.tB, 0.75f, beta);
-      char name[160];
-      std::snprintf(name, sizeof name, "gemm[skinny] M%d N%d K%d tA%d tB%d beta%.1f", c.M, c.N, c.K, c.tA, c.tB, beta);
-      compare(name, dc.get(), ref, 1e-4 * std::sqrt(double(c.K)), 1e-4);
-    }
-  }
-}
-
-// The LoRA linear's product with its low-rank update (gemmLowRank): fused into the wgmma epilogue on
-// Hopper, two products elsewhere; fp32 and bf16 weights, both orientations of W and of L, ranks 5, 8, 16.
+// The LoRA linear's product with its low-rank update (gemmLowRank: two products, the update accumulated
+// into C); fp32 and bf16 weights, both orientations of W and of L, ranks 5, 8, 16.
 void checkGemmLowRank(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
   struct Case { int M, N, K, r; bool transW, bf16W; float beta; };
   const Case cases[] = {{2048, 3200, 3200, 8, true, false, 0.0f}, {2048, 3200, 8640, 8, false, false, 1.0f},
                         {231, 256, 256, 16, true, true, 0.0f},    {231, 688, 256, 5, false, true, 0.5f},
                         {300, 130, 96, 8, true, false, 0.0f},     {7, 9, 11, 3, false, false, 1.0f},
                         {2048, 1024, 3200, 8, true, true, 0.0f},  {2048, 1024, 3200, 16, false, false, 0.5f}};
-  // (The 3B shapes take wider tiles than the fused kernel's 128, so they check the two-product path even
-  // with PUZZLE_LLAMA_CUDA_FUSED_LORA=1; the others take the fused kernel there.)
   for (const Case& c : cases) {
     // y = x W^T + s h B^T (L = B [N, r]) when transW; dx = dy W + dh A (L = A [r, N]) otherwise.
     const int strideN = c.transW ? c.r : 1, strideR = c.transW ? 1 : c.N;
@@ -214,7 +192,6 @@ void checkGemmWeightBf16(pl::Backend& cpu, pl::Backend& gpu, const char* path) {
 // The Hopper kernel at each of its tile widths, on bf16 operands (the reference multiplies the same
 // rounded values in fp32, so only the summation order differs): shapes with a partial last tile in both
 // directions and a K that is not a whole number of 64-wide stages.
-// Width 0 below stands for the ping-pong schedule (128-wide tiles).
 void checkGemmWidths(pl::cpu::CpuBackend& cpu, pl::cuda::CudaBackend& gpu) {
   // The picks the widths were added for (132 SMs: H100 SXM, H200): whole waves at open-llama-3b's shapes.
   struct Pick { int M, N, want; };
@@ -223,11 +200,8 @@ void checkGemmWidths(pl::cpu::CpuBackend& cpu, pl::cuda::CudaBackend& gpu) {
     expect("wgmma tile width for " + std::to_string(p.M) + " x " + std::to_string(p.N) + " on 132 SMs", got == p.want,
            std::to_string(got) + " (want " + std::to_string(p.want) + ")");
   }
-  std::vector<int> widths = pl::cuda::CudaBackend::hopperGemmWidths();
-  widths.push_back(0);
-  for (int width : widths) {
-    const int w = width == 0 ? 128 : width;
-    // (1000 x 1000: eight 128 x 128 tiles a block on most GPUs, so the ping-pong groups alternate several times.)
+  for (int width : pl::cuda::CudaBackend::hopperGemmWidths()) {
+    const int w = width;
     const int shapes[][3] = {{200, 2 * w + 8, 200}, {129, w - 8, 64}, {384, w, 1000}, {1000, 1000, 136}};
     for (const auto& s : shapes) {
       const int M = s[0], N = s[1], K = s[2], ld = (K + 7) / 8 * 8;
@@ -250,12 +224,9 @@ void checkGemmWidths(pl::cpu::CpuBackend& cpu, pl::cuda::CudaBackend& gpu) {
         Dev gc(gpu, beta == 0.0f ? Vec(c.size(), NAN) : c);  // beta 0 must ignore NaN C
         gpu.upload(ga.p, ah.data(), ah.size() * sizeof(uint16_t));
         gpu.upload(gb.p, bh.data(), bh.size() * sizeof(uint16_t));
-        gpu.gemmBf16(gc.f(), ga.p, gb.p, M, N, K, ld, ld, 0.75f, beta, width, width == 0);
+        gpu.gemmBf16(gc.f(), ga.p, gb.p, M, N, K, ld, ld, 0.75f, beta, width);
         char name[160];
-        if (width == 0)
-          std::snprintf(name, sizeof name, "gemmBf16[wgmma ping-pong] M%d N%d K%d beta%.1f", M, N, K, beta);
-        else
-          std::snprintf(name, sizeof name, "gemmBf16[wgmma %d wide] M%d N%d K%d beta%.1f", width, M, N, K, beta);
+        std::snprintf(name, sizeof name, "gemmBf16[wgmma %d wide] M%d N%d K%d beta%.1f", width, M, N, K, beta);
         compare(name, gc.get(), ref, 1e-4 * std::sqrt(double(K)), 1e-4);
       }
     }
@@ -544,46 +515,41 @@ int main(int argc, char** argv) {
     checkMemory(*gpu);
     checkOps(cpu, *gpu);
     checkAttention(cpu, *gpu, true, "flash");
-    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "flash-recompute", 1);
+    // The same backend with each of its other attention kernels (the engine's attentionBackward
+    // 'low-memory' runs flash-recompute; simt is the fp32 fallback of the shapes the flash kernels skip).
+    auto& cudaGpu = static_cast<pl::cuda::CudaBackend&>(*gpu);
+    cudaGpu.setAttentionKernel("flash-recompute");
+    checkAttention(cpu, *gpu, true, "flash, dQ recomputed");
+    cudaGpu.setAttentionKernel("simt");
+    checkAttention(cpu, *gpu, false, "simt");
+    cudaGpu.setAttentionKernel("flash");
     {
-      auto recompute = pl::cuda::createBackend(device);
-      checkAttention(cpu, *recompute, true, "flash, dQ recomputed");
+      pl::cuda::CudaOptions lowMemory;
+      lowMemory.keepAttentionScores = false;
+      auto recompute = pl::cuda::createBackend(device, lowMemory);
+      expect("attentionBackward 'low-memory' runs flash-recompute",
+             static_cast<pl::cuda::CudaBackend&>(*recompute).attentionKernel() == "flash-recompute",
+             static_cast<pl::cuda::CudaBackend&>(*recompute).attentionKernel());
     }
-    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "simt", 1);
-    {
-      auto fp32Attention = pl::cuda::createBackend(device);
-      checkAttention(cpu, *fp32Attention, false, "simt");
-    }
-    unsetenv("PUZZLE_LLAMA_CUDA_ATTENTION");
     checkGemm(cpu, *gpu, "auto", 3e-2);
     checkGemmWeightBf16(cpu, *gpu, "auto");
     checkGemmLowRank(cpu, *gpu, "auto");
-    setenv("PUZZLE_LLAMA_CUDA_FUSED_LORA", "1", 1);
-    {
-      auto fused = pl::cuda::createBackend(device);
-      checkGemmLowRank(cpu, *fused, "fused");
-    }
-    unsetenv("PUZZLE_LLAMA_CUDA_FUSED_LORA");
-    setenv("PUZZLE_LLAMA_CUDA_SKINNY", "1", 1);
-    {
-      auto skinny = pl::cuda::createBackend(device);
-      checkGemmSkinny(cpu, *skinny);
-      checkGemm(cpu, *skinny, "auto+skinny", 3e-2);
-    }
-    unsetenv("PUZZLE_LLAMA_CUDA_SKINNY");
-    setenv("PUZZLE_LLAMA_CUDA_GEMM", "simt", 1);
-    auto simt = pl::cuda::createBackend(device);
+    // Each of the product's GEMM kernels forced on every shape (CudaOptions::gemm: the harness's hook).
+    auto forced = [&](pl::cuda::CudaOptions::Gemm gemm) {
+      pl::cuda::CudaOptions o;
+      o.gemm = gemm;
+      return pl::cuda::createBackend(device, o);
+    };
+    auto simt = forced(pl::cuda::CudaOptions::Gemm::Simt);
     checkGemm(cpu, *simt, "simt", 1e-5);
-    setenv("PUZZLE_LLAMA_CUDA_GEMM", "mma", 1);
-    auto mma = pl::cuda::createBackend(device);
+    auto mma = forced(pl::cuda::CudaOptions::Gemm::Mma);
     checkGemm(cpu, *mma, "mma", 3e-2);
     checkGemmLarge(cpu, *mma, "mma");
     checkGemmWeightBf16(cpu, *mma, "mma");
     checkGemmLowRank(cpu, *mma, "mma");
-    setenv("PUZZLE_LLAMA_CUDA_GEMM", "wgmma", 1);
     std::unique_ptr<pl::Backend> wgmma;
     try {
-      wgmma = pl::cuda::createBackend(device);
+      wgmma = forced(pl::cuda::CudaOptions::Gemm::Wgmma);
     } catch (const pl::Error& e) {
       std::printf("skip gemm[wgmma]: %s\n", e.what());
     }
@@ -592,30 +558,6 @@ int main(int argc, char** argv) {
       checkGemmLarge(cpu, *wgmma, "wgmma");
       checkGemmWidths(cpu, static_cast<pl::cuda::CudaBackend&>(*wgmma));
     }
-    // The model's products on the ping-pong schedule.
-    setenv("PUZZLE_LLAMA_CUDA_PINGPONG", "1", 1);
-    setenv("PUZZLE_LLAMA_CUDA_GEMM", "wgmma", 1);
-    try {
-      auto pingPong = pl::cuda::createBackend(device);
-      checkGemmLarge(cpu, *pingPong, "wgmma ping-pong");
-      checkGemmWeightBf16(cpu, *pingPong, "wgmma ping-pong");
-    } catch (const pl::Error& e) {
-      std::printf("skip gemm[wgmma ping-pong]: %s\n", e.what());
-    }
-    unsetenv("PUZZLE_LLAMA_CUDA_PINGPONG");
-    unsetenv("PUZZLE_LLAMA_CUDA_GEMM");
-    // Last, so that a fault in kernels not yet run on a GPU cannot cost the checks above: the Hopper
-    // attention kernels (head dims 33..128 at 64 or 128; the rest of the cases check the fallback).
-    setenv("PUZZLE_LLAMA_CUDA_ATTENTION", "wgmma", 1);
-    std::unique_ptr<pl::Backend> hopperAttention;
-    try {
-      hopperAttention = pl::cuda::createBackend(device);
-    } catch (const pl::Error& e) {
-      std::printf("skip attention[wgmma]: %s\n", e.what());
-    }
-    if (hopperAttention) checkAttention(cpu, *hopperAttention, true, "wgmma");
-    hopperAttention.reset();
-    unsetenv("PUZZLE_LLAMA_CUDA_ATTENTION");
   } catch (const std::exception& e) {
     std::printf("FAIL exception: %s\n", e.what());
     return 2;

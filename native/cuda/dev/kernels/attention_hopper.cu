@@ -1,5 +1,5 @@
 // Causal grouped-query attention on Hopper (sm_90a) with wgmma, for head dims 33..128 (padded to kHD = 64 or
-// 128, as the flash kernels pad them) and query blocks of 8 rows or more: the AttentionPath::Wgmma kernels.
+// 128, as the flash kernels pad them) and query blocks of 8 rows or more. In the lab (dev/attention.cu) until a GPU shows it beating the flash kernels.
 // Conventions are attention.cu's (q, out, dq, dout [B,Tq,H,D]; k, v [B,Tcap,Hkv,D]; lse, delta [B,H,Tq];
 // query t at position pos0 + t sees keys [0, pos0 + t]), and the results are attention_flash.cu's up to bf16
 // rounding order.
@@ -15,7 +15,7 @@
 //   S = Q K^T (wgmma m64n128, both from shared memory), online softmax on the accumulators (a thread's
 //   values sit where mma.sync's would: rows g, g + 8 of its warp's 16, columns 8j + 2t, + 1), then P, packed
 //   to bf16 in registers, is the A operand of O += P V (wgmma with A from registers, B = V^T's tile).
-// Backward (delta = rowsum(dout * out) from attention.cu), one writer per output, no atomics:
+// Backward (delta = rowsum(dout * out) from the caller), one writer per output, no atomics:
 //   dK, dV: a CTA = 128 keys of one (b, query head) over the query tiles of 64 at or after its first key
 //     (a warp group skips the tile wholly before its 64 keys):
 //     S^T = K Q^T and dP^T = V dO^T (m64n64), P^T = exp(S^T - lse), dS^T = P^T (dP^T - delta), kept in bf16
@@ -23,20 +23,20 @@
 //     With grouped-query attention the query heads' shares are summed in order afterwards.
 //   dQ = dS K (times scale): a CTA = 128 queries over key tiles of 64; dS's A fragments come from the kept
 //     dS^T through ldmatrix.trans, B = k^T's tile.
-// Needs dS kept (at most kMaxDsBytes); attention.cu sends larger backward calls to the flash kernels.
+// Needs dS kept (at most kMaxDsBytes): attentionHopperBackwardFits() says whether a call fits.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdint>
 
-#include "attention_bf16.cuh"
-#include "common.cuh"
-#include "hopper.cuh"
-#include "kernels.h"
-#include "mma.cuh"
+#include "../../attention_bf16.cuh"
+#include "../../common.cuh"
+#include "../../hopper.cuh"
+#include "../../mma.cuh"
+#include "lab_kernels.h"
 
-namespace pl::cuda {
+namespace pl::cuda::lab {
 
 namespace {
 
@@ -530,4 +530,4 @@ void attentionBackwardHopper(cudaStream_t stream, float* dq, float* dk, float* d
     backwardHopper<128>(stream, dq, dk, dv, dout, q, k, v, lse, delta, B, T, H, Hkv, D, scratch);
 }
 
-}  // namespace pl::cuda
+}  // namespace pl::cuda::lab

@@ -6,14 +6,14 @@
 //   columns: N <= 16, A transposed (dy^T h): a lane per row of C (a column of A), 32 a block, K split over
 //            the block's 8 warps and summed in warp order (dB = dy^T h).
 //   short:   M <= 16, B not transposed (dh^T x): a lane per column of C, the same split (dA = dh^T x).
-// Each output has one writer and a fixed summation order: deterministic. Opt-in (PUZZLE_LLAMA_CUDA_SKINNY=1)
-// until a GPU run has checked them (the C++ harness compares each against the CPU).
+// Each output has one writer and a fixed summation order: deterministic. In the lab: on an H200 these were 4x
+// slower per call than the product's split-K mma.sync (dev/gemm.cu measures both).
 #include <string>
 
-#include "common.cuh"
-#include "kernels.h"
+#include "../../common.cuh"
+#include "lab_kernels.h"
 
-namespace pl::cuda {
+namespace pl::cuda::lab {
 
 namespace {
 
@@ -173,4 +173,4 @@ void gemmSkinny(cudaStream_t stream, float* C, const float* A, const float* B, i
   checkLaunch("gemm_skinny_short_kernel");
 }
 
-}  // namespace pl::cuda
+}  // namespace pl::cuda::lab
