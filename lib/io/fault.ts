@@ -15,8 +15,8 @@ function parse(): { action: 'kill' | 'enospc'; at: number } | null {
   return { action: m[1] as 'kill' | 'enospc', at: Number(m[2]) };
 }
 
-/** Called by the checkpoint writer just before each operation that changes the disk. */
-export function faultPoint(label: string): void {
+/** Called by the checkpoint writer just before each operation that changes the disk (`path`: what it changes). */
+export function faultPoint(label: string, path?: string): void {
   spec ??= parse();
   const trace = process.env.PUZZLE_LLAMA_FAULT_TRACE;
   if (!spec && !trace) return;
@@ -27,7 +27,7 @@ export function faultPoint(label: string): void {
     process.kill(process.pid, 'SIGKILL');
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10_000); // (the signal lands first)
   }
-  const err = new Error(`ENOSPC: no space left on device, ${label}`) as NodeJS.ErrnoException;
+  const err = new Error(`cannot ${label.split(' ')[0]} '${path ?? label}': no space left on device (ENOSPC)`) as NodeJS.ErrnoException;
   err.code = 'ENOSPC';
   throw err;
 }

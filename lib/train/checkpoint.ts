@@ -86,11 +86,11 @@ export async function saveCheckpoint(runDir: string, engine: Engine, state: Chec
   const tmp = `${final}.tmp-${process.pid}`;
   try {
     if (!existsSync(root)) {
-      faultPoint('mkdir checkpoints');
+      faultPoint('mkdir checkpoints', root);
       mkdirSync(root);
     }
     rmSync(tmp, { recursive: true, force: true });
-    faultPoint(`mkdir ${name}.tmp`);
+    faultPoint(`mkdir ${name}.tmp`, tmp);
     mkdirSync(tmp);
   } catch (err) {
     throw fsError(err, 'create the checkpoint folder', tmp);
@@ -109,19 +109,19 @@ export async function saveCheckpoint(runDir: string, engine: Engine, state: Chec
       }
     }
     for (const [file, tensors] of [['model.safetensors', weights], ['optimizer.safetensors', optimizer]] as const) {
-      faultPoint(`write ${name}.tmp/${file}`);
       const path = join(tmp, file);
       try {
+        faultPoint(`write ${name}.tmp/${file}`, path);
         await writeSafetensors(path, tensors, { format: 'pt' });
       } catch (err) {
         throw fsError(err, 'write', path);
       }
     }
-    faultPoint(`write ${name}.tmp/state.json`);
+    faultPoint(`write ${name}.tmp/state.json`, join(tmp, 'state.json'));
     writeDurable(join(tmp, 'state.json'), JSON.stringify(state, null, 2) + '\n');
     const manifest: CheckpointManifest = { version: CHECKPOINT_VERSION, step: state.step, files: {} };
     for (const file of FILES) manifest.files[file] = fileDigest(join(tmp, file));
-    faultPoint(`write ${name}.tmp/${MANIFEST_FILE}`);
+    faultPoint(`write ${name}.tmp/${MANIFEST_FILE}`, join(tmp, MANIFEST_FILE));
     writeDurable(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
@@ -133,11 +133,11 @@ export async function saveCheckpoint(runDir: string, engine: Engine, state: Chec
   let movedAside = false;
   try {
     if (existsSync(final)) {
-      faultPoint(`rename ${name} aside`);
+      faultPoint(`rename ${name} aside`, final);
       renameSync(final, aside);
       movedAside = true;
     }
-    faultPoint(`rename ${name}.tmp into place`);
+    faultPoint(`rename ${name}.tmp into place`, final);
     renameSync(tmp, final);
     fsyncDir(root);
   } catch (err) {
@@ -149,9 +149,9 @@ export async function saveCheckpoint(runDir: string, engine: Engine, state: Chec
   const pointer = join(root, 'latest');
   const pointerTmp = join(root, `.latest.tmp-${process.pid}`);
   try {
-    faultPoint('write .latest.tmp');
+    faultPoint('write .latest.tmp', pointerTmp);
     writeDurable(pointerTmp, `${name}\n`);
-    faultPoint('rename latest');
+    faultPoint('rename latest', pointer);
     renameSync(pointerTmp, pointer);
   } catch (err) {
     rmSync(pointerTmp, { force: true });

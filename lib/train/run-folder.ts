@@ -122,7 +122,7 @@ export function prepareRunFolder(o: ResolvedTrainOptions, extra: Record<string, 
     throw new Error(`train(): ${o.out} already holds a run (checkpoint ${choice.checkpoint ?? choice.skipped[0].dir}); pass resume: true (--resume) to continue it, or another out folder`);
   }
   if (o.resume) {
-    if (!hasCheckpoints) throw new Error(`train(): resume was asked for but ${o.out} holds no checkpoint`);
+    if (!hasCheckpoints) throw new Error(`train(): resume was asked for but ${o.out} holds no checkpoint (a run stopped before its first checkpoint cannot be resumed: start it again in another out folder)`);
     if (!choice.checkpoint || !choice.state) {
       throw new Error(`train(): no checkpoint in ${join(o.out, 'checkpoints')} is complete and intact, so there is nothing to resume (nothing was changed):\n${choice.skipped.map((s) => `  ${s.reason}`).join('\n')}`);
     }
