@@ -78,6 +78,8 @@ export function openTextSink(out: string, io: CliIo): TextSink {
       } catch (err) {
         throw fsError(err, 'write', out);
       }
+      // Let the event loop run between chunks: a signal handler (Ctrl-C) only runs there.
+      await new Promise((resolve) => setImmediate(resolve));
     },
     async close() {
       if (!open) return;
