@@ -1,5 +1,6 @@
 // Where a command reads and writes: the process's streams by default, fakes in tests.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
+import { fsError } from '../io/fs-errors.js';
 import { once } from 'node:events';
 import { dirname, basename, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -23,28 +24,127 @@ export interface TextSink {
   abort(): void;
 }
 
+/**
+ * Opens `out` for text output. A regular file (new or existing) is written to a temporary file beside it
+ * and renamed into place on close; Ctrl-C or SIGTERM meanwhile removes the temporary file, and those left
+ * by killed processes (their pid is gone) are swept. An existing device or FIFO (/dev/null, a pipe) is
+ * written directly: renaming over it would replace it. A folder is refused.
+ */
 export function openTextSink(out: string, io: CliIo): TextSink {
   if (out === '-') return streamSink(io.stdout);
-  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${Date.now()}`);
-  const fd = openSync(tmp, 'w');
+  let existing: Stats | null = null;
+  try {
+    existing = statSync(out);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fsError(err, 'write', out);
+  }
+  if (existing?.isDirectory() || (!existing && /[/\\]$/.test(out))) {
+    throw new Error(`cannot write '${out}': it is a directory; --out names a file (or - for stdout)`);
+  }
+  if (existing && !existing.isFile()) return directSink(out);
+  const prefix = `.${basename(out)}.tmp-`;
+  const tmp = join(dirname(out), `${prefix}${process.pid}-${Date.now()}`);
+  sweepStaleTemps(dirname(out), prefix);
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w', 0o666);
+  } catch (err) {
+    throw fsError(err, 'write', out);
+  }
   let open = true;
+  const drop = () => {
+    if (!open) return;
+    open = false;
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    rmSync(tmp, { force: true });
+  };
+  // A signal's default action would leave the temporary file behind: remove it, then die of the signal.
+  const onSignal = (signal: NodeJS.Signals) => {
+    drop();
+    process.kill(process.pid, signal);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   return {
     async write(text) {
-      writeSync(fd, text);
+      try {
+        writeSync(fd, text);
+      } catch (err) {
+        throw fsError(err, 'write', out);
+      }
+      // Let the event loop run between chunks: a signal handler (Ctrl-C) only runs there.
+      await new Promise((resolve) => setImmediate(resolve));
     },
     async close() {
       if (!open) return;
-      open = false;
-      fsyncSync(fd);
-      closeSync(fd);
-      renameSync(tmp, out);
+      try {
+        fsyncSync(fd);
+        closeSync(fd);
+        open = false;
+        renameSync(tmp, out);
+      } catch (err) {
+        open = true;
+        drop();
+        throw fsError(err, 'write', out);
+      }
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     },
-    abort() {
-      if (!open) return;
-      open = false;
-      closeSync(fd);
-      rmSync(tmp, { force: true });
+    abort: drop,
+  };
+}
+
+/** Removes `prefix<pid>-<time>` files of processes that no longer run (what a kill -9 leaves). */
+function sweepStaleTemps(dir: string, prefix: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)-\d+$/.exec(name.slice(prefix.length));
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') rmSync(join(dir, name), { force: true });
+    }
+  }
+}
+
+/** Writes straight to an existing device or FIFO. */
+function directSink(out: string): TextSink {
+  let fd: number;
+  try {
+    fd = openSync(out, 'w');
+  } catch (err) {
+    throw fsError(err, 'write', out);
+  }
+  let open = true;
+  const finish = () => {
+    if (open) closeSync(fd);
+    open = false;
+  };
+  return {
+    async write(text) {
+      try {
+        writeSync(fd, text);
+      } catch (err) {
+        throw fsError(err, 'write', out);
+      }
     },
+    async close() {
+      finish();
+    },
+    abort: finish,
   };
 }
 

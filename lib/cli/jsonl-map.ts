@@ -1,5 +1,6 @@
-// Shared by `verify` and `solve`: one JSON output line per input line, in order; a malformed input line
-// gets an output line saying why (and a message on stderr), processing goes on, and the exit status is 1.
+// Shared by `verify` and `solve`: one JSON output line per input line (blank lines included), in order; a
+// malformed input line, or one whose record the command refuses, gets an output line saying why (and a
+// message on stderr), processing goes on, and the exit status is 1.
 import { existsSync } from 'node:fs';
 import { parsePuzzleLine, readLines, type PuzzleRecord } from '../puzzle/jsonl.js';
 import { CliError } from './errors.js';
@@ -11,7 +12,7 @@ export interface JsonlMap {
   output: string;
   /** String fields every line must have. */
   need: readonly ('response' | 'prompt')[];
-  /** The output object for a good record. */
+  /** The output object for a good record (an error thrown here answers that line as malformed). */
   map(record: PuzzleRecord): object;
   /** The output object for a line that could not be read. */
   malformed(error: string): object;
@@ -26,15 +27,22 @@ export async function mapJsonl(spec: JsonlMap, io: CliIo): Promise<number> {
   let bad = 0;
   try {
     let chunk = '';
-    for await (const { lineNumber, text } of readLines(spec.input, io.stdin)) {
+    for await (const { lineNumber, text } of readLines(spec.input, io.stdin, true)) {
       total++;
-      const parsed = parsePuzzleLine(text, spec.need);
-      let result: object;
+      const parsed: { ok: true; record: PuzzleRecord } | { ok: false; error: string } =
+        text.trim() === '' ? { ok: false, error: 'the line is blank (a JSON object with "numbers" and "target" was expected)' } : parsePuzzleLine(text, spec.need);
+      let result: object | null = null;
+      let failure = parsed.ok ? null : parsed.error;
       if (parsed.ok) {
-        result = spec.map(parsed.record);
-      } else {
+        try {
+          result = spec.map(parsed.record);
+        } catch (err) {
+          failure = (err as Error).message;
+        }
+      }
+      if (failure !== null) {
         bad++;
-        const error = `line ${lineNumber}: ${parsed.error}`;
+        const error = `line ${lineNumber}: ${failure}`;
         io.stderr.write(`puzzle-llama ${spec.command}: ${error}\n`);
         result = spec.malformed(error);
       }

@@ -15,6 +15,10 @@ export function engineDecoder(engine: Engine, maxNewTokens: number): StepDecoder
       batch = prompts.length;
       const length = prompts[0]?.length ?? 0;
       if (prompts.some((p) => p.length !== length)) throw new Error('engineDecoder: the prompts of one batch must have the same length');
+      for (const p of prompts) {
+        const bad = p.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= V);
+        if (bad >= 0) throw new RangeError(`engineDecoder: the tokenizer gave token id ${p[bad]}, outside the model's vocabulary [0, ${V}): the tokenizer does not belong to this model`);
+      }
       const tokens = new Int32Array(batch * length);
       prompts.forEach((p, b) => tokens.set(p, b * length));
       // the session's KV cache holds the prompt and every token fed back (all but the last generated)

@@ -1,5 +1,6 @@
 // Loads a Hugging Face model folder (and optionally a PEFT adapter) into an engine, one tensor at a time,
 // with the tokenizer that came with it: ours when its tokenizer.json is the puzzle vocabulary.
+import { assertRegularFile } from '../io/regular-file.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../engine/engine.js';
@@ -38,6 +39,7 @@ export function loadTokenizer(dir: string): Tokenizer {
   const path = join(dir, 'tokenizer.json');
   if (!existsSync(path)) throw new Error(`${dir}: no tokenizer.json beside the model`);
   const puzzle = new PuzzleTokenizer();
+  assertRegularFile(path, 'the tokenizer');
   try {
     const vocab = JSON.parse(readFileSync(path, 'utf8'))?.model?.vocab;
     const ours = (puzzle.toHuggingFaceJson() as { model: { vocab: Record<string, number> } }).model.vocab;
@@ -54,6 +56,9 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     throw new Error(`${join(dir, 'config.json')}: rope_scaling (${checkpoint.hf.rope.scaling.type}) is not supported by the engine yet; only plain RoPE`);
   }
   const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? loadTokenizer(dir) : null;
+  if (tokenizer && tokenizer.vocabSize > checkpoint.config.vocab_size) {
+    throw new RangeError(`${join(dir, 'tokenizer.json')}: token ids reach ${tokenizer.vocabSize - 1}, but the model's vocab_size is ${checkpoint.config.vocab_size} (${join(dir, 'config.json')}): the tokenizer does not belong to this model`);
+  }
   const adapter = options.adapter ? await openPeftAdapter(options.adapter, checkpoint.config) : null;
   if (adapter && options.lora) throw new Error(`loadModel(${dir}): give either an adapter to load or a fresh lora, not both`);
   const engine = await Engine.create({

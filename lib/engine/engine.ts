@@ -1,6 +1,8 @@
 // The Engine class of docs/ARCHITECTURE.md ("The engine API"): a LLaMA (+ LoRA) model held by the native addon, with calls serialized,
 // AbortSignal wired to the native abort flag, and errors pointing at the caller's line.
 import { loadAddon } from './loader.js';
+import { availableMemory, gib, modelMemory } from './memory.js';
+import { show } from '../io/show.js';
 import type { Communicator } from './communicator.js';
 import { validateConfig, validateLora, type LlamaConfig, type LoraOptions } from '../model/config.js';
 import type {
@@ -127,6 +129,24 @@ function checkedRows(shape: BatchShape, where: string): number {
   return shape.batch * shape.seq;
 }
 
+/** The options object a method needs (a clear error instead of "Cannot read properties of undefined"). */
+function needOptions<T>(options: T, shape: string): T {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object ${shape}, got ${show(options)}`);
+  return options;
+}
+
+/** Prompts as Int32Arrays; a number[] must hold token ids (a string or 1.5 would become 0 silently). */
+function promptList(prompts: unknown, vocabSize: number): Int32Array[] {
+  if (!Array.isArray(prompts)) throw new TypeError(`prompts must be an array of token id arrays, got ${show(prompts)}`);
+  return prompts.map((p, i) => {
+    if (p instanceof Int32Array) return p;
+    if (!Array.isArray(p)) throw new TypeError(`prompts[${i}] must be an Int32Array or an array of token ids, got ${show(p)}`);
+    const bad = p.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
+    if (bad >= 0) throw new TypeError(`prompts[${i}][${bad}] must be a token id in [0, ${vocabSize}), got ${show(p[bad])}`);
+    return Int32Array.from(p);
+  });
+}
+
 export class Engine {
   readonly config: LlamaConfig;
   readonly lora: LoraOptions | null;
@@ -151,9 +171,22 @@ export class Engine {
     const config = validateConfig(options.config, 'Engine.create(): config');
     const lora = options.lora ? validateLora(options.lora, 'Engine.create(): lora') : null;
     const device = options.device ?? 'auto';
+    if (device !== 'auto' && device !== 'cpu' && device !== 'cuda') throw new RangeError(`Engine.create(): device must be 'auto', 'cpu' or 'cuda', got ${show(device)}`);
     const { addon, build } = loadAddon();
     if (device === 'cuda' && build !== 'cuda') {
       throw new Error(`Engine.create(): device 'cuda' was asked for but the loaded addon is the ${build} build (run \`npm run build:cuda\` where nvcc is installed)`);
+    }
+    if (device === 'cpu' || build !== 'cuda') {
+      // On the CPU the model's arrays come out of this machine's memory: refuse what cannot fit rather
+      // than be killed by the kernel's OOM killer half-way through initializing them.
+      const need = modelMemory(config, lora, options.frozenWeights === 'bf16' ? 'bf16' : 'fp32');
+      const have = availableMemory();
+      if (need.bytes > have.bytes) {
+        throw new RangeError(
+          `Engine.create(): the model needs ${gib(need.bytes)} for its ${(need.parameters / 1e9).toFixed(2)}B parameters (${(need.trainable / 1e9).toFixed(2)}B trained: weights, gradients and AdamW state), ` +
+            `but ${have.source} has ${gib(have.bytes)} of memory; use a smaller preset, LoRA (with frozenWeights 'bf16'), or a GPU`,
+        );
+      }
     }
     const native = new addon.NativeEngine({
       config,
@@ -281,7 +314,7 @@ export class Engine {
   /** Logits [batch, seq, vocab] (evaluation mode: no dropout). */
   forward(tokens: Int32Array, options: BatchShape & { signal?: AbortSignal }): Promise<Float32Array> {
     return this.#enqueue('forward()', options?.signal, (n, abort) =>
-      n.forward(tokens, { batch: options.batch, seq: options.seq, abort }),
+      n.forward(tokens, { batch: needOptions(options, '{ batch, seq }').batch, seq: options.seq, abort }),
     );
   }
 
@@ -289,7 +322,7 @@ export class Engine {
   forwardBackward(tokens: Int32Array, targets: Int32Array, options: ForwardBackwardOptions): Promise<{ loss: number; tokens: number }> {
     return this.#enqueue('forwardBackward()', options?.signal, (n, abort) =>
       n.forwardBackward(tokens, targets, {
-        batch: options.batch,
+        batch: needOptions(options, '{ batch, seq }').batch,
         seq: options.seq,
         accumulate: options.accumulate,
         dropoutSeed: options.dropoutSeed,
@@ -323,15 +356,14 @@ export class Engine {
 
   /** One AdamW step (PyTorch semantics, weight decay on every trainable tensor) after optional clipping. */
   step(options: StepOptions): Promise<StepResult> {
-    return this.#enqueue('step()', undefined, (n) => n.step(options));
+    return this.#enqueue('step()', undefined, (n) => n.step(needOptions(options, '{ lr, … }')));
   }
 
   /** Continues each prompt (token ids); returns only the new tokens of each. */
   generate(prompts: Array<Int32Array | number[]>, options: GenerateOptions = {}): Promise<Int32Array[]> {
-    const list = Array.isArray(prompts) ? prompts.map((p) => (Array.isArray(p) ? Int32Array.from(p) : p)) : prompts;
-    return this.#enqueue('generate()', options.signal, (n, abort) =>
-      n.generate(list, {
-        maxNewTokens: options.maxNewTokens,
+    return this.#enqueue('generate()', options?.signal, (n, abort) =>
+      n.generate(promptList(prompts, this.config.vocab_size), {
+        maxNewTokens: needOptions(options ?? {}, '{ maxNewTokens, … }').maxNewTokens,
         temperature: options.temperature,
         topK: options.topK,
         seed: options.seed,
@@ -348,7 +380,7 @@ export class Engine {
    */
   decodeStart(tokens: Int32Array, options: { batch: number; promptLength: number; maxNewTokens: number; signal?: AbortSignal }): Promise<Float32Array> {
     return this.#enqueue('decodeStart()', options?.signal, (n) =>
-      n.decodeStart(tokens, { batch: options.batch, promptLength: options.promptLength, maxNewTokens: options.maxNewTokens }),
+      n.decodeStart(tokens, { batch: needOptions(options, '{ batch, promptLength, maxNewTokens }').batch, promptLength: options.promptLength, maxNewTokens: options.maxNewTokens }),
     );
   }
 

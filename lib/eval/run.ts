@@ -1,6 +1,6 @@
 // evaluate(): the library call and `puzzle-llama eval`'s engine. Loads a model folder (or takes a live
 // engine), decodes the evaluation sets with the KV cache, and writes records, scores, the table and a report.
-import { mkdirSync } from 'node:fs';
+import { makeDir } from '../io/make-dir.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
@@ -33,7 +33,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateReport
     if (!tokenizer) throw new Error(`evaluate(): ${String(options.model)} has no tokenizer.json beside the weights`);
     const maxNewTokens = options.maxNewTokens ?? 200;
     const files: string[] = [];
-    if (options.out) mkdirSync(options.out, { recursive: true });
+    if (options.out) makeDir(options.out, 'out folder');
     const recordsPath = options.out ? join(options.out, 'records.jsonl') : undefined;
     const result = await evaluateWithDecoder(engineDecoder(engine, maxNewTokens), tokenizer, { ...options, maxNewTokens, recordsPath });
     const table = formatEvalTable(result);

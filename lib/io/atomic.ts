@@ -2,6 +2,7 @@
 // replaces the target, so a reader (or a crash) never sees half a file.
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { fsError } from './fs-errors.js';
 
 export function writeFileAtomic(path: string, data: string | NodeJS.ArrayBufferView): void {
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
@@ -10,6 +11,6 @@ export function writeFileAtomic(path: string, data: string | NodeJS.ArrayBufferV
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
-    throw err;
+    throw fsError(err, 'write', path);
   }
 }

@@ -1,4 +1,5 @@
 // LlamaConfig (Hugging Face keys), LoRA options, their validation, and the presets the engine trains well on CPU.
+import { show } from '../io/show.js';
 
 /** Hugging Face LlamaConfig fields the engine uses (config.json keys). */
 export interface LlamaConfig {
@@ -96,7 +97,7 @@ export function presetConfig(name: PresetName, overrides: Partial<LlamaConfig> =
 
 function positiveInt(where: string, key: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-    throw new RangeError(`${where}: ${key} must be a positive integer, got ${JSON.stringify(v)}`);
+    throw new RangeError(`${where}: ${key} must be a positive integer, got ${show(v)}`);
   }
   return v;
 }

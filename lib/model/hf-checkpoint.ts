@@ -1,10 +1,13 @@
 // Hugging Face LlamaForCausalLM model folders: open and validate (config.json, model.safetensors or shards
 // with model.safetensors.index.json), stream tensors one at a time as float32, and save atomically.
-import { constants as fsConstants, existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readTextFile } from '../io/regular-file.js';
+import { constants as fsConstants, existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { LORA_TARGETS, type LlamaConfig } from './config.js';
 import { readJsonFile as readJson } from '../io/json.js';
+import { makeDir } from '../io/make-dir.js';
+import { randomBytes } from 'node:crypto';
 import { parseHfConfigText, toGenerationConfig, toHfConfig, type HfModelConfig, type RopeSettings, type TorchDtype } from './hf-config.js';
 import { tokenizerFiles, type HfTokenizer } from './hf-tokenizer.js';
 import {
@@ -235,7 +238,7 @@ export async function openHfCheckpoint(dir: string, options: OpenOptions = {}): 
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new HfCheckpointError(`${dir}: not a model folder (no such directory)`);
   const configPath = join(dir, 'config.json');
   if (!existsSync(configPath)) throw new HfCheckpointError(`${configPath}: missing (a model folder needs its config.json)`);
-  const hf = parseHfConfigText(readFileSync(configPath, 'utf8'), configPath);
+  const hf = parseHfConfigText(readTextFile(configPath, 'the model config'), configPath);
   const warnings = [...hf.warnings];
 
   let files: string[];
@@ -659,8 +662,10 @@ export async function writeFolderAtomic(dir: string, overwrite: boolean, fill: (
     if (!st.isDirectory()) throw new HfCheckpointError(`${dir}: exists and is not a folder`);
     if (!overwrite && readdirSync(target).length > 0) throw new HfCheckpointError(`${dir}: exists and is not empty (pass overwrite: true to replace it)`);
   }
-  await mkdir(parent, { recursive: true });
-  const tmp = await mkdtemp(join(parent, `.${basename(target)}.tmp-`));
+  makeDir(parent);
+  // mkdir, not mkdtemp: the folder gets the usual mode (0777 less the umask), not mkdtemp's 0700.
+  const tmp = join(parent, `.${basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  await mkdir(tmp);
   try {
     await fill(tmp);
     await fsyncPath(tmp);

@@ -1,6 +1,7 @@
 // Hugging Face config.json <-> our LlamaConfig: reads every RoPE spelling in use, validates, fills
 // transformers' defaults, and writes a config.json that transformers' LlamaForCausalLM loads.
-import { readFileSync } from 'node:fs';
+import { kindOf } from '../io/regular-file.js';
+import { readFileSync, statSync } from 'node:fs';
 import { validateConfig, type LlamaConfig } from './config.js';
 
 // Decisions, in one place:
@@ -151,8 +152,11 @@ export function parseHfConfigText(text: string, where = 'config.json'): HfModelC
 export function readHfConfig(path: string): HfModelConfig {
   let text: string;
   try {
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (st && !st.isFile() && !st.isDirectory()) throw new HfConfigError(`${path}: cannot read the model config (${kindOf(st)})`);
     text = readFileSync(path, 'utf8');
   } catch (err) {
+    if (err instanceof HfConfigError) throw err;
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EISDIR') return readHfConfig(`${path.replace(/\/+$/, '')}/config.json`);
     throw new HfConfigError(`${path}: cannot read the model config (${e.code ?? e.message})`);

@@ -117,6 +117,10 @@ export class HfTokenizer implements Tokenizer {
     if (!isObject(tokenizerJson) || !isObject(tokenizerJson.model)) {
       throw new Error(`${where}: not a tokenizer.json (no "model" object)`);
     }
+    const ownVocab = (tokenizerJson.model as Json).vocab;
+    if ((Array.isArray(ownVocab) && ownVocab.length === 0) || (isObject(ownVocab) && Object.keys(ownVocab).length === 0)) {
+      throw new Error(`${where}: model.vocab is empty (only added tokens): every character would become one id, or none`);
+    }
     this.tokenizerJson = tokenizerJson;
     this.tokenizerConfig = tokenizerConfig;
     this.specialTokensMap = specialTokensMap;
@@ -215,6 +219,10 @@ export class HfTokenizer implements Tokenizer {
     if (typeof text !== 'string') throw new TypeError(`tokenizer: encode() needs a string, got ${typeof text}`);
     if (text.length === 0) return [];
     const { ids, tokens } = this.hf.encode(text, { add_special_tokens: false });
+    const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= this.vocabSize);
+    if (bad >= 0 || (ids.length === 0 && text.trim() !== '')) {
+      throw new RangeError(`tokenizer ${this.where}: ${JSON.stringify(text.length > 60 ? `${text.slice(0, 57)}...` : text)} ${ids.length === 0 ? 'encodes to no token at all' : `gives token ${String(ids[bad])} (piece ${bad})`}: the vocabulary cannot represent it`);
+    }
     if (!this.allowUnknown && this.unk !== null) {
       const unknown = ids.filter((id) => id === this.unk).length;
       const literal = this.unkText ? text.split(this.unkText).length - 1 : 0;

@@ -1,6 +1,7 @@
 // PEFT LoRA adapter folders (adapter_config.json + adapter_model.safetensors): save, load with validation
 // against the base model's config, and merge into base weights (W + (alpha / r) B A).
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readTextFile } from '../io/regular-file.js';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LORA_TARGETS, validateLora, type LlamaConfig, type LoraOptions } from './config.js';
 import {
@@ -275,7 +276,7 @@ export async function openPeftAdapter(dir: string, base: LlamaConfig): Promise<P
   }
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(configPath, 'utf8'));
+    json = JSON.parse(readTextFile(configPath, 'the adapter config'));
   } catch (err) {
     throw new PeftError(`${configPath}: not valid JSON: ${(err as Error).message}`);
   }

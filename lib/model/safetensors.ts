@@ -1,7 +1,9 @@
 // Our own safetensors reader and writer (the Hugging Face tensor file format), with bf16/f16 conversions.
 // Reading parses and validates only the header; each tensor's bytes are read when asked for, by position.
+import { kindOf } from '../io/regular-file.js';
 import {
   closeSync,
+  statSync,
   fstatSync,
   fsyncSync,
   openSync,
@@ -206,6 +208,9 @@ function readExactly(fd: number, path: string, into: Uint8Array, position: numbe
 /** Parses and validates the header; reads nothing of the data buffer. */
 export function readSafetensorsHeader(path: string, options: ReadOptions = {}): SafetensorsHeader {
   const maxHeader = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+  // (A FIFO would block open() itself: refuse it before opening.)
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (st && !st.isFile()) throw new SafetensorsError(path, `not a regular file (${kindOf(st)})`);
   const fd = openSync(path, 'r');
   try {
     const stat = fstatSync(fd);

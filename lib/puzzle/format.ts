@@ -38,13 +38,13 @@ const STEP = /^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$/;
 
 export type StepParse = { ok: true; step: Step } | { ok: false; error: string };
 
-/** Reads one step `a op b=c` (spaces around tokens tolerated). */
-export function parseStep(text: string): StepParse {
+/** Reads one step `a op b=c` (spaces around tokens tolerated); numbers may have up to `maxDigits` characters. */
+export function parseStep(text: string, maxDigits = MAX_INTEGER_DIGITS): StepParse {
   const m = STEP.exec(text);
   if (!m) return { ok: false, error: `not a step of the form "a op b=c": ${JSON.stringify(clip(text.trim()))}` };
   for (const token of [m[1], m[3], m[4]]) {
-    if (token.length > MAX_INTEGER_DIGITS) {
-      return { ok: false, error: `a number with ${token.length} characters is longer than ${MAX_INTEGER_DIGITS}` };
+    if (token.length > maxDigits) {
+      return { ok: false, error: `a number with ${token.length} characters is longer than ${maxDigits}` };
     }
   }
   return {
@@ -56,11 +56,11 @@ export function parseStep(text: string): StepParse {
 export type ResponseParse = { ok: true; steps: Step[] } | { ok: false; error: string; stepIndex: number };
 
 /** Reads a whole response: steps separated by commas. */
-export function parseResponse(text: string): ResponseParse {
+export function parseResponse(text: string, maxDigits = MAX_INTEGER_DIGITS): ResponseParse {
   const pieces = text.split(',');
   const steps: Step[] = [];
   for (let i = 0; i < pieces.length; i++) {
-    const parsed = parseStep(pieces[i]);
+    const parsed = parseStep(pieces[i], maxDigits);
     if (!parsed.ok) return { ok: false, error: `step ${i + 1}: ${parsed.error}`, stepIndex: i };
     steps.push(parsed.step);
   }

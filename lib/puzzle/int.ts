@@ -1,5 +1,6 @@
 // Exact integers of any size: a plain number while it is a safe integer, a bigint beyond ±(2^53−1).
 // Every value is kept in that canonical form, so `===` and Map keys compare values exactly.
+import { show } from '../io/show.js';
 
 export type Int = number | bigint;
 
@@ -115,7 +116,7 @@ export function intFromJson(value: unknown, field: string): Int | string {
     if (Number.isInteger(value)) {
       return `${field} = ${value} is beyond ±(2^53−1) and lost precision as a JSON number; write it as a decimal string`;
     }
-    return `${field} must be an integer, got ${JSON.stringify(value)}`;
+    return `${field} must be an integer, got ${show(value)}`;
   }
   if (typeof value === 'string') {
     const parsed = value.length <= 10_000 ? parseInt10(value.trim()) : null;

@@ -76,14 +76,14 @@ export interface InputLine {
   text: string;
 }
 
-/** Reads a file (or '-' for stdin) line by line; blank lines are skipped. */
-export async function* readLines(path: string, stdin: Readable = process.stdin): AsyncGenerator<InputLine> {
+/** Reads a file (or '-' for stdin) line by line; blank lines are skipped unless `keepBlank`. */
+export async function* readLines(path: string, stdin: Readable = process.stdin, keepBlank = false): AsyncGenerator<InputLine> {
   const input = path === '-' ? stdin : createReadStream(path);
   const rl = createInterface({ input, crlfDelay: Infinity });
   let lineNumber = 0;
   for await (const text of rl) {
     lineNumber++;
-    if (text.trim() === '') continue;
+    if (!keepBlank && text.trim() === '') continue;
     yield { lineNumber, text };
   }
 }

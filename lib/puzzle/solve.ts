@@ -5,6 +5,8 @@
 // groups of up to SMALL numbers), and asks which values B must make for `a op b` to land in the target
 // interval; that is again an interval (floor division turns exact targets into intervals), so B is
 // solved recursively with the same question. Failed (group, interval) questions are remembered.
+// The search is exponential in N: a time budget per puzzle bounds it, and running out answers
+// { solvable: null, reason: 'timeout' } (neither a solution nor a proof).
 import { abs, add, ceilDiv, cmp, floorDiv, intToString, max, min, mul, sub, type Int } from './int.js';
 import { formatResponse } from './format.js';
 import { applyOp } from './synthesize.js';
@@ -12,12 +14,24 @@ import { canonicalPuzzle, checkPuzzle } from './verify.js';
 import type { Op, Puzzle, Step } from './types.js';
 
 export interface Solution {
-  solvable: boolean;
+  /** null: the time budget ran out before a solution or a proof (see reason). */
+  solvable: boolean | null;
   /** One solution's steps when solvable, else null. */
   steps: Step[] | null;
   /** The steps in the response format when solvable, else null. */
   response: string | null;
+  /** Why solvable is null. */
+  reason?: 'timeout';
 }
+
+export interface SolveOptions {
+  /** The time budget in milliseconds (default 10 000; Infinity: none). */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_SOLVE_TIMEOUT_MS = 10_000;
+
+class OutOfTime extends Error {}
 
 /** Groups of at most this many numbers have all their reachable values enumerated. */
 const SMALL = 4;
@@ -32,14 +46,22 @@ interface Reach {
 /** A found way to make `value` from the numbers in `mask`. */
 type Plan = { mask: number; value: Int } | { op: Op; left: Plan; right: Plan; value: Int };
 
-export function solve(input: Puzzle): Solution {
+export function solve(input: Puzzle, options: SolveOptions = {}): Solution {
   const problem = checkPuzzle(input);
   if (problem) throw new TypeError(`solve(): ${problem}`);
+  const timeoutMs = options?.timeoutMs ?? DEFAULT_SOLVE_TIMEOUT_MS;
+  if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs <= 0) throw new RangeError(`solve(): timeoutMs must be a number > 0, got ${String(timeoutMs)}`);
   const puzzle = canonicalPuzzle(input);
   if (puzzle.numbers.length > 30) throw new RangeError(`solve(): at most 30 numbers, got ${puzzle.numbers.length}`);
-  const solver = new Solver(puzzle.numbers);
+  const solver = new Solver(puzzle.numbers, performance.now() + timeoutMs);
   const full = (1 << puzzle.numbers.length) - 1;
-  const plan = solver.solveRange(full, puzzle.target, puzzle.target);
+  let plan: Plan | null;
+  try {
+    plan = solver.solveRange(full, puzzle.target, puzzle.target);
+  } catch (err) {
+    if (err instanceof OutOfTime) return { solvable: null, steps: null, response: null, reason: 'timeout' };
+    throw err;
+  }
   if (!plan) return { solvable: false, steps: null, response: null };
   const steps: Step[] = [];
   solver.emit(plan, steps);
@@ -51,10 +73,21 @@ class Solver {
   private readonly boundCache = new Map<number, Int>();
   private readonly failed = new Set<string>();
 
-  constructor(private readonly values: readonly Int[]) {}
+  private ticks = 0;
+
+  constructor(
+    private readonly values: readonly Int[],
+    private readonly deadline: number,
+  ) {}
+
+  /** Counts work; every 4096 units, gives up once the deadline has passed. */
+  private tick(): void {
+    if ((++this.ticks & 4095) === 0 && performance.now() > this.deadline) throw new OutOfTime();
+  }
 
   /** Some value in [lo, hi] made from exactly the numbers in `mask`, or null when there is none. */
   solveRange(mask: number, lo: Int, hi: Int): Plan | null {
+    this.tick();
     const size = popcount(mask);
     if (size <= SMALL) {
       const reach = this.reachable(mask);
@@ -134,6 +167,7 @@ class Solver {
         const rb = this.reachable(right).sorted;
         for (const a of ra) {
           for (const b of rb) {
+            this.tick();
             put(how, add(a, b), '+', left, a, right, b);
             put(how, mul(a, b), '*', left, a, right, b);
             put(how, sub(a, b), '-', left, a, right, b);

@@ -1,7 +1,7 @@
 // The exact verifier of docs/ARCHITECTURE.md ("The puzzle and the verifier"): replays a response's steps over the candidates as a multiset.
 // It never throws on any response text; every failure carries one reason from VERDICT_REASONS.
 import { intToString, isInt, norm, type Int } from './int.js';
-import { parseResponse } from './format.js';
+import { MAX_INTEGER_DIGITS, parseResponse } from './format.js';
 import { applyOp } from './synthesize.js';
 import type { Puzzle } from './types.js';
 
@@ -61,7 +61,7 @@ export function verify(input: Puzzle, response: unknown): Verdict {
   if (typeof response !== 'string') return fail('malformed-input', `the response must be a string, got ${response === null ? 'null' : typeof response}`);
   if (response.trim() === '') return fail('empty-response', 'the response is empty');
 
-  const parsed = parseResponse(response);
+  const parsed = parseResponse(response, digitBudget(puzzle));
   if (!parsed.ok) return fail('parse-error', parsed.error, parsed.stepIndex);
   const steps = parsed.steps;
   const expected = puzzle.numbers.length - 1;
@@ -98,6 +98,17 @@ export function verify(input: Puzzle, response: unknown): Verdict {
     return fail('final-value-differs', `the last result is ${intToString(last)}, the target is ${intToString(puzzle.target)}`);
   }
   return OK;
+}
+
+/**
+ * The longest number a valid step of this puzzle can hold: every intermediate value v has
+ * |v| ≤ Π(|x| + 1) − 1, at most Σ(digits(|x|) + 1) digits, plus a sign (never below MAX_INTEGER_DIGITS,
+ * so that what solve() answers for huge puzzles always parses).
+ */
+function digitBudget(puzzle: Puzzle): number {
+  let digits = 1;
+  for (const x of puzzle.numbers) digits += intToString(x).replace('-', '').length + 1;
+  return Math.max(MAX_INTEGER_DIGITS, digits);
 }
 
 function describe(available: Map<Int, number>): string {

@@ -10,6 +10,7 @@ import { synthesize } from '../puzzle/synthesize.js';
 import type { Puzzle } from '../puzzle/types.js';
 import { answered, RESPONSE_KINDS, type ResponseKind } from '../puzzle/canonical.js';
 import { formatResponse } from '../puzzle/format.js';
+import { assertRegularFile } from '../io/regular-file.js';
 
 
 export type DataOptions =
@@ -49,6 +50,7 @@ export function validateDataOptions(data: DataOptions, where = 'train(): data'):
   }
   if (data.source === 'file') {
     if (typeof data.path !== 'string' || !existsSync(data.path)) throw new Error(`${where}.path: the data file '${String(data.path)}' does not exist`);
+    assertRegularFile(data.path, `${where}.path: the data file`);
     return data;
   }
   throw new RangeError(`${where}.source must be 'synth' or 'file', got ${JSON.stringify((data as { source?: unknown }).source)}`);

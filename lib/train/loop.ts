@@ -111,6 +111,10 @@ export async function runSteps(c: LoopContext): Promise<LoopResult> {
       tokensPerSecond: tokens / seconds,
       elapsedSeconds: trained,
     };
+    // A NaN or infinite loss poisons every later step: stop here, before it reaches a file or a checkpoint.
+    if (!Number.isFinite(record.loss) || !Number.isFinite(record.gradNorm)) {
+      throw new Error(`train(): step ${step} gave loss ${record.loss} and gradient norm ${record.gradNorm}: the run diverged or its state is corrupt; it stops here and its last checkpoint is left as it was`);
+    }
     c.history.push(record);
     if (c.metrics) appendFileSync(c.metrics, JSON.stringify(record) + '\n');
     if (world.rank === 0) c.onStep?.(record);

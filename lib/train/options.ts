@@ -1,5 +1,6 @@
 // train()'s options: defaults (the paper's where it states them), validation before any work starts, and
 // the fingerprint that a resumed run must share with the run it continues.
+import { show } from '../io/show.js';
 import { PRESETS, validateConfig, validateLora, type LlamaConfig, type LoraOptions } from '../model/config.js';
 import { loadEvalSet } from '../eval/sets.js';
 import { DEFAULT_EVAL_SETS } from '../eval/evaluate.js';
@@ -147,7 +148,7 @@ export const PAPER_LORA: LoraOptions = { r: 8, alpha: 32, dropout: 0.05, targets
 function int(name: string, v: unknown, min: number, fallback?: number): number {
   const x = v === undefined ? fallback : v;
   if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min) {
-    throw new RangeError(`train(): ${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+    throw new RangeError(`train(): ${name} must be an integer ≥ ${min}, got ${show(v)}`);
   }
   return x;
 }
@@ -155,7 +156,7 @@ function int(name: string, v: unknown, min: number, fallback?: number): number {
 function num(name: string, v: unknown, fallback: number, lo: number, hi: number, loOpen = false): number {
   const x = v === undefined ? fallback : v;
   if (typeof x !== 'number' || !Number.isFinite(x) || x > hi || (loOpen ? x <= lo : x < lo)) {
-    throw new RangeError(`train(): ${name} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}], got ${JSON.stringify(v)}`);
+    throw new RangeError(`train(): ${name} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}], got ${show(v)}`);
   }
   return x;
 }

@@ -19,7 +19,8 @@ import { openPuzzleStream } from './data.js';
 import { GlobalBatches } from './batches.js';
 import { exportModel } from './export.js';
 import { writeRunReport } from './run-report.js';
-import { evalsPath, metricsPath, prepareRunFolder, readHistory, type RunPlan } from './run-folder.js';
+import { evalsPath, metricsPath, openRunFolder, readHistory, type RunPlan } from './run-folder.js';
+import type { RunLock } from '../io/run-lock.js';
 import { runSteps } from './loop.js';
 import { fingerprint, resolveTrainOptions, type ResolvedTrainOptions, type StepRecord, type TrainOptions } from './options.js';
 
@@ -87,7 +88,32 @@ async function run(
     if (lead) options.onNote?.(message);
   };
   const extra = { tokenizer: o.baseModel ? `the base model's (${o.baseModel})` : 'puzzle characters', worldSize: world.worldSize };
-  const plan: RunPlan = group ? await group.decide('plan', () => prepareRunFolder(o, extra)) : prepareRunFolder(o, extra);
+  // Rank 0 owns the folder (its lock) for the whole run; its refusal is every rank's.
+  let lock: RunLock | null = null;
+  const open = () => {
+    const r = openRunFolder(o, extra, note);
+    lock = r.lock;
+    return r.plan;
+  };
+  try {
+    const plan: RunPlan = group ? await group.decide('plan', open) : open();
+    return await runPlanned(o, world, group, tokenizer, options, plan, notes, note);
+  } finally {
+    (lock as RunLock | null)?.release();
+  }
+}
+
+async function runPlanned(
+  o: ResolvedTrainOptions,
+  world: World,
+  group: ProcessGroup | null,
+  tokenizer: Tokenizer,
+  options: TrainOptions,
+  plan: RunPlan,
+  notes: string[],
+  note: (message: string) => void,
+): Promise<TrainResult> {
+  const lead = world.rank === 0;
   const resume = plan.resume;
   if (resume && resume.worldSize !== null && resume.worldSize !== world.worldSize) {
     note(`resuming a run trained on ${resume.worldSize} rank(s) on ${world.worldSize}: the global batch stays ${o.batchSize} puzzles; the losses may differ from an uninterrupted run in the last bits (another summation order)`);
@@ -119,7 +145,7 @@ async function run(
       checkpoint = await saveCheckpoint(
         o.out,
         engine,
-        { version: CHECKPOINT_VERSION, step: stepsDone, adamStep: engine.stepCount, data: batches.position(), fingerprint: fingerprint(o), allParameters: o.baseModel === null, worldSize: world.worldSize, trainedSeconds, savedAt: new Date().toISOString() },
+        { version: CHECKPOINT_VERSION, step: stepsDone, adamStep: engine.stepCount, data: batches.position(), fingerprint: fingerprint(o), allParameters: o.baseModel === null, worldSize: world.worldSize, trainedSeconds, ...(plan.dataFile ? { dataFile: plan.dataFile } : {}), savedAt: new Date().toISOString() },
         o.keepCheckpoints,
       );
     };

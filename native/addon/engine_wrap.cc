@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <new>
+#include <stdexcept>
+#include <string>
 
 #include "../core/cpu_features.h"
 #include "../core/error.h"
@@ -247,6 +250,24 @@ class DecodeJob : public EngineJob {
   Napi::Value Result(Napi::Env env) override { return newF32(env, logits.size(), logits.data()); }
 };
 
+// The synchronous methods run their body inside this: a Napi::Error passes through; anything else (a CUDA
+// transfer's std::exception, bad_alloc, a foreign throw) becomes a JS error naming the call. Nothing may
+// escape to N-API, where an uncaught C++ exception aborts the process.
+template <typename Body>
+Napi::Value guarded(Napi::Env env, const char* where, Body&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, std::string(where) + ": out of memory");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string(where) + ": " + e.what());
+  } catch (...) {
+    throw Napi::Error::New(env, std::string(where) + ": an unknown native error");
+  }
+}
+
 }  // namespace
 
 Napi::Function EngineWrap::Define(Napi::Env env) {
@@ -435,63 +456,73 @@ Napi::Value EngineWrap::Profile(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EngineWrap::GetParameter(const Napi::CallbackInfo& info) {
-  const TensorInfo& t = tensorArg(info, "getParameter()");
-  Napi::Float32Array out = Napi::Float32Array::New(info.Env(), t.numel);
-  state_->model->getParameter(t, out.Data());
-  return out;
+  return guarded(info.Env(), "getParameter()", [&]() -> Napi::Value {
+    const TensorInfo& t = tensorArg(info, "getParameter()");
+    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), t.numel);
+    state_->model->getParameter(t, out.Data());
+    return out;
+  });
 }
 
 Napi::Value EngineWrap::SetParameter(const Napi::CallbackInfo& info) {
-  const TensorInfo& t = tensorArg(info, "setParameter()");
-  Napi::Float32Array data = f32Arg(info.Env(), info.Length() > 1 ? info[1] : info.Env().Undefined(),
-                                   "setParameter(): data for '" + t.name + "'", t.numel);
-  const float* p = data.Data();
-  for (size_t i = 0; i < t.numel; ++i)
-    if (!std::isfinite(p[i]))
-      throwRange(info.Env(), "setParameter(): data for '" + t.name + "'[" + std::to_string(i) + "] is not finite");
-  state_->model->setParameter(t, p);
-  return info.Env().Undefined();
+  return guarded(info.Env(), "setParameter()", [&]() -> Napi::Value {
+    const TensorInfo& t = tensorArg(info, "setParameter()");
+    Napi::Float32Array data = f32Arg(info.Env(), info.Length() > 1 ? info[1] : info.Env().Undefined(),
+                                     "setParameter(): data for '" + t.name + "'", t.numel);
+    const float* p = data.Data();
+    for (size_t i = 0; i < t.numel; ++i)
+      if (!std::isfinite(p[i]))
+        throwRange(info.Env(), "setParameter(): data for '" + t.name + "'[" + std::to_string(i) + "] is not finite");
+    state_->model->setParameter(t, p);
+    return info.Env().Undefined();
+  });
 }
 
 Napi::Value EngineWrap::GetGradient(const Napi::CallbackInfo& info) {
-  const TensorInfo& t = tensorArg(info, "getGradient()");
-  if (!t.trainable) throwRange(info.Env(), "getGradient(): '" + t.name + "' is frozen and has no gradient");
-  Napi::Float32Array out = Napi::Float32Array::New(info.Env(), t.numel);
-  state_->model->getGradient(t, out.Data());
-  return out;
+  return guarded(info.Env(), "getGradient()", [&]() -> Napi::Value {
+    const TensorInfo& t = tensorArg(info, "getGradient()");
+    if (!t.trainable) throwRange(info.Env(), "getGradient(): '" + t.name + "' is frozen and has no gradient");
+    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), t.numel);
+    state_->model->getGradient(t, out.Data());
+    return out;
+  });
 }
 
 Napi::Value EngineWrap::GetOptimizerState(const Napi::CallbackInfo& info) {
-  const TensorInfo& t = tensorArg(info, "getOptimizerState()");
-  Napi::Env env = info.Env();
-  if (!t.trainable) throwRange(env, "getOptimizerState(): '" + t.name + "' is frozen and has no optimizer state");
-  Napi::Float32Array m = Napi::Float32Array::New(env, t.numel), v = Napi::Float32Array::New(env, t.numel);
-  state_->model->getOptimizerState(t, 0, m.Data());
-  state_->model->getOptimizerState(t, 1, v.Data());
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("expAvg", m);
-  o.Set("expAvgSq", v);
-  return o;
+  return guarded(info.Env(), "getOptimizerState()", [&]() -> Napi::Value {
+    const TensorInfo& t = tensorArg(info, "getOptimizerState()");
+    Napi::Env env = info.Env();
+    if (!t.trainable) throwRange(env, "getOptimizerState(): '" + t.name + "' is frozen and has no optimizer state");
+    Napi::Float32Array m = Napi::Float32Array::New(env, t.numel), v = Napi::Float32Array::New(env, t.numel);
+    state_->model->getOptimizerState(t, 0, m.Data());
+    state_->model->getOptimizerState(t, 1, v.Data());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("expAvg", m);
+    o.Set("expAvgSq", v);
+    return o;
+  });
 }
 
 Napi::Value EngineWrap::SetOptimizerState(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() > 0 && info[0].IsNumber()) {
-    // setOptimizerState(stepCount): the AdamW step counter alone.
-    usable(env, "setOptimizerState()");
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("step", info[0]);
-    state_->model->setStepCount(static_cast<int>(intField(o, "step", "setOptimizerState(): ", 0, kIntMax)));
+  return guarded(info.Env(), "setOptimizerState()", [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (info.Length() > 0 && info[0].IsNumber()) {
+      // setOptimizerState(stepCount): the AdamW step counter alone.
+      usable(env, "setOptimizerState()");
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("step", info[0]);
+      state_->model->setStepCount(static_cast<int>(intField(o, "step", "setOptimizerState(): ", 0, kIntMax)));
+      return env.Undefined();
+    }
+    const TensorInfo& t = tensorArg(info, "setOptimizerState()");
+    if (!t.trainable) throwRange(env, "setOptimizerState(): '" + t.name + "' is frozen and has no optimizer state");
+    Napi::Object o = objectArg(info, 1, "setOptimizerState(): state", false);
+    Napi::Float32Array m = f32Arg(env, o.Get("expAvg"), "setOptimizerState(): state.expAvg", t.numel);
+    Napi::Float32Array v = f32Arg(env, o.Get("expAvgSq"), "setOptimizerState(): state.expAvgSq", t.numel);
+    state_->model->setOptimizerState(t, 0, m.Data());
+    state_->model->setOptimizerState(t, 1, v.Data());
     return env.Undefined();
-  }
-  const TensorInfo& t = tensorArg(info, "setOptimizerState()");
-  if (!t.trainable) throwRange(env, "setOptimizerState(): '" + t.name + "' is frozen and has no optimizer state");
-  Napi::Object o = objectArg(info, 1, "setOptimizerState(): state", false);
-  Napi::Float32Array m = f32Arg(env, o.Get("expAvg"), "setOptimizerState(): state.expAvg", t.numel);
-  Napi::Float32Array v = f32Arg(env, o.Get("expAvgSq"), "setOptimizerState(): state.expAvgSq", t.numel);
-  state_->model->setOptimizerState(t, 0, m.Data());
-  state_->model->setOptimizerState(t, 1, v.Data());
-  return env.Undefined();
+  });
 }
 
 namespace {

@@ -97,15 +97,18 @@ describe('puzzle-llama CLI (needs the TypeScript build: npm test runs tsc first)
     const r = run(['verify', '--in', '-'], input);
     expect(r.code).toBe(1);
     const verdicts = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    // one verdict per input line, the blank one included, so that verdict i is about line i
     expect(verdicts.map((v) => [v.ok, v.reason])).toEqual([
       [true, null],
+      [false, 'malformed-input'],
       [false, 'malformed-input'],
       [false, 'wrong-result'],
       [false, 'malformed-input'],
     ]);
     expect(verdicts[1].detail).toMatch(/^line 2:/);
-    expect(verdicts[3].detail).toMatch(/line 5: "response" is missing/);
-    expect(r.stderr).toMatch(/2 of 4 lines were malformed/);
+    expect(verdicts[2].detail).toMatch(/^line 3: the line is blank/);
+    expect(verdicts[4].detail).toMatch(/line 5: "response" is missing/);
+    expect(r.stderr).toMatch(/3 of 5 lines were malformed/);
   });
 
   it('solve answers each puzzle and its responses verify', () => {

@@ -1,5 +1,5 @@
 // `puzzle-llama datasets`: writes the fixed evaluation sets (the same bytes as the shipped data/ files).
-import { mkdirSync } from 'node:fs';
+import { makeDir } from '../../io/make-dir.js';
 import { join } from 'node:path';
 import { benchmarkSetText, benchmarkSets, generateBenchmarkSets } from '../../puzzle/benchmark-sets.js';
 import { parseFlags } from '../args.js';
@@ -13,7 +13,7 @@ export async function datasetsCommand(argv: string[], io: CliIo): Promise<number
   const flags = parseFlags('datasets', argv, { out: { type: 'string' } });
   if (!flags.out) throw new CliError('puzzle-llama datasets: --out DIR is required');
   try {
-    mkdirSync(flags.out, { recursive: true });
+    makeDir(flags.out);
   } catch (err) {
     throw new CliError(`puzzle-llama datasets: cannot create --out '${flags.out}': ${(err as Error).message}`);
   }

@@ -74,6 +74,7 @@ export async function evalCommand(argv: string[], io: CliIo): Promise<number> {
     io.stdout.write(report.table + '\n' + (report.files.length ? `wrote ${report.files.join(', ')}\n` : ''));
     return 0;
   } catch (err) {
+    if (err instanceof CliError) throw err; // bad flags: already prefixed, exit status 2 as elsewhere
     throw new CliError(`puzzle-llama eval: ${(err as Error).message}`, 1);
   }
 }
