@@ -140,7 +140,7 @@ export function prepareRunFolder(o: ResolvedTrainOptions, extra: Record<string, 
     const expected = state.step * o.batchSize * o.gradAccumulation;
     const skip = state.data.skipBatches ?? 0;
     if (!Number.isSafeInteger(skip) || skip < 0 || skip >= o.lengthBuckets || state.data.consumed + skip * o.batchSize !== expected) {
-      throw new Error(`train(): ${join(choice.checkpoint, 'state.json')}: data.consumed is ${state.data.consumed} (skipBatches ${skip}), but ${state.step} steps of ${o.batchSize} × ${o.gradAccumulation} puzzles read ${expected}: the checkpoint is corrupt`);
+      throw new Error(`train(): ${join(choice.checkpoint, 'state.json')}: data.consumed is ${state.data.consumed}${skip ? ` (and ${skip} batches of its window)` : ''}, but ${state.step} steps of ${o.batchSize} × ${o.gradAccumulation} puzzles read ${expected}: the checkpoint is corrupt`);
     }
     if (dataFile && state.dataFile && (dataFile.sha256 !== state.dataFile.sha256 || dataFile.bytes !== state.dataFile.bytes)) {
       throw new Error(

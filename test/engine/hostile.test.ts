@@ -60,7 +60,7 @@ describe('Engine boundary', () => {
 
   it('refuses, with the numbers, a model bigger than the memory instead of being OOM-killed', () => {
     // a child process with a memory limit below the tiny model's needs: the same refusal a 3B model gets on 24 GB
-    const script = `import('${join(packageRoot(), 'dist', 'lib', 'train', 'train.js')}').then(({ train }) => train({ out: '${join(work, 'oom')}', steps: 1, threads: 1 })).then(() => console.log('trained'), (e) => { console.log(e.message); process.exit(3); })`;
+    const script = `import('${join(packageRoot(), 'dist', 'lib', 'train', 'train.js')}').then(({ train }) => train({ out: '${join(work, 'oom')}', steps: 1, threads: 1, device: 'cpu' })).then(() => console.log('trained'), (e) => { console.log(e.message); process.exit(3); })`;
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, PUZZLE_LLAMA_MEMORY_LIMIT: String(1 << 20) }, timeout: 120_000 });
     expect(r.status, r.stdout + r.stderr).toBe(3);
     expect(r.stdout).toMatch(/Engine\.create\(\): the model needs \d+\.\d GiB for its .*B parameters .* but PUZZLE_LLAMA_MEMORY_LIMIT has 0\.0 GiB of memory/);

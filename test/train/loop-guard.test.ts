@@ -8,6 +8,7 @@ import { Engine } from '../../lib/engine/engine.js';
 import { PuzzleTokenizer } from '../../lib/model/tokenizer.js';
 import { openPuzzleStream } from '../../lib/train/data.js';
 import { runSteps } from '../../lib/train/loop.js';
+import { GlobalBatches } from '../../lib/train/batches.js';
 import { resolveTrainOptions } from '../../lib/train/options.js';
 
 const work = mkdtempSync(join(tmpdir(), 'puzzle-loop-guard-'));
@@ -26,7 +27,7 @@ it('throws at the step whose loss is NaN, before it reaches metrics.jsonl or a c
   writeFileSync(metrics, '');
   const saved: number[] = [];
   const stream = openPuzzleStream(o.data);
-  const run = runSteps({ o, engine, tokenizer, stream, group: null, start: 0, history: [], metrics, checkpoint: async (s) => void saved.push(s), evaluate: async () => {} });
+  const run = runSteps({ o, engine, tokenizer, batches: new GlobalBatches(stream, tokenizer, o.batchSize, o.lengthBuckets, o.seed), group: null, start: 0, trainedSeconds: 0, history: [], metrics, checkpoint: async (s) => void saved.push(s), evaluate: async () => {} });
   await expect(run).rejects.toThrow(/train\(\): step [01] gave loss NaN and gradient norm .*: the run diverged or its state is corrupt/);
   const lines = readFileSync(metrics, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
   expect(lines.every((l) => Number.isFinite(l.loss))).toBe(true);
