@@ -34,3 +34,12 @@ export function intListFlag(command: string, flag: string, value: string | undef
   }
   return parts.map((p) => intFlag(command, flag, p, 0, min, max));
 }
+
+/** A duration flag: seconds (300, 12.5) or minutes (8m) or seconds with a unit (90s). */
+export function durationFlag(command: string, name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(s|m|min)?\s*$/.exec(value);
+  const seconds = m ? Number(m[1]) * (m[2] === 'm' || m[2] === 'min' ? 60 : 1) : NaN;
+  if (!(seconds > 0) || !Number.isFinite(seconds)) throw new CliError(`puzzle-llama ${command}: --${name} must be a duration such as 480, 90s or 8m, got '${value}'`);
+  return seconds;
+}

@@ -11,12 +11,11 @@ import { presetConfig, type PresetName } from '../../model/config.js';
 import { PuzzleTokenizer } from '../../model/tokenizer.js';
 import { recipe } from '../../train/recipes.js';
 import { train, type TrainResult } from '../../train/train.js';
-import { intFlag, parseFlags } from '../args.js';
+import { durationFlag, intFlag, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import type { CliIo } from '../io.js';
 import { formatSeconds } from '../progress.js';
 import { trainProgress } from '../train-progress.js';
-import { durationFlag } from './train.js';
 import { synthCommand } from './synth.js';
 
 export const startHelp = `puzzle-llama start [--out DIR] [--minutes M] [--steps N] [--count N] [--limit K] [--threads T]

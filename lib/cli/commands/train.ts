@@ -5,7 +5,7 @@ import type { TrainOptions } from '../../train/options.js';
 import type { DataOptions } from '../../train/data.js';
 import { recipe, RECIPES } from '../../train/recipes.js';
 import { RESPONSE_KINDS, type ResponseKind } from '../../puzzle/canonical.js';
-import { intFlag, intListFlag, parseFlags } from '../args.js';
+import { durationFlag, intFlag, intListFlag, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import type { CliIo } from '../io.js';
 import { formatSeconds } from '../progress.js';
@@ -27,15 +27,6 @@ export const trainHelp = `puzzle-llama train [--recipe NAME] [--config FILE] [--
   fraction of it and the run ends when it is spent (with --steps too, at whichever comes first).
   --recipe takes a measured set of options: ${Object.values(RECIPES).map((r) => `${r.name} (${r.description})`).join('; ')}.
   --config FILE is JSON with any train() option (flags given on the command line win over it, and it over the recipe).`;
-
-/** A duration flag: seconds (300, 12.5) or minutes (8m) or seconds with a unit (90s). */
-export function durationFlag(command: string, name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(s|m|min)?\s*$/.exec(value);
-  const seconds = m ? Number(m[1]) * (m[2] === 'm' || m[2] === 'min' ? 60 : 1) : NaN;
-  if (!(seconds > 0) || !Number.isFinite(seconds)) throw new CliError(`puzzle-llama ${command}: --${name} must be a duration such as 480, 90s or 8m, got '${value}'`);
-  return seconds;
-}
 
 function numberFlag(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
