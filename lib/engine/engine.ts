@@ -176,7 +176,9 @@ export class Engine {
     if (device === 'cuda' && build !== 'cuda') {
       throw new Error(`Engine.create(): device 'cuda' was asked for but the loaded addon is the ${build} build (run \`npm run build:cuda\` where nvcc is installed)`);
     }
-    if (device === 'cpu' || build !== 'cuda') {
+    // 'auto' on a CUDA build without a usable GPU runs on the CPU, so it is checked as the CPU is
+    const onCpu = device === 'cpu' || build !== 'cuda' || (device === 'auto' && addon.cudaDevices().devices.length === 0);
+    if (onCpu) {
       // On the CPU the model's arrays come out of this machine's memory: refuse what cannot fit rather
       // than be killed by the kernel's OOM killer half-way through initializing them.
       const need = modelMemory(config, lora, options.frozenWeights === 'bf16' ? 'bf16' : 'fp32');

@@ -5,6 +5,7 @@
 #endif
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <new>
@@ -253,9 +254,24 @@ class DecodeJob : public EngineJob {
 // The synchronous methods run their body inside this: a Napi::Error passes through; anything else (a CUDA
 // transfer's std::exception, bad_alloc, a foreign throw) becomes a JS error naming the call. Nothing may
 // escape to N-API, where an uncaught C++ exception aborts the process.
+// PUZZLE_LLAMA_NATIVE_FAULT="<call>:std|alloc|foreign" (say "getParameter():std") makes that call throw a
+// std::runtime_error, a std::bad_alloc or a non-std value inside the guard: the tests' way of checking it.
+void injectedFault(const char* where) {
+  const char* spec = std::getenv("PUZZLE_LLAMA_NATIVE_FAULT");
+  if (spec == nullptr || *spec == '\0') return;
+  const std::string s(spec);
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos || s.compare(0, colon, where) != 0) return;
+  const std::string kind = s.substr(colon + 1);
+  if (kind == "std") throw std::runtime_error("injected fault");
+  if (kind == "alloc") throw std::bad_alloc();
+  if (kind == "foreign") throw 42;
+}
+
 template <typename Body>
 Napi::Value guarded(Napi::Env env, const char* where, Body&& body) {
   try {
+    injectedFault(where);
     return body();
   } catch (const Napi::Error&) {
     throw;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../lib/engine/engine.js';
+import { loadAddon } from '../../lib/engine/loader.js';
 import { availableMemory, modelMemory } from '../../lib/engine/memory.js';
 import { PRESETS } from '../../lib/model/config.js';
 import { HfTokenizer } from '../../lib/model/hf-tokenizer.js';
@@ -47,6 +48,40 @@ describe('Engine boundary', () => {
     engine.dispose();
   });
 
+  it('turns a native exception inside a synchronous call into a JS error naming the call, and stays usable', async () => {
+    const engine = await Engine.create({ config, threads: 1 });
+    const name = engine.parameterNames()[0];
+    const weights = engine.getParameter(name);
+    const state = engine.getOptimizerState(name);
+    const calls: Array<[string, () => unknown]> = [
+      ['getParameter()', () => engine.getParameter(name)],
+      ['setParameter()', () => engine.setParameter(name, weights)],
+      ['getGradient()', () => engine.getGradient(name)],
+      ['getOptimizerState()', () => engine.getOptimizerState(name)],
+      ['setOptimizerState()', () => engine.setOptimizerState(name, state)],
+    ];
+    const kinds: Array<[string, string]> = [['std', 'injected fault'], ['alloc', 'out of memory'], ['foreign', 'an unknown native error']];
+    try {
+      for (const [call, run] of calls) {
+        for (const [kind, says] of kinds) {
+          process.env.PUZZLE_LLAMA_NATIVE_FAULT = `${call}:${kind}`;
+          expect(run, `${call} ${kind}`).toThrow(`${call}: ${says}`);
+        }
+      }
+    } finally {
+      delete process.env.PUZZLE_LLAMA_NATIVE_FAULT;
+    }
+    // the engine is whole: the same weights come back, and a fault aimed at another call leaves this one alone
+    expect(engine.getParameter(name)).toEqual(weights);
+    process.env.PUZZLE_LLAMA_NATIVE_FAULT = 'setParameter():std';
+    try {
+      expect(engine.getParameter(name)).toEqual(weights);
+    } finally {
+      delete process.env.PUZZLE_LLAMA_NATIVE_FAULT;
+    }
+    engine.dispose();
+  });
+
   it("knows a model's bytes before allocating them (matches what the engine then holds)", async () => {
     for (const lora of [null, { r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'] }]) {
       const engine = await Engine.create({ config, lora, threads: 1 });
@@ -60,10 +95,14 @@ describe('Engine boundary', () => {
 
   it('refuses, with the numbers, a model bigger than the memory instead of being OOM-killed', () => {
     // a child process with a memory limit below the tiny model's needs: the same refusal a 3B model gets on 24 GB
-    const script = `import('${join(packageRoot(), 'dist', 'lib', 'train', 'train.js')}').then(({ train }) => train({ out: '${join(work, 'oom')}', steps: 1, threads: 1, device: 'cpu' })).then(() => console.log('trained'), (e) => { console.log(e.message); process.exit(3); })`;
-    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, PUZZLE_LLAMA_MEMORY_LIMIT: String(1 << 20) }, timeout: 120_000 });
-    expect(r.status, r.stdout + r.stderr).toBe(3);
-    expect(r.stdout).toMatch(/Engine\.create\(\): the model needs \d+\.\d GiB for its .*B parameters .* but PUZZLE_LLAMA_MEMORY_LIMIT has 0\.0 GiB of memory/);
+    // 'auto' too: on a CUDA build with no GPU it runs on the CPU, and is checked as the CPU is
+    for (const device of ['cpu', 'auto']) {
+      const script = `import('${join(packageRoot(), 'dist', 'lib', 'train', 'train.js')}').then(({ train }) => train({ out: '${join(work, `oom-${device}`)}', steps: 1, threads: 1, device: '${device}' })).then(() => console.log('trained'), (e) => { console.log(e.message); process.exit(3); })`;
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, PUZZLE_LLAMA_MEMORY_LIMIT: String(1 << 20) }, timeout: 120_000 });
+      if (device === 'auto' && r.status === 0 && loadAddon().addon.cudaDevices().devices.length > 0) continue; // a real GPU holds it
+      expect(r.status, `${device}: ${r.stdout}${r.stderr}`).toBe(3);
+      expect(r.stdout).toMatch(/Engine\.create\(\): the model needs \d+\.\d GiB for its .*B parameters .* but PUZZLE_LLAMA_MEMORY_LIMIT has 0\.0 GiB of memory/);
+    }
     const big = modelMemory(PRESETS['open-llama-3b'], null);
     if (big.bytes > availableMemory().bytes) {
       // (the real case on this machine: no limit set, the preset does not fit)
