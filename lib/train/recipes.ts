@@ -12,13 +12,14 @@ export interface Recipe {
 export const RECIPES: Record<string, Recipe> = {
   'cpu-10min': {
     name: 'cpu-10min',
-    description: 'the main job: the tiny preset from scratch on two CPU cores, canonical responses, batch 32, lr 2e-3, cosine over the time budget',
+    description: 'the main job: the mini preset from scratch on two CPU cores, canonical-only responses, batch 32 in length buckets of 8, lr 2e-3, cosine over the time budget',
     options: {
-      preset: 'tiny',
+      preset: 'mini',
       batchSize: 32,
+      lengthBuckets: 8,
       lr: 2e-3,
       warmupSteps: 50,
-      data: { source: 'synth', n: [5, 6, 7], maxValue: 60, seed: 1234, responses: 'canonical' },
+      data: { source: 'synth', n: [5, 6, 7], maxValue: 60, seed: 1234, responses: 'canonical-only' },
       timeBudget: 480,
       device: 'cpu',
     },

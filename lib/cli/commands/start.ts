@@ -1,5 +1,5 @@
 // `npm start` / `puzzle-llama start`: the main job within a wall-clock budget (ten minutes by default) on any
-// machine: synthesize training puzzles with canonical responses (never an evaluation puzzle), time a
+// machine: synthesize training puzzles answered as the `cpu-10min` recipe says (never an evaluation puzzle), time a
 // sample of decoding to know what the evaluation will cost, train the `cpu-10min` recipe for the time
 // left, evaluate every paper set (free and constrained decoding) and print the table.
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
@@ -20,7 +20,7 @@ import { synthCommand } from './synth.js';
 
 export const startHelp = `puzzle-llama start [--out DIR] [--minutes M] [--steps N] [--count N] [--limit K] [--threads T]
   The main job, done within --minutes (default 10) of wall clock on any machine: synthesize --count
-  training puzzles answered with their canonical solutions, train the tiny preset from scratch (the
+  training puzzles answered with their canonical solutions, train the mini preset from scratch (the
   cpu-10min recipe) for the time left once the evaluation's cost is measured on a sample, then evaluate
   K puzzles of each of the paper's four sets, free and constrained decoding, and print the pass@1 table.
   --steps N trains exactly N steps instead of to the clock (a deterministic run).
@@ -62,8 +62,12 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   mkdirSync(dir, { recursive: true });
   const trainPath = join(dir, 'train.jsonl');
 
-  io.stderr.write(`[1/3] synthesizing ${count.toLocaleString('en-US')} training puzzles (V 60, N 5,6,7; canonical responses; no evaluation puzzle) -> ${trainPath}\n`);
-  const code = await synthCommand(['--count', String(count), '--seed', '1234', '--responses', 'canonical', '--out', trainPath], io);
+  // the recipe's data, written to a file first: the training then reads it as any --data file
+  const data = cpu.data;
+  if (data?.source !== 'synth') throw new Error(`start: the cpu-10min recipe must synthesize its data, got ${JSON.stringify(data)}`);
+  const responses = data.responses ?? 'canonical';
+  io.stderr.write(`[1/3] synthesizing ${count.toLocaleString('en-US')} training puzzles (V ${data.maxValue}, N ${data.n.join(',')}; ${responses} responses; no evaluation puzzle) -> ${trainPath}\n`);
+  const code = await synthCommand(['--count', String(count), '--seed', String(data.seed), '--n', data.n.join(','), '--max-value', String(data.maxValue), '--responses', responses, '--out', trainPath], io);
   if (code !== 0) return code;
 
   const evalPuzzles = sets.length * limit * modes.length;
@@ -74,9 +78,9 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
     const left = minutes * 60 - (performance.now() - started) / 1000 - evalSeconds - FINISH_SECONDS;
     timeBudget = Math.max(MIN_TRAIN_SECONDS, Math.floor(left));
     if (left < MIN_TRAIN_SECONDS) io.stderr.write(`this machine needs about ${formatSeconds(evalSeconds)} for the evaluation alone: training ${MIN_TRAIN_SECONDS} s anyway, so the job will take longer than ${minutes} min\n`);
-    io.stderr.write(`[2/3] training the tiny preset from scratch on the CPU for ${formatSeconds(timeBudget)} (${minutes} min, less about ${formatSeconds(evalSeconds)} measured for the evaluation)\n`);
+    io.stderr.write(`[2/3] training the ${cpu.preset} preset from scratch on the CPU for ${formatSeconds(timeBudget)} (${minutes} min, less about ${formatSeconds(evalSeconds)} measured for the evaluation)\n`);
   } else {
-    io.stderr.write(`[2/3] training the tiny preset from scratch on the CPU: ${steps} steps of ${cpu.batchSize} puzzles\n`);
+    io.stderr.write(`[2/3] training the ${cpu.preset} preset from scratch on the CPU: ${steps} steps of ${cpu.batchSize} puzzles\n`);
   }
 
   const controller = new AbortController();
