@@ -4,7 +4,8 @@ else the explicit softmax(Q K^T / sqrt(d)) V of bench/peers/llama_ref.py; the ou
 
 stdin:  {"batch": 2, "heads": 8, "kvHeads": 2, "seq": 256, "headDim": 64, "threads": 2, "causal": true,
          "repeats": 10, "warmup": 2, "device": "cpu" | "cuda", "dtype": "fp32" | "bf16" | "fp16"}
-stdout: {"msFwd", "msFwdBwd" (medians), "impl", "torch", "device", "dtype", "threads"}
+stdout: {"msFwd", "msBwd" (the backward alone, from a kept graph), "msFwdBwd" (medians), "impl", "torch",
+         "device", "dtype", "threads"}
 """
 
 import os
@@ -55,9 +56,16 @@ def body(cfg):
 
     ms_fwd = median(time_calls(fwd, device, repeats, warmup))
     ms_fwd_bwd = median(time_calls(fwd_bwd, device, repeats, warmup))
+    out = attend()
+
+    def bwd():
+        q.grad = k.grad = v.grad = None
+        out.backward(dout, retain_graph=True)
+
+    ms_bwd = median(time_calls(bwd, device, repeats, warmup))
     impl = ("torch.nn.functional.scaled_dot_product_attention" if HAS_SDPA
             else "explicit softmax(QK^T/sqrt(d))V (no scaled_dot_product_attention in this torch)")
-    return {"msFwd": ms_fwd, "msFwdBwd": ms_fwd_bwd, "impl": impl, **info,
+    return {"msFwd": ms_fwd, "msBwd": ms_bwd, "msFwdBwd": ms_fwd_bwd, "impl": impl, **info,
             "batch": batch, "heads": heads, "kvHeads": kv_heads, "seq": seq, "headDim": head_dim, "causal": causal}
 
 

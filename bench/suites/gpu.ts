@@ -3,15 +3,19 @@
 // (bench/peers/matmul.py: torch.mm in bf16 is a cuBLAS call, loaded at run time by torch; no cuBLAS in
 // the engine or the addon); causal attention forward+backward at d 128 against PyTorch SDPA
 // (bench/peers/attention.py, bf16); a training step of the small and base presets in tokens/s against
-// bench/peers/train_step.py (bf16 autocast, fp32 master weights, as our engine trains). Each kernel is
-// checked against the CPU backend before it is timed. Rows always print: without a GPU (or a peer) the
-// row says why.
+// bench/peers/train_step.py (bf16 autocast, fp32 master weights, as our engine trains); attention backward
+// alone beside SDPA's; and the bandwidth-bound ops (RMSNorm, RoPE, SwiGLU, the residual add,
+// cross-entropy, AdamW, embedding) in GB/s beside the HBM bandwidth a device-to-device copy reaches in the
+// same run, and beside PyTorch eager on the same shapes (bench/peers/bandwidth.py). Each kernel is checked
+// against the CPU backend (under the rows of native/cuda/parity.tsv) before it is timed. Rows always
+// print: without a GPU (or a peer) the row says why.
 import { pseudoRandom } from '../inputs.js';
 import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { kernels } from '../../lib/engine/kernels.js';
 import { Engine } from '../../lib/engine/engine.js';
 import { presetConfig, type PresetName } from '../../lib/model/config.js';
-import type { CudaAvailability } from '../../lib/engine/native.js';
+import type { CudaAvailability, TimedOp } from '../../lib/engine/native.js';
+import { attentionPath, loadParityTable, maxAbsOf, rms, tolerance, withinBound, type ParityPath } from '../../lib/engine/parity-table.js';
 import { runPeer, type PeerOutcome } from './peers.js';
 
 
@@ -24,6 +28,20 @@ function peerOf(outcome: PeerOutcome, key: string, scale: number, what: string):
   return { peer: v * scale, peerName: `${what}, torch ${String(r.torch)} ${String(r.dtype)} on ${String(r.device)}` };
 }
 
+/**
+ * CUDA against the CPU under the parity table's row (op, tensor, path), before a timing: throws naming the
+ * worst element so that a wrong kernel is never timed.
+ */
+function assertParity(what: string, op: string, tensor: string, path: ParityPath, got: ArrayLike<number>, want: ArrayLike<number>, sqrtK = 0): void {
+  const rule = loadParityTable().rule(op, tensor, path);
+  const tol = tolerance(rule, { sqrtK, maxRef: maxAbsOf(want) });
+  for (let i = 0; i < want.length; i++) {
+    if (rule.path === 'exact' ? !Object.is(got[i], want[i]) : !withinBound(got[i], want[i], tol)) {
+      throw new Error(`CUDA ${what} check failed at ${i}: ${got[i]} vs ${want[i]} (${rule.source}); not timing a wrong kernel`);
+    }
+  }
+}
+
 /** Checks the CUDA GEMM (the path the timing uses: bf16 tensor cores) against the CPU on a small problem. */
 function checkMatmul(transA: boolean, transB: boolean): void {
   const m = 160, n = 96, k = 320;
@@ -31,13 +49,7 @@ function checkMatmul(transA: boolean, transB: boolean): void {
   const b = pseudoRandom(k * n, 2);
   const want = kernels.matmul(a, b, { m, n, k, transA, transB, device: 'cpu' });
   const got = kernels.matmul(a, b, { m, n, k, transA, transB, device: 'cuda' });
-  // Inputs in [-0.5, 0.5): rms 0.29; bf16 inputs give |err| ~ 2^-8 sqrt(k) 0.08 per element.
-  const atol = 2e-2 * Math.sqrt(k) * 0.084;
-  for (let i = 0; i < want.length; i++) {
-    if (!(Math.abs(got[i] - want[i]) <= atol + 1e-2 * Math.abs(want[i]))) {
-      throw new Error(`CUDA matmul check (transA ${transA}, transB ${transB}) failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
-    }
-  }
+  assertParity(`matmul (transA ${transA}, transB ${transB})`, 'matmul', 'C', 'bf16', got, want, Math.sqrt(k) * rms(a) * rms(b));
 }
 
 function checkAttention(d = 128): void {
@@ -47,13 +59,45 @@ function checkAttention(d = 128): void {
   const v = pseudoRandom(70 * 2 * d, 5);
   const want = kernels.attentionForward(q, k, v, { ...dims, device: 'cpu' }).out;
   const got = kernels.attentionForward(q, k, v, { ...dims, device: 'cuda' }).out;
-  // bf16 tensor cores: errors of ~1e-2 of the output's scale.
-  const scale = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-  for (let i = 0; i < want.length; i++) {
-    if (!(Math.abs(got[i] - want[i]) <= 2e-2 * scale + 2e-2 * Math.abs(want[i]))) {
-      throw new Error(`CUDA attention check at d ${d} failed at ${i}: ${got[i]} vs ${want[i]}; not timing a wrong kernel`);
-    }
-  }
+  assertParity(`attention at d ${d}`, 'attentionForward', 'out', attentionPath(d, dims.t), got, want);
+}
+
+/** The bandwidth-bound ops the GB/s rows time, each on CUDA against the CPU on a small problem. */
+function checkBandwidthOps(): void {
+  const on = (device: 'cpu' | 'cuda') => ({ device });
+  const n = 3001, rows = 37, c = 96, v = 50;
+  const x = pseudoRandom(rows * c, 11), w = pseudoRandom(c, 12), dy = pseudoRandom(rows * c, 13);
+  const fc = kernels.rmsnormForward(x, w, { n: rows, c, ...on('cpu') });
+  const fg = kernels.rmsnormForward(x, w, { n: rows, c, ...on('cuda') });
+  assertParity('rmsnormForward', 'rmsnormForward', 'out', 'fp32', fg.out, fc.out);
+  const bc = kernels.rmsnormBackward(dy, x, w, fc.rstd, { n: rows, c, ...on('cpu') });
+  const bg = kernels.rmsnormBackward(dy, x, w, fc.rstd, { n: rows, c, ...on('cuda') });
+  assertParity('rmsnormBackward', 'rmsnormBackward', 'dx', 'fp32', bg.dx, bc.dx);
+  assertParity('rmsnormBackward', 'rmsnormBackward', 'dw', 'fp32', bg.dw, bc.dw, Math.sqrt(rows) * rms(dy));
+  const r = { b: 2, t: 9, h: 3, d: 100 };
+  const xr = pseudoRandom(2 * 9 * 3 * 100, 14);
+  assertParity('ropeForward', 'ropeForward', 'out', 'fp32', kernels.ropeForward(xr, { ...r, ...on('cuda') }), kernels.ropeForward(xr, { ...r, ...on('cpu') }));
+  assertParity('ropeBackward', 'ropeBackward', 'dx', 'fp32', kernels.ropeBackward(xr, { ...r, ...on('cuda') }), kernels.ropeBackward(xr, { ...r, ...on('cpu') }));
+  const g = pseudoRandom(n, 15), u = pseudoRandom(n, 16), d = pseudoRandom(n, 17);
+  assertParity('swigluForward', 'swigluForward', 'out', 'fp32', kernels.swigluForward(g, u, on('cuda')), kernels.swigluForward(g, u, on('cpu')));
+  const sc = kernels.swigluBackward(d, g, u, on('cpu')), sg = kernels.swigluBackward(d, g, u, on('cuda'));
+  assertParity('swigluBackward', 'swigluBackward', 'dgate', 'fp32', sg.dgate, sc.dgate);
+  assertParity('swigluBackward', 'swigluBackward', 'dup', 'fp32', sg.dup, sc.dup);
+  const logits = pseudoRandom(rows * 1000, 18);
+  const targets = Int32Array.from({ length: rows }, (_, i) => (i % 5 === 3 ? -100 : (i * 7919) % 1000));
+  const cc = kernels.crossEntropy(logits, targets, { n: rows, v: 1000, dscale: 1 / rows, ...on('cpu') });
+  const cg = kernels.crossEntropy(logits, targets, { n: rows, v: 1000, dscale: 1 / rows, ...on('cuda') });
+  assertParity('crossEntropy', 'crossEntropy', 'losses', 'fp32', cg.losses, cc.losses);
+  assertParity('crossEntropy', 'crossEntropy', 'dlogits', 'fp32', cg.dlogits, cc.dlogits);
+  const hp = { lr: 1e-4, weightDecay: 0.01, step: 3 };
+  const m = pseudoRandom(n, 19).map((t) => 0.1 * t), vv = pseudoRandom(n, 20).map((t) => 0.01 * t * t);
+  const ac = kernels.adamw(g, u, m, vv, { ...hp, ...on('cpu') }), ag = kernels.adamw(g, u, m, vv, { ...hp, ...on('cuda') });
+  for (const key of ['param', 'm', 'v'] as const) assertParity('adamw', 'adamw', key, 'fp32', ag[key], ac[key]);
+  const tokens = Int32Array.from({ length: rows * 3 }, (_, i) => (i * 31) % v);
+  const wte = pseudoRandom(v * c, 21), dout = pseudoRandom(rows * 3 * c, 22);
+  const e = { n: rows * 3, c, v };
+  assertParity('embeddingForward', 'embeddingForward', 'out', 'exact', kernels.embeddingForward(tokens, wte, { ...e, ...on('cuda') }), kernels.embeddingForward(tokens, wte, { ...e, ...on('cpu') }));
+  assertParity('embeddingBackward', 'embeddingBackward', 'dwte', 'exact', kernels.embeddingBackward(dout, tokens, { ...e, ...on('cuda') }), kernels.embeddingBackward(dout, tokens, { ...e, ...on('cpu') }));
 }
 
 /** A row saying a section did not run to the end, and why (the rows it finished are kept). */
@@ -139,6 +183,8 @@ function attentionRate(a: AttentionShape, ms: number): string {
 
 const attentionName = (a: AttentionShape): string =>
   `attention fwd+bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`;
+const attentionBwdName = (a: AttentionShape): string =>
+  `attention bwd b=${a.b} t=${a.t} h=${a.h} hkv=${a.hkv} d=${a.d} causal`;
 
 /** SDPA on the same shape (bf16), and its forward-alone time as a note fragment. */
 async function attentionPeer(a: AttentionShape, repeats: number, options: BenchOptions) {
@@ -163,6 +209,98 @@ async function attentionSection({ options, note, push }: Section): Promise<void>
       higherIsBetter: false,
       ...peerOf(peer, 'msFwdBwd', 1, 'PyTorch SDPA'),
       note: `${note}: flash kernels (bf16 mma.sync, cp.async, ldmatrix; fp32 in memory, packed to bf16 per call); forward alone ${ours.medianMsFwd.toFixed(2)} ms${peerFwd}; with dQ recomputed instead of from the kept dS ${recompute.medianMsFwdBwd.toFixed(2)} ms; ${attentionRate(a, ours.medianMsFwdBwd)}`,
+    });
+    // The backward alone (from the forward's out and lse): about 2.5x the forward's FLOPs.
+    push({
+      name: attentionBwdName(a),
+      unit: 'ms',
+      value: ours.medianMsBwd,
+      higherIsBetter: false,
+      ...peerOf(peer, 'msBwd', 1, 'PyTorch SDPA backward (graph kept)'),
+      note: `${note}: flash backward (dK/dV pass keeping dS, then dQ = dS K), median of ${r}; with dQ recomputed ${recompute.medianMsBwd.toFixed(2)} ms; ~${((2.5 * 2 * a.b * a.h * a.t * a.t * a.d) / (ours.medianMsBwd * 1e-3) / 1e12).toFixed(1)} TFLOP/s`,
+    });
+  }
+}
+
+interface BandwidthWork {
+  label: string;
+  shape: TimedOp;
+}
+
+/**
+ * The bandwidth rows' shapes: open-llama-3B's (hidden 3200, intermediate 8640, 32 heads of 100, vocab
+ * 32000) at 8192 tokens (4096 with --quick), every tensor far larger than the L2 cache; AdamW over 64M
+ * parameters (32M).
+ */
+function bandwidthWork(quick: boolean): { copy: BandwidthWork; ops: BandwidthWork[] } {
+  const tokens = quick ? 4096 : 8192;
+  const seqs = tokens / 2048;
+  const params = quick ? 2 ** 25 : 2 ** 26;
+  const copyN = quick ? 2 ** 26 : 2 ** 27;
+  return {
+    copy: { label: `device-to-device copy ${(copyN * 4) / 2 ** 20} MiB`, shape: { op: 'copy', n: copyN } },
+    ops: [
+      { label: `residual add ${tokens}x3200`, shape: { op: 'add', n: tokens * 3200 } },
+      { label: `RMSNorm fwd ${tokens}x3200`, shape: { op: 'rmsnormForward', n: tokens, c: 3200 } },
+      { label: `RMSNorm bwd ${tokens}x3200`, shape: { op: 'rmsnormBackward', n: tokens, c: 3200 } },
+      { label: `RoPE fwd b=${seqs} t=2048 h=32 d=100`, shape: { op: 'ropeForward', b: seqs, t: 2048, h: 32, d: 100 } },
+      { label: `RoPE bwd b=${seqs} t=2048 h=32 d=100`, shape: { op: 'ropeBackward', b: seqs, t: 2048, h: 32, d: 100 } },
+      { label: `SwiGLU fwd ${tokens}x8640`, shape: { op: 'swigluForward', n: tokens * 8640 } },
+      { label: `SwiGLU bwd ${tokens}x8640`, shape: { op: 'swigluBackward', n: tokens * 8640 } },
+      { label: `cross-entropy ${tokens / 4}x32000 (losses and dlogits)`, shape: { op: 'crossEntropy', n: tokens / 4, v: 32000 } },
+      { label: `AdamW step ${params / 2 ** 20}M params`, shape: { op: 'adamw', n: params } },
+      { label: `embedding fwd ${tokens}x3200 of 32000`, shape: { op: 'embeddingForward', n: tokens, c: 3200, v: 32000 } },
+      { label: `embedding bwd ${tokens}x3200 of 32000`, shape: { op: 'embeddingBackward', n: tokens, c: 3200, v: 32000 } },
+    ],
+  };
+}
+
+const bandwidthName = (w: BandwidthWork): string => `bandwidth ${w.label}`;
+
+/** One op's numbers from the bandwidth peer's batch, as GB/s of our byte count; or why there are none. */
+function bandwidthPeer(outcome: PeerOutcome, index: number, bytes: number, copyGbps: number): Pick<BenchRow, 'peer' | 'peerName' | 'peerSkipped'> & { fraction?: string } {
+  if (!outcome.ok) return { peerSkipped: outcome.reason.split('\n')[0].slice(0, 300) };
+  const results = outcome.result.results;
+  const r = Array.isArray(results) ? (results[index] as Record<string, unknown> | undefined) : undefined;
+  const ms = r?.msPerCall;
+  if (!r || typeof ms !== 'number' || !(ms > 0)) return { peerSkipped: `the bandwidth peer's result ${index} has no msPerCall` };
+  const gbps = bytes / (ms * 1e-3) / 1e9;
+  return {
+    peer: gbps,
+    peerName: `${String(r.impl)}, torch ${String(r.torch)} ${String(r.dtype)} on ${String(r.device)}`,
+    fraction: `peer ${(gbps / copyGbps).toFixed(2)} of it (${ms.toFixed(3)} ms)`,
+  };
+}
+
+async function bandwidthSection({ options, note, push }: Section): Promise<void> {
+  checkBandwidthOps();
+  const { copy, ops } = bandwidthWork(options.quick);
+  const repeats = options.quick ? 5 : 10;
+  const calls = 10;
+  const all = [copy, ...ops];
+  // One peer process for every row (torch imports once), fp32 as our ops run.
+  const peer = await runPeer('bandwidth', { ops: all.map((w) => w.shape), repeats, calls, warmup: 2, device: 'cuda', dtype: 'fp32', threads: options.threads });
+  const hbm = await kernels.timeOp({ ...copy.shape, repeats, calls, device: 'cuda' });
+  const copyPeer = bandwidthPeer(peer, 0, hbm.bytes, hbm.medianGbps);
+  push({
+    name: bandwidthName(copy),
+    unit: 'GB/s',
+    value: hbm.medianGbps,
+    higherIsBetter: true,
+    ...copyPeer,
+    note: `${note}: the HBM bandwidth the rows below are measured against: Backend::copy (cudaMemcpyAsync device to device), read + written bytes ${(hbm.bytes / 2 ** 30).toFixed(2)} GiB per call, median of ${repeats} batches of ${calls} (best ${hbm.gbps.toFixed(0)} GB/s)`,
+  });
+  for (let i = 0; i < ops.length; i++) {
+    const w = ops[i];
+    const ours = await kernels.timeOp({ ...w.shape, repeats, calls, device: 'cuda' });
+    const { fraction, ...p } = bandwidthPeer(peer, i + 1, ours.bytes, hbm.medianGbps);
+    push({
+      name: bandwidthName(w),
+      unit: 'GB/s',
+      value: ours.medianGbps,
+      higherIsBetter: true,
+      ...p,
+      note: `${note}: ${(ours.medianGbps / hbm.medianGbps).toFixed(2)} of the ${hbm.medianGbps.toFixed(0)} GB/s copy measured in this run${fraction ? `, ${fraction}` : ''}; ${(ours.bytes / 2 ** 20).toFixed(0)} MiB read + written per call (the least the op must move), ${ours.medianMs.toFixed(3)} ms, median of ${repeats} batches of ${calls}`,
     });
   }
 }
@@ -203,12 +341,13 @@ const SECTIONS: Array<{ name: string; run: (s: Section) => Promise<void>; failed
   { name: 'lora', run: loraSection, failed: ['LoRA step open-llama-3b', 'tokens/s', true] },
   { name: 'matmul', run: matmulSection, failed: ['matmul', 'TFLOP/s', true] },
   { name: 'attention', run: attentionSection, failed: ['attention fwd+bwd', 'ms', false] },
+  { name: 'bandwidth', run: bandwidthSection, failed: ['bandwidth', 'GB/s', true] },
   { name: 'train', run: trainSection, failed: ['train step', 'tokens/s', true] },
 ];
 
 export const gpuSuite: BenchSuite = {
   name: 'gpu',
-  description: 'CUDA matmul vs cuBLAS (torch.mm bf16), attention fwd+bwd vs PyTorch SDPA, LoRA and training steps vs PyTorch (+PEFT), on one GPU',
+  description: 'CUDA matmul vs cuBLAS (torch.mm bf16), attention fwd+bwd and bwd vs PyTorch SDPA, bandwidth-bound ops in GB/s vs the copy bandwidth and PyTorch, LoRA and training steps vs PyTorch (+PEFT), on one GPU',
   async run(options: BenchOptions): Promise<BenchRow[]> {
     const avail = kernels.cudaAvailable();
     if (!avail.ok) {
@@ -216,7 +355,8 @@ export const gpuSuite: BenchSuite = {
       const row = (name: string, unit: string, higherIsBetter: boolean): BenchRow => ({ name, unit, value: Number.NaN, higherIsBetter, peerSkipped: `not run: ${why}` });
       return [
         ...MATMULS.map((w) => row(`matmul ${w.label}`, 'TFLOP/s', true)),
-        ...attentionShapes(options.quick).map((a) => row(attentionName(a), 'ms', false)),
+        ...attentionShapes(options.quick).flatMap((a) => [row(attentionName(a), 'ms', false), row(attentionBwdName(a), 'ms', false)]),
+        ...(({ copy, ops }) => [copy, ...ops])(bandwidthWork(options.quick)).map((w) => row(bandwidthName(w), 'GB/s', true)),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen fp32', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, gradient checkpointing', 'tokens/s', true),
@@ -232,7 +372,7 @@ export const gpuSuite: BenchSuite = {
       process.stderr.write(`[gpu] ${row.name}: ${row.value.toPrecision(4)} ${row.unit}; peer ${peer}${row.note ? `; ${row.note}` : ''}\n`);
     };
     process.stderr.write(`[gpu] ${avail.device}: GEMM ${avail.gemm ?? 'unknown'}\n`);
-    // GPU_BENCH_SECTIONS=lora,matmul,attention,train runs a subset (GPU time is scarce); unset, all.
+    // GPU_BENCH_SECTIONS=lora,matmul,attention,bandwidth,train runs a subset (GPU time is scarce); unset, all.
     const only = (process.env.GPU_BENCH_SECTIONS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
     const section: Section = { options, avail, note: `ours on ${avail.device}`, push };
     for (const { name, run, failed: [label, unit, higherIsBetter] } of SECTIONS) {

@@ -228,6 +228,18 @@ export interface AttentionDims extends KernelThreads {
   kernel?: 'flash' | 'flash-recompute';
 }
 
+/**
+ * A bandwidth-bound op for kernels.timeOp() and its shape: n elements (copy, add, swiglu, adamw), n rows of c
+ * (rmsnorm), [b, t, h, d] (rope, in place), n rows of v logits (crossEntropy), n tokens of c-wide rows of a
+ * v-row table (embedding).
+ */
+export type TimedOp =
+  | { op: 'copy' | 'add' | 'swigluForward' | 'swigluBackward' | 'adamw'; n: number }
+  | { op: 'rmsnormForward' | 'rmsnormBackward'; n: number; c: number }
+  | { op: 'ropeForward' | 'ropeBackward'; b: number; t: number; h: number; d: number }
+  | { op: 'crossEntropy'; n: number; v: number }
+  | { op: 'embeddingForward' | 'embeddingBackward'; n: number; c: number; v: number };
+
 /** Each backend op alone, on the CPU or CUDA (native/addon/kernels_wrap.cc). Row-major; shapes in the option names. */
 export interface NativeKernels {
   simd(): SimdLevel;
@@ -326,10 +338,25 @@ export interface NativeKernels {
     tileWidth?: number;
   }>;
   /**
-   * Times causal attention forward, then forward+backward, as timeMatmul does; msFwd / msFwdBwd are the best
-   * calls (kernel: as for attentionForward; a promise that rejects where the kernels cannot run).
+   * Times causal attention forward, the backward alone (from the forward's out and lse), then forward+backward,
+   * as timeMatmul does; msFwd / msBwd / msFwdBwd are the best calls, medianMs* the medians (kernel: as for
+   * attentionForward; a promise that rejects where the kernels cannot run).
    */
-  timeAttention(options: AttentionDims & { repeats?: number }): Promise<{ msFwd: number; medianMsFwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;
+  timeAttention(options: AttentionDims & { repeats?: number }): Promise<{ msFwd: number; medianMsFwd: number; msBwd: number; medianMsBwd: number; msFwdBwd: number; medianMsFwdBwd: number }>;
+  /**
+   * Times one bandwidth-bound backend op on inputs made in backend memory (device 'cuda': a device-to-device
+   * copy for op 'copy'): `repeats` batches (default 10) after a warm-up, each `calls` calls back to back
+   * (default 10) then synchronized, reported per call. bytes is what the op must read and write at least
+   * (native/addon/kernels_wrap.cc, TimeOpJob, gives each op's count), gbps = bytes / time of the best call.
+   */
+  timeOp(options: KernelThreads & TimedOp & { repeats?: number; calls?: number }): Promise<{
+    op: TimedOp['op'];
+    bytes: number;
+    bestMs: number;
+    medianMs: number;
+    gbps: number;
+    medianGbps: number;
+  }>;
 }
 
 /** Every function the addon exports. */

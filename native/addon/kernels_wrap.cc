@@ -10,10 +10,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -908,9 +910,12 @@ class TimeAttentionJob : public PromiseWorker {
     fillPattern(be, v, kn, 104729);
     auto fwd = [&] { be.attentionForward(out, lse, q, k, v, d_.B, d_.T, d_.T, d_.H, d_.Hkv, d_.D, 0); };
     fwdTimes_ = timeRepeats(be, repeats_, abortFlag(), fwd);
+    auto bwd = [&] { be.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d_.B, d_.T, d_.H, d_.Hkv, d_.D); };
+    // The backward alone, from the forward's out and lse (it writes dq, dk, dv whole: each call the same work).
+    bwdTimes_ = timeRepeats(be, repeats_, abortFlag(), bwd);
     times_ = timeRepeats(be, repeats_, abortFlag(), [&] {
       fwd();
-      be.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d_.B, d_.T, d_.H, d_.Hkv, d_.D);
+      bwd();
     });
   }
   Napi::Value Result(Napi::Env env) override {
@@ -919,6 +924,8 @@ class TimeAttentionJob : public PromiseWorker {
     o.Set("medianMsFwdBwd", medianOf(times_) * 1e3);
     o.Set("msFwd", *std::min_element(fwdTimes_.begin(), fwdTimes_.end()) * 1e3);
     o.Set("medianMsFwd", medianOf(fwdTimes_) * 1e3);
+    o.Set("msBwd", *std::min_element(bwdTimes_.begin(), bwdTimes_.end()) * 1e3);
+    o.Set("medianMsBwd", medianOf(bwdTimes_) * 1e3);
     return o;
   }
 
@@ -927,7 +934,7 @@ class TimeAttentionJob : public PromiseWorker {
   int repeats_, threads_;
   Device device_;
   std::string kernel_;
-  std::vector<double> times_, fwdTimes_;
+  std::vector<double> times_, fwdTimes_, bwdTimes_;
 };
 
 Napi::Value TimeAttention(const Napi::CallbackInfo& info) {
@@ -938,6 +945,193 @@ Napi::Value TimeAttention(const Napi::CallbackInfo& info) {
   auto* job = new TimeAttentionJob(env, attnDims(o, w), static_cast<int>(intField(o, "repeats", w, 1, 100000, 10)),
                                    static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)),
                                    deviceArg(o, w), kernel);
+  job->Queue();
+  return job->Promise();
+}
+
+// ---- bandwidth-bound ops ---------------------------------------------------------------------------
+
+// The ops kernels.timeOp() times, and the shape fields each takes (besides repeats, calls, device, threads).
+struct TimedOp {
+  const char* name;
+  const char* fields;  // e.g. "n,c"
+};
+constexpr TimedOp kTimedOps[] = {
+    {"copy", "n"},         {"add", "n"},          {"rmsnormForward", "n,c"}, {"rmsnormBackward", "n,c"},
+    {"ropeForward", "b,t,h,d"}, {"ropeBackward", "b,t,h,d"}, {"swigluForward", "n"},  {"swigluBackward", "n"},
+    {"crossEntropy", "n,v"}, {"adamw", "n"},      {"embeddingForward", "n,c,v"}, {"embeddingBackward", "n,c,v"},
+};
+
+struct OpShape {
+  std::string op;
+  int64_t n = 1, c = 1, v = 1, b = 1, t = 1, h = 1, d = 2;
+};
+
+// Times one backend op on inputs already in backend memory: `repeats` timed batches after a warm-up, each
+// batch `calls` calls back to back and then synchronize() (so launch latency is spread over the batch),
+// reported per call. bytes is what the op must move at least: every input read once, every output written
+// once (an accumulated output counts as read and written), fp32 and int32 elements of 4 bytes:
+//   copy 8n; add 12n; rmsnormForward 4(2nc + c + n); rmsnormBackward 4(4nc + 3c + n) (dx and dweight
+//   accumulate); ropeForward/Backward 4(2bthd + td) (in place, plus the cos and sin tables);
+//   swigluForward 12n; swigluBackward 20n; crossEntropy 4(2nv + 2n) (logits read, dlogits written over
+//   them, targets, losses); adamw 28n (param, grad, m, v read; param, m, v written); embeddingForward
+//   4(n + 2nc); embeddingBackward 4(nc + n + 2uc), u the distinct tokens (each touched row read and written).
+class TimeOpJob : public PromiseWorker {
+ public:
+  TimeOpJob(Napi::Env env, OpShape shape, int repeats, int calls, int threads, Device device)
+      : PromiseWorker(env, "puzzle-llama:timeOp"), s_(std::move(shape)), repeats_(repeats), calls_(calls),
+        threads_(threads), device_(device) {}
+
+ protected:
+  void Run(const ExecutionProgress&) override {
+    JobBackend jb(device_, threads_);
+    Backend& be = *jb;
+    Scratch mem(be);
+    const size_t n = static_cast<size_t>(s_.n), nc = n * static_cast<size_t>(s_.c);
+    const int N = static_cast<int>(s_.n), C = static_cast<int>(s_.c), V = static_cast<int>(s_.v);
+    std::function<void()> once;
+    auto filled = [&](size_t count, size_t mul) {
+      float* p = mem.floats(count);
+      fillPattern(be, p, count, mul);
+      return p;
+    };
+    auto tokens = [&](int count, bool ignore) {
+      std::vector<int32_t> h(static_cast<size_t>(count));
+      for (int i = 0; i < count; ++i) h[i] = ignore && i % 5 == 3 ? -100 : static_cast<int32_t>((int64_t(i) * 7919) % V);
+      auto* p = reinterpret_cast<int32_t*>(mem.floats(h.size()));
+      be.upload(p, h.data(), h.size() * sizeof(int32_t));
+      return std::make_pair(p, std::set<int32_t>(h.begin(), h.end()).size());
+    };
+    const std::string& op = s_.op;
+    if (op == "copy") {
+      float *src = filled(n, 7919), *dst = mem.floats(n);
+      bytes_ = 8.0 * n;
+      once = [&be, dst, src, n] { be.copy(dst, src, n * sizeof(float)); };
+    } else if (op == "add") {
+      float *a = filled(n, 7919), *b = filled(n, 104729), *out = mem.floats(n);
+      bytes_ = 12.0 * n;
+      once = [&be, out, a, b, n] { be.add(out, a, b, n); };
+    } else if (op == "rmsnormForward" || op == "rmsnormBackward") {
+      float *x = filled(nc, 7919), *w = filled(static_cast<size_t>(C), 104729), *out = mem.floats(nc), *rstd = mem.floats(n);
+      if (op == "rmsnormForward") {
+        bytes_ = 4.0 * (2.0 * nc + C + n);
+        once = [&be, out, rstd, x, w, N, C] { be.rmsnormForward(out, rstd, x, w, N, C, 1e-5f); };
+      } else {
+        be.rmsnormForward(out, rstd, x, w, N, C, 1e-5f);
+        float *dout = filled(nc, 104729), *dx = mem.floats(nc), *dw = mem.floats(static_cast<size_t>(C));
+        bytes_ = 4.0 * (4.0 * nc + 3.0 * C + n);
+        once = [&be, dx, dw, dout, x, w, rstd, N, C] { be.rmsnormBackward(dx, dw, dout, x, w, rstd, N, C); };
+      }
+    } else if (op == "ropeForward" || op == "ropeBackward") {
+      const int B = static_cast<int>(s_.b), T = static_cast<int>(s_.t), H = static_cast<int>(s_.h), D = static_cast<int>(s_.d);
+      const size_t nx = static_cast<size_t>(B) * T * H * D;
+      std::vector<float> cosT, sinT;
+      ropeTables(10000.0f, D, T, cosT, sinT);
+      float *x = filled(nx, 7919), *c = mem.floats(cosT.size()), *sn = mem.floats(sinT.size());
+      be.upload(c, cosT.data(), cosT.size() * sizeof(float));
+      be.upload(sn, sinT.data(), sinT.size() * sizeof(float));
+      bytes_ = 4.0 * (2.0 * nx + static_cast<double>(T) * D);
+      if (op == "ropeForward") once = [&be, x, c, sn, B, T, H, D] { be.ropeForward(x, c, sn, B, T, H, D, 0); };
+      else once = [&be, x, c, sn, B, T, H, D] { be.ropeBackward(x, c, sn, B, T, H, D, 0); };
+    } else if (op == "swigluForward") {
+      float *g = filled(n, 7919), *u = filled(n, 104729), *out = mem.floats(n);
+      bytes_ = 12.0 * n;
+      once = [&be, out, g, u, n] { be.swigluForward(out, g, u, n); };
+    } else if (op == "swigluBackward") {
+      float *g = filled(n, 7919), *u = filled(n, 104729), *dout = filled(n, 31), *dg = mem.floats(n), *du = mem.floats(n);
+      bytes_ = 20.0 * n;
+      once = [&be, dg, du, dout, g, u, n] { be.swigluBackward(dg, du, dout, g, u, n); };
+    } else if (op == "crossEntropy") {
+      const size_t nv = n * static_cast<size_t>(V);
+      float *logits = filled(nv, 7919), *losses = mem.floats(n);
+      int32_t* targets = tokens(N, true).first;
+      bytes_ = 4.0 * (2.0 * nv + 2.0 * n);
+      // The gradient overwrites the logits: later calls take the previous call's dlogits as their logits
+      // (finite values, the same work).
+      once = [&be, losses, logits, targets, N, V] { be.crossEntropy(losses, logits, targets, N, V, 1.0f / N, true); };
+    } else if (op == "adamw") {
+      float *p = filled(n, 7919), *g = filled(n, 104729), *m = mem.floats(n), *v = mem.floats(n);  // m, v zero-filled
+      bytes_ = 28.0 * n;
+      once = [&be, p, g, m, v, n] {
+        AdamWParams hp;
+        hp.lr = 1e-4f;
+        hp.weightDecay = 0.01f;
+        be.adamw(p, g, m, v, n, hp);
+      };
+    } else if (op == "embeddingForward" || op == "embeddingBackward") {
+      float* wte = filled(static_cast<size_t>(V) * C, 7919);
+      const auto [tok, distinct] = tokens(N, false);
+      int32_t* t = tok;
+      float* out = mem.floats(nc);
+      if (op == "embeddingForward") {
+        bytes_ = 4.0 * (n + 2.0 * nc);
+        once = [&be, out, t, wte, N, C] { be.embeddingForward(out, t, wte, N, C); };
+      } else {
+        float* dout = filled(nc, 104729);
+        bytes_ = 4.0 * (nc + n + 2.0 * static_cast<double>(distinct) * C);
+        once = [&be, wte, dout, t, N, C, V] { be.embeddingBackward(wte, dout, t, N, C, V); };
+      }
+    } else {
+      throw Error("kernels.timeOp(): unknown op '" + op + "'");  // checked before the job is queued
+    }
+    const int calls = calls_;
+    const auto batches = timeRepeats(be, repeats_, abortFlag(), [&] {
+      for (int i = 0; i < calls; ++i) once();
+    });
+    for (double t : batches) times_.push_back(t / calls);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    const double best = *std::min_element(times_.begin(), times_.end()), median = medianOf(times_);
+    o.Set("op", s_.op);
+    o.Set("bytes", bytes_);
+    o.Set("bestMs", best * 1e3);
+    o.Set("medianMs", median * 1e3);
+    o.Set("gbps", bytes_ / best * 1e-9);
+    o.Set("medianGbps", bytes_ / median * 1e-9);
+    return o;
+  }
+
+ private:
+  OpShape s_;
+  int repeats_, calls_, threads_;
+  Device device_;
+  double bytes_ = 0.0;
+  std::vector<double> times_;
+};
+
+Napi::Value TimeOp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string w = "kernels.timeOp(): options.";
+  Napi::Object o = objectArg(info, 0, "kernels.timeOp(): options", false);
+  OpShape shape;
+  shape.op = stringField(o, "op", w);
+  const TimedOp* found = nullptr;
+  std::string known;
+  for (const TimedOp& t : kTimedOps) {
+    if (shape.op == t.name) found = &t;
+    known += (known.empty() ? "" : ", ") + std::string(t.name);
+  }
+  if (!found) throwRange(env, w + "op must be one of " + known + ", got '" + shape.op + "'");
+  const std::string fields = found->fields;
+  auto need = [&](const char* name) { return ("," + fields + ",").find("," + std::string(name) + ",") != std::string::npos; };
+  int64_t* slots[] = {&shape.n, &shape.c, &shape.v, &shape.b, &shape.t, &shape.h, &shape.d};
+  const char* names[] = {"n", "c", "v", "b", "t", "h", "d"};
+  for (int i = 0; i < 7; ++i) {
+    if (need(names[i])) *slots[i] = dim(o, names[i], w);
+    else if (!o.Get(names[i]).IsUndefined())
+      throwType(env, w + names[i] + " does not apply to op '" + shape.op + "' (it takes " + fields + ")");
+  }
+  if (shape.op.rfind("rope", 0) == 0 && shape.d % 2) throwRange(env, w + "d = " + std::to_string(shape.d) + " must be even");
+  const int64_t elements = shape.op == "crossEntropy" ? shape.n * shape.v
+                           : shape.op.rfind("rope", 0) == 0 ? shape.b * shape.t * shape.h * shape.d
+                           : shape.op.rfind("rmsnorm", 0) == 0 || shape.op.rfind("embedding", 0) == 0 ? shape.n * shape.c
+                           : shape.n;
+  if (elements > (int64_t(1) << 34)) throwRange(env, w + "the op's largest tensor (" + std::to_string(elements) + " elements) is over 2^34");
+  auto* job = new TimeOpJob(env, shape, static_cast<int>(intField(o, "repeats", w, 1, 100000, 10)),
+                            static_cast<int>(intField(o, "calls", w, 1, 100000, 10)),
+                            static_cast<int>(intField(o, "threads", w, 1, 1024, cpuFeatures().hardwareThreads)),
+                            deviceArg(o, w));
   job->Queue();
   return job->Promise();
 }
@@ -986,6 +1180,7 @@ Napi::Object DefineKernels(Napi::Env env) {
   add("adamw", AdamW);
   add("timeMatmul", TimeMatmul);
   add("timeAttention", TimeAttention);
+  add("timeOp", TimeOp);
   return k;
 }
 

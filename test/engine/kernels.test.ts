@@ -218,6 +218,8 @@ describe('kernel timing', () => {
     expect(() => kernels.timeAttention({ b: 1, t: 8, h: 2, hkv: 1, d: 16, device: 'cpu', kernel: 'wgmma' as 'flash' })).toThrow(/got 'wgmma'/);
     const attention = await kernels.timeAttention({ b: 1, t: 16, h: 2, hkv: 1, d: 16, repeats: 2, device: 'cpu', kernel: 'flash-recompute' }); // no effect on the CPU
     expect(attention.msFwdBwd).toBeGreaterThan(0);
+    expect(attention.msBwd).toBeGreaterThan(0);
+    expect(attention.medianMsBwd).toBeGreaterThanOrEqual(attention.msBwd);
     // attentionForward / attentionBackward take the same option: checked, and no effect on the CPU.
     const dims = { b: 1, t: 9, h: 2, hkv: 1, d: 16, device: 'cpu' as const };
     const q = new Float32Array(9 * 2 * 16).map((_, i) => Math.sin(i));
@@ -228,5 +230,45 @@ describe('kernel timing', () => {
     expect(named.out).toEqual(plain.out);
     expect(() => kernels.attentionBackward(q, q, kv, kv, plain.out, plain.lse, { ...dims, kernel: 'simt' as 'flash' })).toThrow(/attentionBackward\(\): options\.kernel must be/);
     expect(kernels.attentionBackward(q, q, kv, kv, plain.out, plain.lse, { ...dims, kernel: 'flash-recompute' }).dq).toEqual(kernels.attentionBackward(q, q, kv, kv, plain.out, plain.lse, dims).dq);
+  });
+});
+
+describe('timeOp: the bandwidth rows of bench:gpu, on the CPU', () => {
+  // What each op must read and write at least, in bytes (fp32 and int32: 4 bytes), restated here from the
+  // op's inputs and outputs: the counts native/addon/kernels_wrap.cc (TimeOpJob) reports.
+  const cases: Array<[Parameters<typeof kernels.timeOp>[0], number]> = [
+    [{ op: 'copy', n: 1000 }, 4 * 2 * 1000],
+    [{ op: 'add', n: 1000 }, 4 * 3 * 1000],
+    [{ op: 'rmsnormForward', n: 7, c: 96 }, 4 * (2 * 7 * 96 + 96 + 7)],
+    [{ op: 'rmsnormBackward', n: 7, c: 96 }, 4 * (4 * 7 * 96 + 3 * 96 + 7)],
+    [{ op: 'ropeForward', b: 2, t: 5, h: 3, d: 8 }, 4 * (2 * 2 * 5 * 3 * 8 + 5 * 8)],
+    [{ op: 'ropeBackward', b: 2, t: 5, h: 3, d: 8 }, 4 * (2 * 2 * 5 * 3 * 8 + 5 * 8)],
+    [{ op: 'swigluForward', n: 999 }, 4 * 3 * 999],
+    [{ op: 'swigluBackward', n: 999 }, 4 * 5 * 999],
+    [{ op: 'crossEntropy', n: 6, v: 50 }, 4 * (2 * 6 * 50 + 2 * 6)],
+    [{ op: 'adamw', n: 1001 }, 4 * 7 * 1001],
+    [{ op: 'embeddingForward', n: 40, c: 16, v: 1000 }, 4 * (40 + 2 * 40 * 16)],
+    // tokens (i·7919) mod 10 for i < 40 take all 10 values: 10 rows read and written
+    [{ op: 'embeddingBackward', n: 40, c: 16, v: 10 }, 4 * (40 * 16 + 40 + 2 * 10 * 16)],
+    // ... and mod 1000 are 40 distinct rows
+    [{ op: 'embeddingBackward', n: 40, c: 16, v: 1000 }, 4 * (40 * 16 + 40 + 2 * 40 * 16)],
+  ];
+  it.each(cases)('%j moves %d bytes and reports its rate from its time', async (shape, bytes) => {
+    const r = await kernels.timeOp({ ...shape, repeats: 3, calls: 2, threads: 1, device: 'cpu' });
+    expect(r.op).toBe(shape.op);
+    expect(r.bytes).toBe(bytes);
+    expect(r.bestMs).toBeGreaterThan(0);
+    expect(r.medianMs).toBeGreaterThanOrEqual(r.bestMs);
+    expect(r.gbps).toBeCloseTo(bytes / (r.bestMs * 1e-3) / 1e9, 6);
+    expect(r.medianGbps).toBeLessThanOrEqual(r.gbps);
+  });
+
+  it('refuses an unknown op, a missing or foreign shape field, and CUDA in the CPU build', async () => {
+    expect(() => kernels.timeOp({ op: 'gelu' as 'copy', n: 4 })).toThrow(/options\.op must be one of copy, add, rmsnormForward, .*embeddingBackward, got 'gelu'/);
+    expect(() => kernels.timeOp({ op: 'rmsnormForward', n: 4 } as Parameters<typeof kernels.timeOp>[0])).toThrow(/options\.c must be an integer, got undefined/);
+    expect(() => kernels.timeOp({ op: 'copy', n: 4, c: 2 } as Parameters<typeof kernels.timeOp>[0])).toThrow(/options\.c does not apply to op 'copy' \(it takes n\)/);
+    expect(() => kernels.timeOp({ op: 'ropeForward', b: 1, t: 1, h: 1, d: 7 })).toThrow(/options\.d = 7 must be even/);
+    expect(() => kernels.timeOp({ op: 'copy', n: 0 })).toThrow(/options\.n/);
+    if (!kernels.cudaAvailable().ok) await expect(kernels.timeOp({ op: 'copy', n: 4, device: 'cuda' })).rejects.toThrow(/no CUDA backend is available/);
   });
 });

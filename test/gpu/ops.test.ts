@@ -1,42 +1,37 @@
 // Every backend op on CUDA against the same op on the CPU backend (fp32, the reference), forward and
 // backward, on the same inputs: each output tensor's max abs/rel error is printed beside its tolerance
-// and recorded in the parity report. Tolerances follow the dtype the CUDA op computes in (docs/ARCHITECTURE.md,
-// Numerics): GEMMs round their inputs to bf16 (error ~2^-8·sqrt(K) per unit-variance product sum);
-// the rest is fp32 with a different summation order.
+// and recorded in the parity report. The tolerances are the rows of native/cuda/parity.tsv (one per op,
+// tensor and path: fp32, bf16 tensor cores, or bit-exact), the same rows the C++ harness
+// (native/cuda/dev/check_backend.cc) reads; docs/ARCHITECTURE.md, Numerics, says how they are derived.
+import { basename } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { kernels } from '../../lib/engine/kernels.js';
-import { maxAbs, randn } from '../engine/reference.js';
+import { attentionPath, loadParityTable, maxAbsOf, rms, tolerance, type ParityPath } from '../../lib/engine/parity-table.js';
+import { randn } from '../engine/reference.js';
 import { compareExact, compareTensor, flushReport, type Comparison } from './report.js';
 
 const cuda = inject('cuda');
 const cpu = { device: 'cpu' as const };
 const gpu = { device: inject('target') };
+const table = loadParityTable();
 
 afterAll(() => flushReport(import.meta.url));
 
-function rms(a: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * a[i];
-  return Math.sqrt(s / Math.max(1, a.length));
-}
-
-/** bf16-input GEMM: |err| ≲ 2^-8·sqrt(K)·rms(a)·rms(b) per element; ~6σ of that, and 1e-2 relative. */
-function gemmTol(K: number, rmsA: number, rmsB: number): { atol: number; rtol: number } {
-  return { atol: 2e-2 * Math.sqrt(K) * rmsA * rmsB + 1e-6, rtol: 1e-2 };
-}
-
-const FP32 = { atol: 3e-6, rtol: 3e-5 };
-/** fp32 with long reductions (attention's softmax and its backward sums). */
-const ATTN_OUT = { atol: 5e-5, rtol: 5e-4 };
-const ATTN_GRAD = { atol: 5e-4, rtol: 5e-3 };
-
-
 /**
- * Attention's tolerance: head dims 33..128 with 8+ query rows run on bf16 tensor cores (q, k, v, P, dO and
- * dS rounded to bf16: errors of ~1e-2 of each tensor's scale); the rest is fp32.
+ * got against want under the table's row (op, tensor, path); `label` is the op as the report names it
+ * (the row's op unless given), `tag` the case. sqrtK: sqrt(K)·rms(A)·rms(B) for the GEMM rows.
  */
-function attnTol(D: number, Tq: number, want: Float32Array, fp32: { atol: number; rtol: number }): { atol: number; rtol: number } {
-  return D > 32 && D <= 128 && Tq >= 8 ? { atol: 2e-2 * maxAbs(want) + 1e-6, rtol: 2e-2 } : fp32;
+function near(op: string, tensor: string, path: ParityPath, tag: string, got: ArrayLike<number>, want: ArrayLike<number>, sqrtK = 0, label = op): Comparison {
+  const rule = table.rule(op, tensor, path);
+  if (rule.path === 'exact') return compareExact(label, `${tensor} ${tag}`, got, want);
+  const tol = tolerance(rule, { sqrtK, maxRef: maxAbsOf(want) });
+  return compareTensor(label, `${tensor} ${tag}`, got, want, tol.atol, tol.rtol, `row ${basename(rule.source)}`);
+}
+
+/** A bit-exact comparison, held to the table's word that the tensor is exact. */
+function exact(op: string, tensor: string, tag: string, got: ArrayLike<number>, want: ArrayLike<number>): Comparison {
+  const rule = table.rule(op, tensor, 'exact');
+  return compareExact(rule.op, `${tensor} ${tag}`, got, want);
 }
 
 function check(cs: Comparison[]): void {
@@ -63,19 +58,14 @@ function attentionParity(kernel?: 'flash-recompute'): Comparison[] {
     const dout = randn(B * T * H * D, 14 + T);
     const fc = kernels.attentionForward(q, k, v, { ...dims, ...cpu });
     const fg = kernels.attentionForward(q, k, v, { ...dims, ...gpu, kernel });
-    for (const key of ['out', 'lse'] as const) {
-      const tol = attnTol(D, T, fc[key], ATTN_OUT);
-      cs.push(compareTensor('attentionForward', `${key} ${tag}`, fg[key], fc[key], tol.atol, tol.rtol));
-    }
+    const path = attentionPath(D, T);
+    for (const key of ['out', 'lse'] as const) cs.push(near('attentionForward', key, path, tag, fg[key], fc[key]));
     const bc = kernels.attentionBackward(dout, q, k, v, fc.out, fc.lse, { ...dims, ...cpu });
     const bg = kernels.attentionBackward(dout, q, k, v, fc.out, fc.lse, { ...dims, ...gpu, kernel });
-    for (const key of ['dq', 'dk', 'dv'] as const) {
-      const tol = attnTol(D, T, bc[key], ATTN_GRAD);
-      cs.push(compareTensor('attentionBackward', `${key} ${tag}`, bg[key], bc[key], tol.atol, tol.rtol));
-    }
+    for (const key of ['dq', 'dk', 'dv'] as const) cs.push(near('attentionBackward', key, path, tag, bg[key], bc[key]));
     // Deterministic: no atomics in the backward, so a rerun gives the same bits.
     const again = kernels.attentionBackward(dout, q, k, v, fc.out, fc.lse, { ...dims, ...gpu, kernel });
-    cs.push(compareExact('attentionBackward', `dq rerun ${tag}`, again.dq, bg.dq));
+    cs.push(exact('attentionBackward', 'rerun', `dq ${tag}`, again.dq, bg.dq));
   }
   return cs;
 }
@@ -102,8 +92,7 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
             const opts = { m, n, k, transA, transB, alpha: 0.75, beta, c: beta ? c : undefined };
             const want = kernels.matmul(a, b, { ...opts, ...cpu });
             const got = kernels.matmul(a, b, { ...opts, ...gpu });
-            const t = gemmTol(k, 0.75, 1);
-            cs.push(compareTensor('matmul', `C M${m} N${n} K${k} tA${+transA} tB${+transB} beta${beta}`, got, want, t.atol + 0.5 * beta * 1e-6, t.rtol));
+            cs.push(near('matmul', 'C', 'bf16', `M${m} N${n} K${k} tA${+transA} tB${+transB} beta${beta}`, got, want, Math.sqrt(k) * rms(a) * rms(b)));
           }
     check(cs);
   });
@@ -122,23 +111,21 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       const fc = kernels.linearForward(x, w, { ...opts, ...cpu });
       const fg = kernels.linearForward(x, w, { ...opts, ...gpu });
       // y = x W^T (K = in) + s (x A^T) B^T: the LoRA term's own error is s·(its GEMM error).
-      const ty = gemmTol(inDim, 1, 0.1);
-      cs.push(compareTensor('linearForward', `y ${variant} M${M} in${inDim} out${out}`, fg.y, fc.y, ty.atol * (1 + scale), ty.rtol));
-      if (fc.h) cs.push(compareTensor('linearForward', `h ${variant}`, fg.h!, fc.h, ty.atol, ty.rtol));
-      if (fc.xd) cs.push(compareExact('linearForward', `xd (dropout mask) ${variant}`, fg.xd!, fc.xd));
+      // The sqrtK terms the rows of linearForward / linearBackward name (native/cuda/parity.tsv).
+      cs.push(near('linearForward', 'y', 'bf16', `${variant} M${M} in${inDim} out${out}`, fg.y, fc.y, (1 + scale) * Math.sqrt(inDim) * rms(x) * rms(w)));
+      if (fc.h) cs.push(near('linearForward', 'h', 'bf16', variant, fg.h!, fc.h, Math.sqrt(inDim) * rms(x) * rms(A)));
+      if (fc.xd) cs.push(exact('linearForward', 'xd', `(dropout mask) ${variant}`, fg.xd!, fc.xd));
       // Backward from the CPU's saved h / xd, so both sides start from the same tensors.
       const bopts = { ...opts, h: fc.h ?? undefined, xd: fc.xd ?? undefined };
       const bc = kernels.linearBackward(dy, x, w, { ...bopts, ...cpu });
       const bg = kernels.linearBackward(dy, x, w, { ...bopts, ...gpu });
-      const tdx = gemmTol(out, 1, 0.1);
-      cs.push(compareTensor('linearBackward', `dx ${variant}`, bg.dx, bc.dx, tdx.atol * (1 + scale), tdx.rtol));
-      const tdw = gemmTol(M, 1, 1);
-      cs.push(compareTensor('linearBackward', `dW ${variant}`, bg.dw, bc.dw, tdw.atol, tdw.rtol));
+      cs.push(near('linearBackward', 'dx', 'bf16', variant, bg.dx, bc.dx, (1 + scale) * Math.sqrt(out) * rms(dy) * rms(w)));
+      cs.push(near('linearBackward', 'dw', 'bf16', variant, bg.dw, bc.dw, Math.sqrt(M) * rms(dy) * rms(x)));
       if (bc.dA) {
-        // dA = dh^T x with dh = s dy B (itself a bf16 GEMM): twice the one-GEMM bound; dB = s dy^T h likewise.
-        const rmsDh = scale * rms(B) * Math.sqrt(out);
-        cs.push(compareTensor('linearBackward', `dA ${variant}`, bg.dA!, bc.dA, 2 * gemmTol(M, rmsDh, 1).atol, 1e-2));
-        cs.push(compareTensor('linearBackward', `dB ${variant}`, bg.dB!, bc.dB!, 2 * gemmTol(M, 1, scale * rms(fc.h!)).atol, 1e-2));
+        // dA = dh^T xd with dh = s dy B (itself a bf16 GEMM); dB = s dy^T h.
+        const rmsDh = scale * rms(B) * Math.sqrt(out) * rms(dy);
+        cs.push(near('linearBackward', 'dA', 'bf16', variant, bg.dA!, bc.dA, Math.sqrt(M) * rmsDh * rms(x)));
+        cs.push(near('linearBackward', 'dB', 'bf16', variant, bg.dB!, bc.dB!, Math.sqrt(M) * rms(dy) * scale * rms(fc.h!)));
       }
     }
     check(cs);
@@ -150,8 +137,8 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
     const wte = randn(V * C, 71);
     const dout = randn(N * C, 72);
     const cs = [
-      compareExact('embeddingForward', `out N${N} C${C} V${V}`, kernels.embeddingForward(tokens, wte, { n: N, c: C, v: V, ...gpu }), kernels.embeddingForward(tokens, wte, { n: N, c: C, v: V, ...cpu })),
-      compareExact('embeddingBackward', `dwte N${N} C${C} V${V}`, kernels.embeddingBackward(dout, tokens, { n: N, c: C, v: V, ...gpu }), kernels.embeddingBackward(dout, tokens, { n: N, c: C, v: V, ...cpu })),
+      exact('embeddingForward', 'out', `N${N} C${C} V${V}`, kernels.embeddingForward(tokens, wte, { n: N, c: C, v: V, ...gpu }), kernels.embeddingForward(tokens, wte, { n: N, c: C, v: V, ...cpu })),
+      exact('embeddingBackward', 'dwte', `N${N} C${C} V${V}`, kernels.embeddingBackward(dout, tokens, { n: N, c: C, v: V, ...gpu }), kernels.embeddingBackward(dout, tokens, { n: N, c: C, v: V, ...cpu })),
     ];
     check(cs);
   });
@@ -169,13 +156,13 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       const dy = randn(N * C, 43);
       const fc = kernels.rmsnormForward(x, w, { n: N, c: C, eps: 1e-5, ...cpu });
       const fg = kernels.rmsnormForward(x, w, { n: N, c: C, eps: 1e-5, ...gpu });
-      cs.push(compareTensor('rmsnormForward', `out N${N} C${C}`, fg.out, fc.out, FP32.atol, FP32.rtol));
-      cs.push(compareTensor('rmsnormForward', `rstd N${N} C${C}`, fg.rstd, fc.rstd, FP32.atol, FP32.rtol));
+      cs.push(near('rmsnormForward', 'out', 'fp32', `N${N} C${C}`, fg.out, fc.out));
+      cs.push(near('rmsnormForward', 'rstd', 'fp32', `N${N} C${C}`, fg.rstd, fc.rstd));
       const bc = kernels.rmsnormBackward(dy, x, w, fc.rstd, { n: N, c: C, ...cpu });
       const bg = kernels.rmsnormBackward(dy, x, w, fc.rstd, { n: N, c: C, ...gpu });
-      cs.push(compareTensor('rmsnormBackward', `dx N${N} C${C}`, bg.dx, bc.dx, 3e-5, 3e-4));
-      // dweight sums N rows: its error grows like sqrt(N).
-      cs.push(compareTensor('rmsnormBackward', `dweight N${N} C${C}`, bg.dw, bc.dw, 3e-5 * Math.sqrt(N), 3e-4));
+      cs.push(near('rmsnormBackward', 'dx', 'fp32', `N${N} C${C}`, bg.dx, bc.dx));
+      // dweight sums N rows: its error grows like sqrt(N) (the normalized x has rms 1).
+      cs.push(near('rmsnormBackward', 'dw', 'fp32', `N${N} C${C}`, bg.dw, bc.dw, Math.sqrt(N) * rms(dy)));
     }
     check(cs);
   });
@@ -189,8 +176,9 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
     ]) {
       const x = randn(B * T * H * D, 51 + pos0);
       const o = { b: B, t: T, h: H, d: D, pos0, theta: 10000 };
-      cs.push(compareTensor('ropeForward', `B${B} T${T} H${H} D${D} pos0 ${pos0}`, kernels.ropeForward(x, { ...o, ...gpu }), kernels.ropeForward(x, { ...o, ...cpu }), 1e-6, 1e-5));
-      cs.push(compareTensor('ropeBackward', `B${B} T${T} H${H} D${D} pos0 ${pos0}`, kernels.ropeBackward(x, { ...o, ...gpu }), kernels.ropeBackward(x, { ...o, ...cpu }), 1e-6, 1e-5));
+      const tag = `B${B} T${T} H${H} D${D} pos0 ${pos0}`;
+      cs.push(near('ropeForward', 'out', 'fp32', tag, kernels.ropeForward(x, { ...o, ...gpu }), kernels.ropeForward(x, { ...o, ...cpu })));
+      cs.push(near('ropeBackward', 'dx', 'fp32', tag, kernels.ropeBackward(x, { ...o, ...gpu }), kernels.ropeBackward(x, { ...o, ...cpu })));
     }
     check(cs);
   });
@@ -220,10 +208,7 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       const v = randn(B * Tcap * Hkv * D, 23 + pos0);
       const fc = kernels.attentionForward(q, k, v, { ...dims, ...cpu });
       const fg = kernels.attentionForward(q, k, v, { ...dims, ...gpu });
-      for (const key of ['out', 'lse'] as const) {
-        const tol = attnTol(D, Tq, fc[key], ATTN_OUT);
-        cs.push(compareTensor('attentionDecode', `${key} ${tag}`, fg[key], fc[key], tol.atol, tol.rtol));
-      }
+      for (const key of ['out', 'lse'] as const) cs.push(near('attentionForward', key, attentionPath(D, Tq), tag, fg[key], fc[key], 0, 'attentionDecode'));
     }
     check(cs);
   });
@@ -234,11 +219,11 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       const g = randn(n, 31, 3);
       const u = randn(n, 32);
       const dy = randn(n, 33);
-      cs.push(compareTensor('swigluForward', `out n${n}`, kernels.swigluForward(g, u, gpu), kernels.swigluForward(g, u, cpu), FP32.atol, FP32.rtol));
+      cs.push(near('swigluForward', 'out', 'fp32', `n${n}`, kernels.swigluForward(g, u, gpu), kernels.swigluForward(g, u, cpu)));
       const bc = kernels.swigluBackward(dy, g, u, cpu);
       const bg = kernels.swigluBackward(dy, g, u, gpu);
-      cs.push(compareTensor('swigluBackward', `dgate n${n}`, bg.dgate, bc.dgate, FP32.atol, FP32.rtol));
-      cs.push(compareTensor('swigluBackward', `dup n${n}`, bg.dup, bc.dup, FP32.atol, FP32.rtol));
+      cs.push(near('swigluBackward', 'dgate', 'fp32', `n${n}`, bg.dgate, bc.dgate));
+      cs.push(near('swigluBackward', 'dup', 'fp32', `n${n}`, bg.dup, bc.dup));
     }
     check(cs);
   });
@@ -251,8 +236,8 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       [1_000_003, 0.3, 2 ** 40 + 5],
     ]) {
       const x = randn(n, 81);
-      cs.push(compareExact('dropoutForward', `n${n} p${p} seed ${seed}`, kernels.dropoutForward(x, { p, seed, ...gpu }), kernels.dropoutForward(x, { p, seed, ...cpu })));
-      cs.push(compareExact('dropoutBackward', `n${n} p${p} seed ${seed}`, kernels.dropoutBackward(x, { p, seed, ...gpu }), kernels.dropoutBackward(x, { p, seed, ...cpu })));
+      cs.push(exact('dropoutForward', 'out', `n${n} p${p} seed ${seed}`, kernels.dropoutForward(x, { p, seed, ...gpu }), kernels.dropoutForward(x, { p, seed, ...cpu })));
+      cs.push(exact('dropoutBackward', 'dx', `n${n} p${p} seed ${seed}`, kernels.dropoutBackward(x, { p, seed, ...gpu }), kernels.dropoutBackward(x, { p, seed, ...cpu })));
     }
     check(cs);
   });
@@ -269,8 +254,8 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       const o = { n: N, v: V, dscale: 1 / N };
       const c = kernels.crossEntropy(logits, targets, { ...o, ...cpu });
       const g = kernels.crossEntropy(logits, targets, { ...o, ...gpu });
-      cs.push(compareTensor('crossEntropy', `losses N${N} V${V}`, g.losses, c.losses, 3e-5, 3e-5));
-      cs.push(compareTensor('crossEntropy', `dlogits N${N} V${V}`, g.dlogits, c.dlogits, 3e-8, 3e-5));
+      cs.push(near('crossEntropy', 'losses', 'fp32', `N${N} V${V}`, g.losses, c.losses));
+      cs.push(near('crossEntropy', 'dlogits', 'fp32', `N${N} V${V}`, g.dlogits, c.dlogits));
     }
     check(cs);
   });
@@ -285,9 +270,7 @@ describe.skipIf(!cuda.ok)(`CUDA ops vs CPU (${cuda.device ?? 'no GPU'})`, () => 
       const o = { lr: 3e-4, weightDecay: 0.1, step: 7, gradScale: 0.5, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
       const c = kernels.adamw(p, g, m, v, { ...o, ...cpu });
       const r = kernels.adamw(p, g, m, v, { ...o, ...gpu });
-      cs.push(compareTensor('adamw', `param n${n}`, r.param, c.param, 3e-7, 3e-6));
-      cs.push(compareTensor('adamw', `m n${n}`, r.m, c.m, 3e-7, 3e-6));
-      cs.push(compareTensor('adamw', `v n${n}`, r.v, c.v, 3e-9, 3e-6));
+      for (const key of ['param', 'm', 'v'] as const) cs.push(near('adamw', key, 'fp32', `n${n}`, r[key], c[key]));
     }
     check(cs);
   });
