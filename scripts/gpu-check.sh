@@ -14,7 +14,8 @@
 # "NO GPU" with the reason: that is exit 0, unless GPU_CHECK_REQUIRE_GPU=1 (CI on GPU runners sets it),
 # which makes it exit 3.
 #
-# Environment: OUT; GPU_CHECK_BUDGET_S (total seconds, default 470); GPU_CHECK_HARNESS=0 skips the C++
+# Environment: OUT; GPU_CHECK_BUDGET_S (total seconds, default 470 + the recipe's); GPU_CHECK_RECIPE_S (seconds
+# of `train --recipe gpu-10min` before its pass@1 is measured, default 90; 0 skips it); GPU_CHECK_HARNESS=0 skips the C++
 # harness, GPU_CHECK_HF=0 the transformers/PEFT fixtures; GPU_CHECK_LAB=1 also runs the kernel lab
 # (native/cuda/dev/run.sh: every version of every op checked, then timed; up to 180 s of the budget, its log
 # in $OUT/lab.txt); GPU_CHECK_BENCH=full (full bench
@@ -27,7 +28,7 @@ root=$(pwd)
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 start=$SECONDS
-budget=${GPU_CHECK_BUDGET_S:-470}
+budget=${GPU_CHECK_BUDGET_S:-$((470 + ${GPU_CHECK_RECIPE_S:-90}))}
 work=$root/out/gpu-check
 rm -rf "$work"
 mkdir -p "$work"
@@ -111,6 +112,27 @@ else
   echo "skipped: no transformers/peft" > "$work/hf-fixtures.status"
 fi
 
+# ---- 2c. the GPU recipe, shortened -----------------------------------------------------------------
+# `train --recipe gpu-10min` for GPU_CHECK_RECIPE_S seconds of training (default 90; 0 skips), then
+# pass@1 on 300 puzzles of id and ood-form, free and constrained: the first GPU to run this measures it.
+recipe_s=${GPU_CHECK_RECIPE_S:-90}
+if ((build_ok)) && ((recipe_s > 0)); then
+  train_s=$(($(left) - 170))
+  ((train_s > recipe_s)) && train_s=$recipe_s
+  if ((train_s >= 30)); then
+    rm -rf "$work/recipe"
+    echo "$train_s" > "$work/recipe.seconds"
+    phase recipe $((train_s + 90)) bash -c \
+      'npx --no-install tsx scripts/puzzle-llama.ts train --recipe gpu-10min --time "$1" --device cuda --out "$2" && npx --no-install tsx scripts/puzzle-llama.ts eval --model "$2/model" --sets id,ood-form --limit 300 --device cuda --out "$2/eval"' \
+      _ "$train_s" "$work/recipe" || echo "== recipe: FAILED or cut short (see above); the check goes on"
+  else
+    echo "== recipe: skipped, only $(left)s of the ${budget}s budget left"
+    echo "no time" > "$work/recipe.status"
+  fi
+else
+  echo "skipped: $( ((build_ok)) && echo 'GPU_CHECK_RECIPE_S=0' || echo 'no CUDA build')" > "$work/recipe.status"
+fi
+
 # ---- 3. bench ------------------------------------------------------------------------------------
 bench_flags=(--suite gpu --device cuda --json "$work/bench-gpu.json")
 [[ ${GPU_CHECK_BENCH:-quick} == full ]] || bench_flags+=(--quick)
@@ -120,6 +142,7 @@ phase bench $(($(left) - 70)) node --import tsx bench/run.ts "${bench_flags[@]}"
 phase bench-dist $(( $(left) < 60 ? $(left) - 10 : 60 )) node --import tsx bench/run.ts --suite dist --device cuda --quick --json "$work/bench-dist.json"
 
 # ---- 4. results and the summary -------------------------------------------------------------------
+[[ -f $work/recipe/eval/scores.json ]] && cp "$work/recipe/eval/scores.json" "$OUT/recipe-scores.json"
 for f in parity/parity.json parity/parity.junit.xml parity/vitest.junit.xml bench-gpu.json bench-dist.json lab.txt; do
   [[ -f $work/$f ]] && cp "$work/$f" "$OUT/"
 done
@@ -135,7 +158,14 @@ const fmt = (x) => { x = num(x); return !Number.isFinite(x) ? String(x) : Math.a
 const pad = (rows) => { const w = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length))); return rows.map((r) => r.map((c, i) => String(c).padEnd(w[i])).join('  ').trimEnd()).join('\n'); };
 const lines = [];
 lines.push(`== gpu:check summary (${process.env.GPU_CHECK_SECONDS}s)`);
-lines.push(`phases: build ${status('build')}, harness ${status('harness')}, lab ${status('lab')}, test ${status('test')}, hf-fixtures ${status('hf-fixtures')}, bench ${status('bench')}, bench-dist ${status('bench-dist')}`);
+lines.push(`phases: build ${status('build')}, harness ${status('harness')}, lab ${status('lab')}, test ${status('test')}, hf-fixtures ${status('hf-fixtures')}, recipe ${status('recipe')}, bench ${status('bench')}, bench-dist ${status('bench-dist')}`);
+const recipe = read('recipe/eval/scores.json');
+if (recipe) {
+  let steps = '?';
+  try { steps = fs.readFileSync(path.join(work, 'recipe', 'metrics.jsonl'), 'utf8').trim().split('\n').length; } catch {}
+  const cell = (set, mode) => { const s = recipe.scores.find((r) => r.id === set && r.mode === mode); return s ? s.pass1.toFixed(3) : '-'; };
+  lines.push(`gpu-10min recipe, ${steps} steps in ${(() => { try { return fs.readFileSync(path.join(work, 'recipe.seconds'), 'utf8').trim(); } catch { return '?'; } })()}s of training: pass@1 id ${cell('id', 'free')} free / ${cell('id', 'constrained')} constrained, ood-form ${cell('ood-form', 'free')} / ${cell('ood-form', 'constrained')} (paper 100M: 0.443 id, 0.352 ood-form)`);
+}
 
 const vt = read('parity/vitest.json');
 const parity = read('parity/parity.json');

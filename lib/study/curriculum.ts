@@ -17,7 +17,7 @@ export function curriculumStudy(o: CurriculumOptions): StudyDefinition {
   const arm = (name: string, responses: ResponseKind, order: ArmData['order'], times: number): StudyArm => ({
     name,
     params: { data: `${responses}${order === 'as-drawn' ? '' : `, ${order}`}`, steps: steps * times },
-    train: { preset: o.scale === 'cpu' ? 'tiny' : 'base', steps: steps * times, batchSize: batch, lr: o.scale === 'cpu' ? 2e-3 : 1e-3, checkpointEvery: 500, device: o.scale === 'cpu' ? 'cpu' : 'cuda' },
+    train: { preset: o.scale === 'cpu' ? 'mini' : 'base', steps: steps * times, batchSize: batch, lr: o.scale === 'cpu' ? 2e-3 : 1e-3, checkpointEvery: 500, device: o.scale === 'cpu' ? 'cpu' : 'cuda' },
     data: { count: steps * times * batch, seed: 1234, n: [5, 6, 7], maxValue: 60, responses, order },
   });
   const arms = [
@@ -30,7 +30,7 @@ export function curriculumStudy(o: CurriculumOptions): StudyDefinition {
   ];
   return {
     name: 'curriculum',
-    question: `Does choosing, filtering or ordering the synthetic data buy more than twice the volume? The tiny preset from scratch, ${steps} steps of ${batch} puzzles per arm (twice that for synthetic-2x), each puzzle seen once.`,
+    question: `Does choosing, filtering or ordering the synthetic data buy more than twice the volume? The ${o.scale === 'cpu' ? 'mini' : 'base'} preset from scratch, ${steps} steps of ${batch} puzzles per arm (twice that for synthetic-2x), each puzzle seen once.`,
     arms,
     evalSets: ['id', 'ood-form'],
     columns: ['data', 'steps'],

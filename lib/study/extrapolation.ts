@@ -42,10 +42,10 @@ export function extrapolationStudy(o: ExtrapolationOptions): StudyDefinition {
     question: 'How far past the N = 5–7 it was trained on does a model solve puzzles? (The paper stops at N = 8.)',
     arms: [
       {
-        name: o.model ? 'given-model' : 'tiny-n567',
-        params: { model: o.model ?? `tiny, ${steps} steps of ${batch}`, 'trained on': 'N 5-7, V 60' },
+        name: o.model ? 'given-model' : `${o.scale === 'cpu' ? 'mini' : 'base'}-n567`,
+        params: { model: o.model ?? `${o.scale === 'cpu' ? 'mini' : 'base'}, ${steps} steps of ${batch}`, 'trained on': 'N 5-7, V 60' },
         model: o.model,
-        train: { preset: o.scale === 'cpu' ? 'tiny' : 'base', steps, batchSize: batch, lr: o.scale === 'cpu' ? 2e-3 : 1e-3, checkpointEvery: 500, device: o.scale === 'cpu' ? 'cpu' : 'cuda' },
+        train: { preset: o.scale === 'cpu' ? 'mini' : 'base', steps, batchSize: batch, lr: o.scale === 'cpu' ? 2e-3 : 1e-3, checkpointEvery: 500, device: o.scale === 'cpu' ? 'cpu' : 'cuda' },
         data: { count: steps * batch, seed: 1234, n: [5, 6, 7], maxValue: 60, responses: 'canonical', order: 'as-drawn' },
       },
     ],

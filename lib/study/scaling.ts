@@ -12,7 +12,8 @@ export interface ScalingOptions {
 
 const SIZES: Record<'cpu' | 'gpu', Array<{ name: string; preset: string; config?: Partial<LlamaConfig> }>> = {
   cpu: [
-    { name: '2x128', preset: 'tiny', config: { hidden_size: 128, intermediate_size: 352, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 } },
+    { name: '2x128', preset: 'mini', config: { num_hidden_layers: 2 } },
+    { name: 'mini (4x128)', preset: 'mini' },
     { name: 'tiny (4x192)', preset: 'tiny' },
   ],
   gpu: [

@@ -7,6 +7,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../lib/io/package-root.js';
 import { puzzleKey } from '../../lib/puzzle/key.js';
 import { loadBenchmarkSet, benchmarkSets } from '../../lib/puzzle/benchmark-sets.js';
+import { canonicalSolution } from '../../lib/puzzle/canonical.js';
+import { parsePuzzleLine } from '../../lib/puzzle/jsonl.js';
+import { PRESETS, type PresetName } from '../../lib/model/config.js';
+import { recipe } from '../../lib/train/recipes.js';
 
 const root = packageRoot();
 const bin = join(root, 'bin', 'puzzle-llama.js');
@@ -191,6 +195,18 @@ describe('puzzle-llama start (the main job, shortened)', () => {
     expect(first.stdout).toMatch(/free pass@1\s+constrained pass@1\s+paper 1M/);
     for (const id of ['id', 'ood-num-100', 'ood-num-1000', 'ood-form']) expect(first.stdout).toMatch(new RegExp(`${id}\\s+all\\s+2`));
     for (const f of ['report.html', 'metrics.jsonl', 'evals.jsonl', 'model/config.json', 'train.jsonl']) expect(existsSync(join(out, f)), f).toBe(true);
+    // what the cpu-10min recipe names: its preset, and its responses (canonical-only: every puzzle has one)
+    const cpu = recipe('cpu-10min').options;
+    expect(first.stderr).toContain(`training the ${cpu.preset} preset`);
+    expect(JSON.parse(readFileSync(join(out, 'model', 'config.json'), 'utf8')).hidden_size).toBe(PRESETS[cpu.preset as PresetName].hidden_size);
+    const lines = readFileSync(join(out, 'train.jsonl'), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(200);
+    if (cpu.data?.source === 'synth' && cpu.data.responses === 'canonical-only') {
+      for (const line of lines) {
+        const parsed = parsePuzzleLine(line);
+        expect(parsed.ok && canonicalSolution(parsed.record), line).toBeTruthy();
+      }
+    }
     const second = run(args);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stderr).toMatch(/previous run .* was moved to/);
