@@ -28,6 +28,9 @@ export interface LoraOptions {
 
 export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 
+/** What the puzzle presets share: the 32-character vocabulary (tied to the head) and 256 positions. */
+const PUZZLE_VOCAB_256 = { vocab_size: 32, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true };
+
 /**
  * Presets sized for this engine. `tiny` trains a puzzle model in minutes on two CPU cores:
  * 4 layers, hidden 192 (6 heads of 32, 2 key-value heads: GQA), SwiGLU 512, 256 positions (prompt plus
@@ -42,11 +45,7 @@ export const PRESETS = {
     num_hidden_layers: 4,
     num_attention_heads: 4,
     num_key_value_heads: 2,
-    vocab_size: 32,
-    max_position_embeddings: 256,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    tie_word_embeddings: true,
+    ...PUZZLE_VOCAB_256,
   },
   tiny: {
     hidden_size: 192,
@@ -54,11 +53,7 @@ export const PRESETS = {
     num_hidden_layers: 4,
     num_attention_heads: 6,
     num_key_value_heads: 2,
-    vocab_size: 32,
-    max_position_embeddings: 256,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    tie_word_embeddings: true,
+    ...PUZZLE_VOCAB_256,
   },
   small: {
     hidden_size: 384,
@@ -66,11 +61,7 @@ export const PRESETS = {
     num_hidden_layers: 6,
     num_attention_heads: 6,
     num_key_value_heads: 2,
-    vocab_size: 32,
-    max_position_embeddings: 256,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    tie_word_embeddings: true,
+    ...PUZZLE_VOCAB_256,
   },
   /** A GPU-sized from-scratch model (75.5M parameters). */
   base: {
