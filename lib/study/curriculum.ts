@@ -33,7 +33,7 @@ export function curriculumStudy(o: CurriculumOptions): StudyDefinition {
     question: `Does choosing, filtering or ordering the synthetic data buy more than twice the volume? The ${o.scale === 'cpu' ? 'mini' : 'base'} preset from scratch, ${steps} steps of ${batch} puzzles per arm (twice that for synthetic-2x), each puzzle seen once.`,
     arms,
     evalSets: ['id', 'ood-form'],
-    columns: ['data', 'steps'],
+    columns: ['data'],
     charts: (results) =>
       ['id', 'ood-form'].map((set) => ({
         title: `${set} pass@1 per arm`,
