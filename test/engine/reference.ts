@@ -60,11 +60,8 @@ export function worst(got: ArrayLike<number>, want: ArrayLike<number>): { maxErr
   return { maxErr, at, scale };
 }
 
-export function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
+/** max|x| over a tensor: the library's, which the parity bounds use. */
+export { maxAbsOf as maxAbs } from '../../lib/engine/parity-table.js';
 
 // ---- ops ---------------------------------------------------------------------------------------
 
