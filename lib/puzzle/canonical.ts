@@ -24,6 +24,22 @@ const COMMUTES: Record<Op, boolean> = { '+': true, '*': true, '-': false, '/': f
  * + - * /; for - and / the prompt order of the operands before the reverse.
  */
 export function canonicalSolution(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3): CanonicalSolution | null {
+  for (const solution of coreSolutions(puzzle, maxCore)) return solution;
+  return null;
+}
+
+/** Every solution of the smallest core size the puzzle has (at most `maxCore`), in the canonical search order. */
+export function shortestCoreSolutions(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3): CanonicalSolution[] {
+  const all: CanonicalSolution[] = [];
+  for (const solution of coreSolutions(puzzle, maxCore)) {
+    if (all.length > 0 && solution.shape !== all[0].shape) break;
+    all.push(solution);
+  }
+  return all;
+}
+
+/** Core solutions in the canonical search order (smaller cores first), each finished by folding the others. */
+function* coreSolutions(puzzle: Puzzle, maxCore: 1 | 2 | 3): Generator<CanonicalSolution> {
   const x = puzzle.numbers;
   const n = x.length;
   const target = puzzle.target;
@@ -32,22 +48,22 @@ export function canonicalSolution(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3): Canon
   for (let i = 0; i < n; i++) {
     if (x[i] !== target) continue;
     const done = finish([], target, rest([i]));
-    if (done) return { shape: 'target', steps: done };
+    if (done) yield { shape: 'target', steps: done };
     break; // another copy of the target leaves the same others
   }
-  if (maxCore < 2) return null;
+  if (maxCore < 2) return;
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
       for (const op of OP_ORDER) {
         for (const [a, b] of orders(x[i], x[j], op)) {
           if (applyOp(a, op, b) !== target) continue;
           const done = finish([{ a, op, b, result: target }], target, rest([i, j]));
-          if (done) return { shape: 'pair', steps: done };
+          if (done) yield { shape: 'pair', steps: done };
         }
       }
     }
   }
-  if (maxCore < 3) return null;
+  if (maxCore < 3) return;
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
       for (const op1 of OP_ORDER) {
@@ -60,7 +76,7 @@ export function canonicalSolution(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3): Canon
               for (const [c, d] of orders(r, x[k], op2)) {
                 if (applyOp(c, op2, d) !== target) continue;
                 const done = finish([{ a, op: op1, b, result: r }, { a: c, op: op2, b: d, result: target }], target, rest([i, j, k]));
-                if (done) return { shape: 'triple', steps: done };
+                if (done) yield { shape: 'triple', steps: done };
               }
             }
           }
@@ -68,7 +84,6 @@ export function canonicalSolution(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3): Canon
       }
     }
   }
-  return null;
 }
 
 /** Operand orders to try: the given one, and the reverse for operators that do not commute. */
@@ -99,13 +114,22 @@ function zeroStep(x: Int, y: Int): Step | null {
   return null;
 }
 
-/** Which solution a synthesized puzzle is answered with: Algorithm 1's chain, or the canonical one. */
-export type ResponseKind = 'synthetic' | 'canonical' | 'canonical-only';
-export const RESPONSE_KINDS: readonly ResponseKind[] = ['synthetic', 'canonical', 'canonical-only'];
+/**
+ * Which solution a synthesized puzzle is answered with: Algorithm 1's chain; the canonical one (the chain
+ * where there is none); the canonical one only; or one of the shortest cores picked at random (a pick fixed
+ * by the puzzle itself, so a seed still gives the same file), only.
+ */
+export type ResponseKind = 'synthetic' | 'canonical' | 'canonical-only' | 'random-core-only';
+export const RESPONSE_KINDS: readonly ResponseKind[] = ['synthetic', 'canonical', 'canonical-only', 'random-core-only'];
+
+/** Whether a kind drops the puzzles that have no core solution (so a generator must draw until it has enough). */
+export function dropsUnsolved(responses: ResponseKind): boolean {
+  return responses === 'canonical-only' || responses === 'random-core-only';
+}
 
 /**
  * Puzzles with the steps of the chosen solution: 'canonical' keeps the synthetic chain where there is no
- * canonical solution; 'canonical-only' drops those puzzles.
+ * canonical solution; the '-only' kinds drop those puzzles.
  */
 export function* answered(puzzles: Iterable<SolvedPuzzle>, responses: ResponseKind): Generator<SolvedPuzzle> {
   for (const p of puzzles) {
@@ -113,8 +137,21 @@ export function* answered(puzzles: Iterable<SolvedPuzzle>, responses: ResponseKi
       yield p;
       continue;
     }
+    if (responses === 'random-core-only') {
+      const all = shortestCoreSolutions(p);
+      if (all.length > 0) yield { numbers: p.numbers, target: p.target, steps: all[puzzleHash(p) % all.length].steps };
+      continue;
+    }
     const canonical = canonicalSolution(p);
     if (canonical) yield { numbers: p.numbers, target: p.target, steps: canonical.steps };
     else if (responses === 'canonical') yield p;
   }
+}
+
+/** A 32-bit FNV-1a hash of the puzzle's prompt order and target: the random-core pick, fixed per puzzle. */
+function puzzleHash(p: Puzzle): number {
+  let h = 0x811c9dc5;
+  const text = `${p.numbers.join(',')}:${p.target}`;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { benchmarkPuzzles } from '../puzzle/benchmark-sets.js';
-import { answered, canonicalSolution } from '../puzzle/canonical.js';
+import { answered, canonicalSolution, dropsUnsolved } from '../puzzle/canonical.js';
 import { puzzleToJsonLine } from '../puzzle/jsonl.js';
 import { synthesize } from '../puzzle/synthesize.js';
 import type { SolvedPuzzle } from '../puzzle/types.js';
@@ -24,7 +24,7 @@ export function armDataFile(dir: string, d: ArmData): string {
   const path = join(dir, dataFileName(d));
   if (existsSync(path)) return path;
   const puzzles: SolvedPuzzle[] = [];
-  const draws = d.responses === 'canonical-only' ? Number.MAX_SAFE_INTEGER : d.count;
+  const draws = dropsUnsolved(d.responses) ? Number.MAX_SAFE_INTEGER : d.count;
   for (const p of answered(synthesize({ n: d.n, maxValue: d.maxValue, count: draws, seed: d.seed, exclude: benchmarkPuzzles() }), d.responses)) {
     puzzles.push(p);
     if (puzzles.length === d.count) break;

@@ -1,7 +1,7 @@
 // Canonical solutions: each one the verifier accepts, the search order that makes it unique, and the
 // puzzles that have none.
 import { describe, expect, it } from 'vitest';
-import { answered, canonicalSolution } from '../../lib/puzzle/canonical.js';
+import { answered, canonicalSolution, shortestCoreSolutions } from '../../lib/puzzle/canonical.js';
 import { formatResponse } from '../../lib/puzzle/format.js';
 import { synthesize } from '../../lib/puzzle/synthesize.js';
 import { verify } from '../../lib/puzzle/verify.js';
@@ -49,5 +49,31 @@ describe('canonicalSolution', () => {
     expect([...answered(puzzles, 'canonical')].length).toBe(300);
     expect([...answered(puzzles, 'canonical-only')].length).toBe(300 - none);
     expect([...answered(puzzles, 'synthetic')]).toEqual(puzzles);
+  });
+
+  it('shortestCoreSolutions(): every solution of the smallest core, the canonical one first', () => {
+    // 12 = 3+9 = 4*3 = 8+4: three pairs, no candidate is 12
+    const puzzle = { numbers: [3, 9, 4, 7, 8], target: 12 };
+    const all = shortestCoreSolutions(puzzle);
+    expect(all.map((c) => c.steps[0]).map((s) => `${s.a}${s.op}${s.b}`)).toEqual(['3+9', '3*4', '4+8']);
+    expect(all.every((c) => c.shape === 'pair' && verify(puzzle, formatResponse(c.steps)).ok)).toBe(true);
+    expect(all[0]).toEqual(canonicalSolution(puzzle));
+    expect(shortestCoreSolutions({ numbers: [7, 11, 13, 17, 19], target: 123457 })).toEqual([]);
+  });
+
+  it("answered(): 'random-core-only' picks among the shortest cores, the same pick for the same puzzle", () => {
+    const puzzles = [...synthesize({ n: [5, 6, 7], maxValue: 60, count: 600, seed: 4 })];
+    const picked = [...answered(puzzles, 'random-core-only')];
+    expect(picked.length).toBe(puzzles.filter((p) => canonicalSolution(p)).length);
+    expect([...answered(puzzles, 'random-core-only')]).toEqual(picked);
+    let differs = 0;
+    for (const p of picked) {
+      expect(verify(p, formatResponse(p.steps)).ok).toBe(true);
+      const canonical = canonicalSolution(p)!;
+      expect(p.steps.length).toBe(canonical.steps.length);
+      if (formatResponse(p.steps) !== formatResponse(canonical.steps)) differs++;
+    }
+    // most puzzles with two or more shortest cores get another one than the first
+    expect(differs).toBeGreaterThan(picked.length / 10);
   });
 });

@@ -3,18 +3,19 @@ import { existsSync } from 'node:fs';
 import { benchmarkPuzzles } from '../../puzzle/benchmark-sets.js';
 import { puzzleToJsonLine, readPuzzleFile } from '../../puzzle/jsonl.js';
 import { synthesize } from '../../puzzle/synthesize.js';
-import { answered, RESPONSE_KINDS, type ResponseKind } from '../../puzzle/canonical.js';
+import { answered, dropsUnsolved, RESPONSE_KINDS, type ResponseKind } from '../../puzzle/canonical.js';
 import { intFlag, intListFlag, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import { openTextSink, type CliIo } from '../io.js';
 import { createProgress } from '../progress.js';
 
 export const synthHelp = `puzzle-llama synth --n 5,6,7 --max-value 60 --count 1000000 --seed 1 [--exclude FILE]…
-                   [--responses synthetic|canonical|canonical-only] --out FILE|-
+                   [--responses synthetic|canonical|canonical-only|random-core-only] --out FILE|-
   Synthesizes puzzles with the paper's Algorithm 1 (N used in turn from --n), one JSONL record per line.
   --responses: the response is Algorithm 1's chain (synthetic, the default) or the canonical solution
   (the target from one to three candidates, the others folded to 0; the chain where there is none),
-  canonical-only skips the puzzles without one.
+  canonical-only skips the puzzles without one; random-core-only answers with one of the shortest cores,
+  picked at random (fixed per puzzle), and skips the puzzles without one.
   Puzzles of the shipped evaluation sets and of every --exclude file (JSONL with numbers and target) are never produced.`;
 
 const LINES_PER_CHUNK = 4096;
@@ -55,8 +56,8 @@ export async function synthCommand(argv: string[], io: CliIo): Promise<number> {
   let written = 0;
   try {
     let chunk: string[] = [];
-    // canonical-only skips puzzles: draw until `count` are written
-    const draws = responses === 'canonical-only' ? Number.MAX_SAFE_INTEGER : count;
+    // the -only kinds skip puzzles: draw until `count` are written
+    const draws = dropsUnsolved(responses) ? Number.MAX_SAFE_INTEGER : count;
     for (const puzzle of answered(synthesize({ n: ns, maxValue, count: draws, seed, exclude }), responses)) {
       if (written + chunk.length >= count) break;
       chunk.push(puzzleToJsonLine(puzzle));

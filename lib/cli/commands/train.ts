@@ -13,7 +13,7 @@ import { trainProgress } from '../train-progress.js';
 
 export const trainHelp = `puzzle-llama train [--recipe NAME] [--config FILE] [--preset tiny] [--out DIR] [--steps N] [--batch-size B] [--lr X]
                    [--lora] [--frozen-weights fp32|bf16] [--gradient-checkpointing]
-                   [--data FILE | --n 5,6,7 --max-value 60 --responses synthetic|canonical|canonical-only] [--seed S]
+                   [--data FILE | --n 5,6,7 --max-value 60 --responses synthetic|canonical|canonical-only|random-core-only] [--seed S]
                    [--device auto|cpu|cuda] [--threads T] [--checkpoint-every K] [--resume]
                    [--time SECONDS|Nm] [--dist-timeout SECONDS]
   Trains a model from scratch (or LoRA with --lora) on puzzles synthesized on the fly (or read from --data).
