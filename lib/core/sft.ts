@@ -18,10 +18,26 @@ export function encodeQuery(tokenizer: Tokenizer, puzzle: Puzzle): number[] {
   return [tokenizer.bos, ...tokenizer.encode(formatPrompt(puzzle)), tokenizer.ans];
 }
 
-export function encodeExample(tokenizer: Tokenizer, puzzle: SolvedPuzzle | (Puzzle & { response: string })): SftExample {
+/**
+ * The example's token ids; `cutTail` ends the answer after its first step that makes 0 (when that is not
+ * the last step), without <eos>: a prefix of the full example, so its targets are the full one's first ones.
+ */
+export function encodeExample(tokenizer: Tokenizer, puzzle: SolvedPuzzle | (Puzzle & { response: string }), cutTail = false): SftExample {
   const query = encodeQuery(tokenizer, puzzle);
   const response = 'steps' in puzzle ? formatResponse(puzzle.steps) : puzzle.response;
+  const cut = cutTail ? responseHead(response) : null;
+  if (cut !== null) return { ids: [...query, ...tokenizer.encode(cut)], queryLength: query.length };
   return { ids: [...query, ...tokenizer.encode(response), tokenizer.eos], queryLength: query.length };
+}
+
+/** The response through its first step whose result is 0, or null when there is none before the last step. */
+export function responseHead(response: string): string | null {
+  const steps = response.split(',');
+  for (let i = 0; i < steps.length - 1; i++) {
+    const eq = steps[i].lastIndexOf('=');
+    if (eq >= 0 && steps[i].slice(eq + 1).trim() === '0') return steps.slice(0, i + 1).join(',');
+  }
+  return null;
 }
 
 export interface Batch {

@@ -4,6 +4,7 @@
 // docs/ARCHITECTURE.md ("Canonical solutions").
 import { floorDiv, type Int } from './int.js';
 import { applyOp } from './synthesize.js';
+import { puzzleHash } from './hash.js';
 import type { Op, Puzzle, SolvedPuzzle, Step } from './types.js';
 
 /** How many candidates the core uses: the target itself, one step over two, two steps over three. */
@@ -146,12 +147,4 @@ export function* answered(puzzles: Iterable<SolvedPuzzle>, responses: ResponseKi
     if (canonical) yield { numbers: p.numbers, target: p.target, steps: canonical.steps };
     else if (responses === 'canonical') yield p;
   }
-}
-
-/** A 32-bit FNV-1a hash of the puzzle's prompt order and target: the random-core pick, fixed per puzzle. */
-function puzzleHash(p: Puzzle): number {
-  let h = 0x811c9dc5;
-  const text = `${p.numbers.join(',')}:${p.target}`;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return h >>> 0;
 }

@@ -3,11 +3,13 @@
 // the loss is averaged over, so that the ranks together compute exactly the global batch's mean loss.
 // With length buckets, a window of `buckets` batches is read at once, sorted by length and cut into
 // batches (in a seeded random order), so that little compute goes to padding; the position saved in a
-// checkpoint is the window's start and the batches of it already taken.
+// checkpoint is the window's start and the batches of it already taken. `cutTails` cuts a fraction of the
+// examples after their first fold (lib/core/sft.ts, encodeExample).
 import { collate, encodeExample, type Batch, type SftExample } from '../core/sft.js';
 import { shareOf } from '../dist/shard.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { Rng } from '../puzzle/rng.js';
+import { puzzleHash } from '../puzzle/hash.js';
 import type { DataPosition, PuzzleStream } from './data.js';
 
 export interface ShareBatch extends Batch {
@@ -18,6 +20,9 @@ export interface ShareBatch extends Batch {
   /** Tokens of the whole global batch (for throughput). */
   globalTokens: number;
 }
+
+/** The hash salt of the cutTails choice (the random-core pick uses salt 0). */
+const CUT_SALT = 1;
 
 /** Global batches from a puzzle stream, optionally bucketed by length. */
 export class GlobalBatches {
@@ -36,6 +41,7 @@ export class GlobalBatches {
     private readonly buckets: number,
     private readonly seed: number,
     start: DataPosition = { consumed: 0 },
+    private readonly cutTails = 0,
   ) {
     this.windowStart = start.consumed;
     const skip = start.skipBatches ?? 0;
@@ -63,7 +69,10 @@ export class GlobalBatches {
     this.windowStart = this.stream.position().consumed;
     this.taken = 0;
     const count = this.batchSize * this.buckets;
-    const examples = Array.from({ length: count }, () => encodeExample(this.tokenizer, this.stream.next()));
+    const examples = Array.from({ length: count }, () => {
+      const p = this.stream.next();
+      return encodeExample(this.tokenizer, p, this.cutTails > 0 && puzzleHash(p, CUT_SALT) < this.cutTails * 2 ** 32);
+    });
     if (this.buckets === 1) {
       this.pending = [examples];
       return;

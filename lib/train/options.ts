@@ -46,6 +46,12 @@ export interface TrainOptions {
    * seeded random order), so that padding costs little (default 1: batches as the data comes).
    */
   lengthBuckets?: number;
+  /**
+   * The fraction of training examples (picked per puzzle by a hash, in [0, 1]; default 0) cut after their
+   * first step that makes 0. In a canonical response that is the first fold: what follows (`0*z=0` …
+   * `T+0=T`) is rote, so a cut example spends its tokens on the core, where the learning is.
+   */
+  cutTails?: number;
   gradAccumulation?: number;
   lr?: number;
   minLr?: number;
@@ -115,6 +121,7 @@ export interface ResolvedTrainOptions {
   timeBudget: number | null;
   batchSize: number;
   lengthBuckets: number;
+  cutTails: number;
   gradAccumulation: number;
   lr: number;
   minLr: number;
@@ -208,6 +215,7 @@ export function resolveTrainOptions(o: TrainOptions, vocabSize: number, baseConf
     timeBudget,
     batchSize: int('batchSize', o.batchSize, 1, 32),
     lengthBuckets: int('lengthBuckets', o.lengthBuckets, 1, 1),
+    cutTails: num('cutTails', o.cutTails, 0, 0, 1),
     gradAccumulation: int('gradAccumulation', o.gradAccumulation, 1, 1),
     lr,
     minLr: num('minLr', o.minLr, lr / 10, 0, lr),
@@ -267,10 +275,10 @@ function checkModes(modes: unknown): Array<'free' | 'constrained'> {
 export function fingerprint(r: ResolvedTrainOptions): string {
   // (Gradient checkpointing changes no result: a run may be resumed with or without it.)
   // (Nor does the world size, nor how gradients are reduced: a run may resume on another number of ranks.)
-  // (Length buckets of 1 are what runs did before the option existed: they stay resumable.)
+  // (Length buckets of 1 and cutTails 0 are what runs did before the options existed: they stay resumable.)
   const { out: _o, merge: _g, resume: _r, threads: _t, checkpointEvery: _c, keepCheckpoints: _k, evalEvery: _e, evalAtEnd: _a, evalLimit: _l, evalSets: _s, evalModes: _m, device: _d, gradientCheckpointing: _gc, distributed: _dist, frozenWeights, ...rest } = r;
   // fp32 frozen weights are what runs did before the option existed: they stay resumable.
-  const { lengthBuckets, timeBudget, ...older } = rest;
-  const shaped = { ...older, ...(lengthBuckets === 1 ? {} : { lengthBuckets }), ...(timeBudget === null ? {} : { timeBudget }) };
+  const { lengthBuckets, cutTails, timeBudget, ...older } = rest;
+  const shaped = { ...older, ...(lengthBuckets === 1 ? {} : { lengthBuckets }), ...(cutTails === 0 ? {} : { cutTails }), ...(timeBudget === null ? {} : { timeBudget }) };
   return JSON.stringify(frozenWeights === 'fp32' ? shaped : { ...shaped, frozenWeights });
 }

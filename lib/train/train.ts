@@ -125,7 +125,7 @@ async function runPlanned(
   const engineOptions = { lora: o.lora, device: o.device, deviceIndex, threads, seed: o.seed, frozenWeights: o.frozenWeights, gradientCheckpointing: o.gradientCheckpointing };
   const engine = o.baseModel ? (await loadModel(o.baseModel, engineOptions)).engine : await Engine.create({ config: o.config, ...engineOptions });
   const stream = openPuzzleStream(o.data, resume?.data);
-  const batches = new GlobalBatches(stream, tokenizer, o.batchSize, o.lengthBuckets, o.seed, resume?.data);
+  const batches = new GlobalBatches(stream, tokenizer, o.batchSize, o.lengthBuckets, o.seed, resume?.data, o.cutTails);
   try {
     if (group) {
       const comm = await group.connect(engine.device === 'cuda' ? 'nccl' : 'gloo', { deviceIndex });

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { encodeExample } from '../../lib/core/sft.js';
+import { encodeExample, responseHead } from '../../lib/core/sft.js';
 import { evaluate } from '../../lib/eval/run.js';
 import { PuzzleTokenizer } from '../../lib/model/tokenizer.js';
 import { learningRate } from '../../lib/train/schedule.js';
@@ -79,6 +79,26 @@ describe('length buckets', () => {
     const stream = openPuzzleStream(synth);
     const p = stream.next();
     expect(take(1, 1).out[0][0]).toBe(encodeExample(tokenizer, p).ids.join(','));
+  });
+
+  it('cutTails cuts that fraction of the examples after their first fold: prefixes of the full ones', () => {
+    expect(responseHead('3+9=12, 4/7=0, 0*8=0, 12+0=12')).toBe('3+9=12, 4/7=0');
+    expect(responseHead('26/34=0, 0*57=0, 56+0=56')).toBe('26/34=0');
+    expect(responseHead('2+5=7, 7-7=0')).toBeNull(); // the step that makes 0 is the last one
+    expect(responseHead('58-51=7, 6-7=-1, 3*-1=-3')).toBeNull();
+    const full = new GlobalBatches(openPuzzleStream(synth), tokenizer, 8, 1, 1234).next();
+    const cut = new GlobalBatches(openPuzzleStream(synth), tokenizer, 8, 1, 1234, { consumed: 0 }, 0.5).next();
+    let shorter = 0;
+    full.forEach((f, i) => {
+      expect(cut[i].queryLength).toBe(f.queryLength);
+      expect(f.ids.slice(0, cut[i].ids.length)).toEqual(cut[i].ids);
+      if (cut[i].ids.length < f.ids.length) shorter++;
+    });
+    expect(shorter).toBeGreaterThan(0);
+    expect(shorter).toBeLessThan(8);
+    const all = new GlobalBatches(openPuzzleStream(synth), tokenizer, 8, 1, 1234, { consumed: 0 }, 1).next();
+    // every example with a step that makes 0 before its last (all canonical ones) is cut at 1
+    expect(all.filter((e) => e.ids.at(-1) !== tokenizer.eos).length).toBeGreaterThan(shorter);
   });
 });
 
