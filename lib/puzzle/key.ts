@@ -31,6 +31,16 @@ export function puzzleHash(puzzle: Puzzle): number {
   return (Math.imul(h, 0x9e3779b1) ^ mixInt(puzzle.target)) >>> 0;
 }
 
+/**
+ * puzzleHash of the first `n` candidates in `numbers` and `target`, all safe integers held as plain numbers
+ * (synthesis's scratch arrays): the same value, without a Puzzle object.
+ */
+export function candidatesHash(numbers: ArrayLike<number>, n: number, target: number): number {
+  let h = n;
+  for (let i = 0; i < n; i++) h = (h + mixInt(numbers[i])) | 0;
+  return (Math.imul(h, 0x9e3779b1) ^ mixInt(target)) >>> 0;
+}
+
 /** A set of puzzles by identity (sorted candidates plus target). */
 export class PuzzleSet {
   private readonly byHash = new Map<number, string | string[]>();
@@ -38,6 +48,11 @@ export class PuzzleSet {
 
   get size(): number {
     return this.count;
+  }
+
+  /** False when no puzzle with this puzzleHash is in the set (true: one may be; ask has()). */
+  mayHaveHash(hash: number): boolean {
+    return this.byHash.has(hash);
   }
 
   has(puzzle: Puzzle): boolean {

@@ -67,10 +67,15 @@ export class Rng {
   /** A uniform integer in [0, n), without modulo bias; n ≤ 2^32. */
   below(n: number): number {
     if (!(n >= 1 && n <= 4294967296)) throw new RangeError(`Rng.below(n): n must be in [1, 2^32], got ${n}`);
+    const x = this.nextU32();
+    // The rejection limit 2^32 − (2^32 mod n) exceeds 2^32 − n: below that, no need to compute it (a
+    // float modulo); the draws and results are the same as always comparing with the limit.
+    if (x <= 4294967296 - n) return x % n;
     const limit = 4294967296 - (4294967296 % n);
+    if (x < limit) return x % n;
     for (;;) {
-      const x = this.nextU32();
-      if (x < limit) return x % n;
+      const y = this.nextU32();
+      if (y < limit) return y % n;
     }
   }
 }
