@@ -68,9 +68,9 @@ export class Rng {
   below(n: number): number {
     if (!(n >= 1 && n <= 4294967296)) throw new RangeError(`Rng.below(n): n must be in [1, 2^32], got ${n}`);
     const x = this.nextU32();
-    // The rejection limit 2^32 − (2^32 mod n) exceeds 2^32 − n: below that, no need to compute it (a
-    // float modulo); the draws and results are the same as always comparing with the limit.
-    if (x <= 4294967296 - n) return x % n;
+    // The rejection limit 2^32 − (2^32 mod n) exceeds 2^32 − n: below that, no need to compute it. And
+    // x mod n as x − ⌊x / n⌋·n: exact for x < 2^53, and no float modulo (x past 2^31 is not an int32).
+    if (x <= 4294967296 - n) return x - Math.floor(x / n) * n;
     const limit = 4294967296 - (4294967296 % n);
     if (x < limit) return x % n;
     for (;;) {

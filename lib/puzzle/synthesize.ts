@@ -148,9 +148,9 @@ export function drawPlain(rng: Rng, n: number, maxValue: number, s: SynthScratch
     else if (op === 2) r = a * b;
     else {
       if (b === 0) continue; // a division by zero: draw the step again
-      const rem = a % b; // floor division as int.ts's floorDiv: exact for safe integers
-      r = (a - rem) / b;
-      if (rem !== 0 && rem < 0 !== b < 0) r -= 1;
+      // floor division: for |a| < 2^53 the rounding of a / b never crosses an integer (a fraction of a
+      // non-integer quotient is at least 1/|b| away from one), so the floor is exact
+      r = Math.floor(a / b);
     }
     // a rounded sum or product past 2^53 is at least 2^53 in magnitude: this catches every inexact one
     if (!(r <= Number.MAX_SAFE_INTEGER && r >= -Number.MAX_SAFE_INTEGER)) {
