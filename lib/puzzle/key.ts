@@ -44,6 +44,8 @@ export function candidatesHash(numbers: ArrayLike<number>, n: number, target: nu
 /** A set of puzzles by identity (sorted candidates plus target). */
 export class PuzzleSet {
   private readonly byHash = new Map<number, string | string[]>();
+  /** One bit per low 20 bits of the hashes present: most probes that miss end here, before the Map. */
+  private readonly hashBits = new Int32Array(1 << 15);
   private count = 0;
 
   get size(): number {
@@ -52,7 +54,7 @@ export class PuzzleSet {
 
   /** False when no puzzle with this puzzleHash is in the set (true: one may be; ask has()). */
   mayHaveHash(hash: number): boolean {
-    return this.byHash.has(hash);
+    return (this.hashBits[(hash >>> 5) & 0x7fff] & (1 << (hash & 31))) !== 0 && this.byHash.has(hash);
   }
 
   has(puzzle: Puzzle): boolean {
@@ -67,6 +69,7 @@ export class PuzzleSet {
     const h = puzzleHash(puzzle);
     const bucket = this.byHash.get(h);
     const key = puzzleKey(puzzle);
+    this.hashBits[(h >>> 5) & 0x7fff] |= 1 << (h & 31);
     if (bucket === undefined) this.byHash.set(h, key);
     else if (typeof bucket === 'string') {
       if (bucket === key) return false;
