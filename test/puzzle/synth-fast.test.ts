@@ -106,8 +106,9 @@ describe('synthesis fast path', () => {
       if (Number.isSafeInteger(x)) values.push(x === 0 ? 0 : x);
     }
     const buf = new Uint8Array(32);
+    const dv = new DataView(buf.buffer);
     for (const x of values) {
-      const end = putSafeInt(buf, 0, x);
+      const end = putSafeInt(dv, 0, x);
       expect(Buffer.from(buf.subarray(0, end)).toString('latin1')).toBe(String(x));
     }
   });
