@@ -69,28 +69,19 @@ def rotl(x, k):
     return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
 
 
-class PythonDraws:
-    """The same three draws from Python's own random module (what a plain Python generator uses)."""
-
-    def __init__(self, seed):
-        self.rng = random.Random(seed)
-
-    def below(self, n):
-        return self.rng.randrange(n)
-
-
-def synthesize_one(draws, n, max_value):
-    """N candidates in [1, V]; random ordered pairs and operators until one number is left."""
-    numbers = [1 + draws.below(max_value) for _ in range(n)]
+def synthesize_one(below, n, max_value):
+    """N candidates in [1, V]; random ordered pairs and operators until one number is left. below(m) is a
+    uniform integer in [0, m): random.Random.randrange itself, or Xoshiro128.below."""
+    numbers = [1 + below(max_value) for _ in range(n)]
     pool = list(numbers)
     steps = []
     while len(pool) > 1:
         m = len(pool)
-        i = draws.below(m)
-        j = draws.below(m - 1)
+        i = below(m)
+        j = below(m - 1)
         if j >= i:
             j += 1
-        op = OPS[draws.below(4)]
+        op = OPS[below(4)]
         a, b = pool[i], pool[j]
         if op == "+":
             result = a + b
@@ -109,9 +100,9 @@ def synthesize_one(draws, n, max_value):
     return numbers, pool[0], steps
 
 
-def synthesize(ns, max_value, count, draws):
+def synthesize(ns, max_value, count, below):
     for k in range(count):
-        yield synthesize_one(draws, ns[k % len(ns)], max_value)
+        yield synthesize_one(below, ns[k % len(ns)], max_value)
 
 
 def json_int(x):
@@ -152,17 +143,17 @@ def body(cfg):
     out = cfg.get("out")
     if mode == "file" and not isinstance(out, str):
         raise ConfigError(f"config.out must be a file path in file mode, got {out!r}")
-    draws = Xoshiro128(seed) if rng_kind == "xoshiro" else PythonDraws(seed)
+    below = Xoshiro128(seed).below if rng_kind == "xoshiro" else random.Random(seed).randrange
 
     start = time.perf_counter()
     size = None
     if mode == "memory":
-        made = sum(1 for _ in synthesize(ns, max_value, count, draws))
+        made = sum(1 for _ in synthesize(ns, max_value, count, below))
     else:
         tmp = f"{out}.tmp-{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
             made = 0
-            for puzzle in synthesize(ns, max_value, count, draws):
+            for puzzle in synthesize(ns, max_value, count, below):
                 f.write(to_json_line(puzzle) + "\n")
                 made += 1
         os.replace(tmp, out)
