@@ -29,6 +29,8 @@ export interface RunPeerOptions {
   python?: string;
   /** Extra environment for the peer. */
   env?: Record<string, string>;
+  /** False for a peer in plain Python: any Python 3 will do, torch or not (default true). */
+  needsTorch?: boolean;
 }
 
 interface Exec {
@@ -87,6 +89,22 @@ export function findPython(options: FindPythonOptions = {}): Promise<PythonFound
   return cached;
 }
 
+let cachedPlain: Promise<{ python: string } | { reason: string }> | null = null;
+
+/** The first of $PYTHON, python3, /usr/bin/python3 that runs Python 3, for peers that need no torch. */
+export function findPython3(): Promise<{ python: string } | { reason: string }> {
+  cachedPlain ??= (async () => {
+    const failures: string[] = [];
+    for (const python of new Set([process.env.PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => !!c))) {
+      const r = await exec(python, ['-c', 'import sys; print(sys.version_info[0])'], null, 60_000);
+      if (r.code === 0 && r.stdout.trim() === '3') return { python };
+      failures.push(`${python}: ${r.error ? ((r.error as NodeJS.ErrnoException).code ?? r.error.message) : tail(r.stderr, 1) || `printed '${r.stdout.trim()}'`}`);
+    }
+    return { reason: `no Python 3 to run the peer (${failures.join('; ')})` };
+  })();
+  return cachedPlain;
+}
+
 async function search(candidates: string[], timeoutMs: number): Promise<PythonFound | { reason: string }> {
   const failures: string[] = [];
   const seen = new Set<string>();
@@ -133,7 +151,7 @@ export async function runPeer(
   if (!existsSync(script)) return { ok: false, reason: `no peer '${name}': ${script} does not exist` };
   let python = options.python;
   if (!python) {
-    const found = await findPython();
+    const found = options.needsTorch === false ? await findPython3() : await findPython();
     if ('reason' in found) return { ok: false, reason: found.reason };
     python = found.python;
   }

@@ -7,6 +7,7 @@ export { Rng, type RngState } from './puzzle/rng.js';
 export { formatPrompt, formatResponse, formatStep, parsePrompt, parseResponse, parseStep } from './puzzle/format.js';
 export { puzzleKey, puzzleHash, PuzzleSet } from './puzzle/key.js';
 export { applyOp, synthesize, synthesizeOne, type SynthesizeOptions } from './puzzle/synthesize.js';
+export { synthesizeJsonl, type JsonlChunk } from './puzzle/synth-jsonl.js';
 export { verify, VERDICT_REASONS, type Verdict, type VerdictReason } from './puzzle/verify.js';
 export { solve, type Solution } from './puzzle/solve.js';
 export { parsePuzzleLine, puzzleToJsonLine, readPuzzleFile, type PuzzleRecord } from './puzzle/jsonl.js';

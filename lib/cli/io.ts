@@ -17,7 +17,8 @@ export function processIo(): CliIo {
 
 /** A sink for text output: a file written atomically (temp file, then rename) or a stream with backpressure. */
 export interface TextSink {
-  write(text: string): Promise<void>;
+  /** Writes text, or UTF-8 bytes; the caller may reuse the bytes' memory once the promise resolves. */
+  write(text: string | Uint8Array): Promise<void>;
   /** Finishes the output: renames the temp file into place, or flushes the stream. */
   close(): Promise<void>;
   /** Drops a partial file output (on error): the destination is left as it was. */
@@ -74,7 +75,7 @@ export function openTextSink(out: string, io: CliIo): TextSink {
   return {
     async write(text) {
       try {
-        writeSync(fd, text);
+        writeAll(fd, text);
       } catch (err) {
         throw fsError(err, 'write', out);
       }
@@ -98,6 +99,12 @@ export function openTextSink(out: string, io: CliIo): TextSink {
     },
     abort: drop,
   };
+}
+
+/** Writes all of `data` (writeSync may write less than it is given, to a pipe for one). */
+function writeAll(fd: number, data: string | Uint8Array): void {
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
 }
 
 /** Removes `prefix<pid>-<time>` files of processes that no longer run (what a kill -9 leaves). */
@@ -136,7 +143,7 @@ function directSink(out: string): TextSink {
   return {
     async write(text) {
       try {
-        writeSync(fd, text);
+        writeAll(fd, text);
       } catch (err) {
         throw fsError(err, 'write', out);
       }
@@ -157,7 +164,8 @@ function streamSink(stream: Writable): TextSink {
   return {
     async write(text) {
       if (broken) throw broken;
-      if (!stream.write(text)) await Promise.race([once(stream, 'drain'), once(stream, 'error')]);
+      // a stream may hold on to what it is given: bytes the caller will reuse are copied
+      if (!stream.write(typeof text === 'string' ? text : Buffer.from(text))) await Promise.race([once(stream, 'drain'), once(stream, 'error')]);
       if (broken) throw broken;
     },
     async close() {

@@ -31,13 +31,30 @@ export function puzzleHash(puzzle: Puzzle): number {
   return (Math.imul(h, 0x9e3779b1) ^ mixInt(puzzle.target)) >>> 0;
 }
 
+/**
+ * puzzleHash of the first `n` candidates in `numbers` and `target`, all safe integers held as plain numbers
+ * (synthesis's scratch arrays): the same value, without a Puzzle object.
+ */
+export function candidatesHash(numbers: ArrayLike<number>, n: number, target: number): number {
+  let h = n;
+  for (let i = 0; i < n; i++) h = (h + mixInt(numbers[i])) | 0;
+  return (Math.imul(h, 0x9e3779b1) ^ mixInt(target)) >>> 0;
+}
+
 /** A set of puzzles by identity (sorted candidates plus target). */
 export class PuzzleSet {
   private readonly byHash = new Map<number, string | string[]>();
+  /** One bit per low 20 bits of the hashes present: most probes that miss end here, before the Map. */
+  private readonly hashBits = new Int32Array(1 << 15);
   private count = 0;
 
   get size(): number {
     return this.count;
+  }
+
+  /** False when no puzzle with this puzzleHash is in the set (true: one may be; ask has()). */
+  mayHaveHash(hash: number): boolean {
+    return (this.hashBits[(hash >>> 5) & 0x7fff] & (1 << (hash & 31))) !== 0 && this.byHash.has(hash);
   }
 
   has(puzzle: Puzzle): boolean {
@@ -52,6 +69,7 @@ export class PuzzleSet {
     const h = puzzleHash(puzzle);
     const bucket = this.byHash.get(h);
     const key = puzzleKey(puzzle);
+    this.hashBits[(h >>> 5) & 0x7fff] |= 1 << (h & 31);
     if (bucket === undefined) this.byHash.set(h, key);
     else if (typeof bucket === 'string') {
       if (bucket === key) return false;

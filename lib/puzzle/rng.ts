@@ -67,10 +67,15 @@ export class Rng {
   /** A uniform integer in [0, n), without modulo bias; n ≤ 2^32. */
   below(n: number): number {
     if (!(n >= 1 && n <= 4294967296)) throw new RangeError(`Rng.below(n): n must be in [1, 2^32], got ${n}`);
+    const x = this.nextU32();
+    // The rejection limit 2^32 − (2^32 mod n) exceeds 2^32 − n: below that, no need to compute it. And
+    // x mod n as x − ⌊x / n⌋·n: exact for x < 2^53, and no float modulo (x past 2^31 is not an int32).
+    if (x <= 4294967296 - n) return x - Math.floor(x / n) * n;
     const limit = 4294967296 - (4294967296 % n);
+    if (x < limit) return x % n;
     for (;;) {
-      const x = this.nextU32();
-      if (x < limit) return x % n;
+      const y = this.nextU32();
+      if (y < limit) return y % n;
     }
   }
 }

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { benchmarkPuzzles } from '../../puzzle/benchmark-sets.js';
 import { puzzleToJsonLine, readPuzzleFile } from '../../puzzle/jsonl.js';
 import { synthesize } from '../../puzzle/synthesize.js';
+import { synthesizeJsonl } from '../../puzzle/synth-jsonl.js';
 import { answered, dropsUnsolved, RESPONSE_KINDS, type ResponseKind } from '../../puzzle/canonical.js';
 import { intFlag, intListFlag, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
@@ -54,7 +55,8 @@ export async function synthCommand(argv: string[], io: CliIo): Promise<number> {
   const sink = openTextSink(out, io);
   const progress = out === '-' ? null : createProgress({ label: 'synth', total: count, stream: io.stderr, plainEvery: 0 });
   let written = 0;
-  try {
+  // the other response kinds go through answered(): puzzle objects, formatted line by line
+  async function writeAnswered(): Promise<void> {
     let chunk: string[] = [];
     // the -only kinds skip puzzles: draw until `count` are written
     const draws = dropsUnsolved(responses) ? Number.MAX_SAFE_INTEGER : count;
@@ -71,10 +73,24 @@ export async function synthCommand(argv: string[], io: CliIo): Promise<number> {
     if (chunk.length) await sink.write(chunk.join('\n') + '\n');
     written += chunk.length;
     await sink.close();
+  }
+  try {
+    if (responses === 'synthetic') {
+      // the fast path: JSONL bytes straight from synthesis into one reusable buffer, written in large chunks
+      for (const chunk of synthesizeJsonl({ n: ns, maxValue, count, seed, exclude })) {
+        await sink.write(chunk.bytes);
+        written += chunk.puzzles;
+        progress?.update(written);
+      }
+      await sink.close();
+    } else {
+      await writeAnswered();
+    }
   } catch (err) {
     sink.abort();
     throw err;
   }
+
   const seconds = (performance.now() - started) / 1000;
   const summary = `synth: ${written} puzzles (N ${ns.join(',')}, V ${maxValue}, seed ${seed}${responses === 'synthetic' ? '' : `, ${responses} responses`}) in ${seconds.toFixed(2)} s` + (out === '-' ? '' : ` -> ${out}`);
   if (progress) progress.finish(summary);
