@@ -130,20 +130,20 @@ export function dropsUnsolved(responses: ResponseKind): boolean {
 
 /**
  * Puzzles with the steps of the chosen solution: 'canonical' keeps the synthetic chain where there is no
- * canonical solution; the '-only' kinds drop those puzzles.
+ * canonical solution (with a core of at most `maxCore` candidates); the '-only' kinds drop those puzzles.
  */
-export function* answered(puzzles: Iterable<SolvedPuzzle>, responses: ResponseKind): Generator<SolvedPuzzle> {
+export function* answered(puzzles: Iterable<SolvedPuzzle>, responses: ResponseKind, maxCore: 1 | 2 | 3 = 3): Generator<SolvedPuzzle> {
   for (const p of puzzles) {
     if (responses === 'synthetic') {
       yield p;
       continue;
     }
     if (responses === 'random-core-only') {
-      const all = shortestCoreSolutions(p);
+      const all = shortestCoreSolutions(p, maxCore);
       if (all.length > 0) yield { numbers: p.numbers, target: p.target, steps: all[puzzleHash(p) % all.length].steps };
       continue;
     }
-    const canonical = canonicalSolution(p);
+    const canonical = canonicalSolution(p, maxCore);
     if (canonical) yield { numbers: p.numbers, target: p.target, steps: canonical.steps };
     else if (responses === 'canonical') yield p;
   }

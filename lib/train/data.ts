@@ -14,7 +14,7 @@ import { assertRegularFile } from '../io/regular-file.js';
 
 
 export type DataOptions =
-  | { source: 'synth'; n: number[]; maxValue: number; seed: number; responses?: ResponseKind }
+  | { source: 'synth'; n: number[]; maxValue: number; seed: number; responses?: ResponseKind; maxCore?: 1 | 2 | 3 }
   | { source: 'file'; path: string };
 
 /** Where a stream stands: puzzles handed out so far (file sources also count epochs by it). */
@@ -46,6 +46,9 @@ export function validateDataOptions(data: DataOptions, where = 'train(): data'):
     if (data.responses !== undefined && !RESPONSE_KINDS.includes(data.responses)) {
       throw new RangeError(`${where}.responses must be one of ${RESPONSE_KINDS.join(', ')}, got ${JSON.stringify(data.responses)}`);
     }
+    if (data.maxCore !== undefined && data.maxCore !== 1 && data.maxCore !== 2 && data.maxCore !== 3) {
+      throw new RangeError(`${where}.maxCore must be 1, 2 or 3 (the most candidates a canonical core uses), got ${JSON.stringify(data.maxCore)}`);
+    }
     return data;
   }
   if (data.source === 'file') {
@@ -66,7 +69,7 @@ export function openPuzzleStream(data: DataOptions, position: DataPosition = { c
 function synthStream(data: Extract<DataOptions, { source: 'synth' }>): PuzzleStream {
   const exclude: PuzzleSet = benchmarkPuzzles();
   const responses = data.responses ?? 'synthetic';
-  const it = answered(synthesize({ n: data.n, maxValue: data.maxValue, count: Number.MAX_SAFE_INTEGER, seed: data.seed, exclude }), responses);
+  const it = answered(synthesize({ n: data.n, maxValue: data.maxValue, count: Number.MAX_SAFE_INTEGER, seed: data.seed, exclude }), responses, data.maxCore ?? 3);
   let consumed = 0;
   return {
     next() {
@@ -77,7 +80,7 @@ function synthStream(data: Extract<DataOptions, { source: 'synth' }>): PuzzleStr
     },
     position: () => ({ consumed }),
     close() {},
-    describe: () => `synthesized on the fly: N ${data.n.join(',')}, V ${data.maxValue}, seed ${data.seed}, ${responses} responses (evaluation puzzles excluded)`,
+    describe: () => `synthesized on the fly: N ${data.n.join(',')}, V ${data.maxValue}, seed ${data.seed}, ${responses} responses${data.maxCore !== undefined && data.maxCore !== 3 ? `, cores of at most ${data.maxCore}` : ''} (evaluation puzzles excluded)`,
   };
 }
 

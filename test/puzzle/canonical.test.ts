@@ -76,4 +76,13 @@ describe('canonicalSolution', () => {
     // most puzzles with two or more shortest cores get another one than the first
     expect(differs).toBeGreaterThan(picked.length / 10);
   });
+
+  it('answered() with maxCore 2 keeps only the puzzles whose core is the target or one pair', () => {
+    const puzzles = [...synthesize({ n: [5, 6, 7], maxValue: 60, count: 400, seed: 8 })];
+    const pairs = [...answered(puzzles, 'canonical-only', 2)];
+    const shapes = puzzles.map((p) => canonicalSolution(p)?.shape);
+    expect(pairs.length).toBe(shapes.filter((s) => s === 'pair' || s === 'target').length);
+    expect(shapes.filter((s) => s === 'triple').length).toBeGreaterThan(0);
+    for (const p of pairs) expect(p.steps.length).toBe(p.numbers.length - 1);
+  });
 });
