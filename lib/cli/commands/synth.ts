@@ -11,12 +11,13 @@ import { openTextSink, type CliIo } from '../io.js';
 import { createProgress } from '../progress.js';
 
 export const synthHelp = `puzzle-llama synth --n 5,6,7 --max-value 60 --count 1000000 --seed 1 [--exclude FILE]…
-                   [--responses synthetic|canonical|canonical-only|random-core-only] --out FILE|-
+                   [--responses synthetic|canonical|canonical-only|random-core-only] [--max-core 1|2|3] --out FILE|-
   Synthesizes puzzles with the paper's Algorithm 1 (N used in turn from --n), one JSONL record per line.
   --responses: the response is Algorithm 1's chain (synthetic, the default) or the canonical solution
   (the target from one to three candidates, the others folded to 0; the chain where there is none),
   canonical-only skips the puzzles without one; random-core-only answers with one of the shortest cores,
-  picked at random (fixed per puzzle), and skips the puzzles without one.
+  picked at random (fixed per puzzle), and skips the puzzles without one. --max-core (default 3) bounds
+  the canonical core: 2 keeps only the target itself or one pair.
   Puzzles of the shipped evaluation sets and of every --exclude file (JSONL with numbers and target) are never produced.`;
 
 const LINES_PER_CHUNK = 4096;
@@ -30,9 +31,12 @@ export async function synthCommand(argv: string[], io: CliIo): Promise<number> {
     exclude: { type: 'string', multiple: true },
     out: { type: 'string' },
     responses: { type: 'string' },
+    'max-core': { type: 'string' },
   });
   const responses = (flags.responses ?? 'synthetic') as ResponseKind;
   if (!RESPONSE_KINDS.includes(responses)) throw new CliError(`puzzle-llama synth: --responses must be one of ${RESPONSE_KINDS.join(', ')}, got '${flags.responses}'`);
+  const maxCore = intFlag('synth', 'max-core', flags['max-core'], 3, 1, 3) as 1 | 2 | 3;
+  if (maxCore !== 3 && responses === 'synthetic') throw new CliError("puzzle-llama synth: --max-core bounds canonical cores; it needs --responses canonical, canonical-only or random-core-only");
   const ns = intListFlag('synth', 'n', flags.n, [5, 6, 7], 2, 64);
   const maxValue = intFlag('synth', 'max-value', flags['max-value'], 60, 1, 2 ** 32);
   const count = intFlag('synth', 'count', flags.count, 1000, 0);
@@ -60,7 +64,7 @@ export async function synthCommand(argv: string[], io: CliIo): Promise<number> {
     let chunk: string[] = [];
     // the -only kinds skip puzzles: draw until `count` are written
     const draws = dropsUnsolved(responses) ? Number.MAX_SAFE_INTEGER : count;
-    for (const puzzle of answered(synthesize({ n: ns, maxValue, count: draws, seed, exclude }), responses)) {
+    for (const puzzle of answered(synthesize({ n: ns, maxValue, count: draws, seed, exclude }), responses, maxCore)) {
       if (written + chunk.length >= count) break;
       chunk.push(puzzleToJsonLine(puzzle));
       if (chunk.length === LINES_PER_CHUNK) {

@@ -93,6 +93,7 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
       maxValue: flags['max-value'] ? intFlag('train', 'max-value', flags['max-value'], 60, 1) : (base?.maxValue ?? 60),
       seed: seed ?? base?.seed ?? 1234,
       responses: responses ?? base?.responses,
+      ...(base?.maxCore !== undefined ? { maxCore: base.maxCore } : {}),
     };
   }
   const frozenWeights = flags['frozen-weights'] ?? fromFile.frozenWeights;
