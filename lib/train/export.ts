@@ -9,13 +9,14 @@ import type { PuzzleTokenizer, Tokenizer } from '../model/tokenizer.js';
 import type { ResolvedTrainOptions } from './options.js';
 
 /**
- * From scratch: out/model holds every weight (LoRA tensors aside) and, with LoRA, out/adapter the adapter.
- * On a base model: out/adapter, plus out/model with the adapter merged in when `merge` is set.
+ * From scratch, or every weight of a base model trained in full (no LoRA): out/model holds every weight
+ * (LoRA tensors aside) and, with LoRA, out/adapter the adapter. LoRA on a base model: out/adapter, plus
+ * out/model with the adapter merged in when `merge` is set.
  */
 export async function exportModel(engine: Engine, o: ResolvedTrainOptions, tokenizer: Tokenizer): Promise<{ model: string | null; adapter: string | null }> {
   const hfTokenizer = tokenizer as PuzzleTokenizer | HfTokenizer;
   let model: string | null = null;
-  if (!o.baseModel) {
+  if (!o.baseModel || !o.lora) {
     model = join(o.out, 'model');
     await saveHfModel(model, { config: o.config, tensors: (name) => engine.getParameter(name), tokenizer: hfTokenizer, overwrite: true });
   }

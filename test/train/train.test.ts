@@ -114,6 +114,22 @@ describe('train()', () => {
     merged.engine.dispose();
   });
 
+  it('trains every weight of a base model folder when LoRA is off, and writes the trained model', async () => {
+    const scratch = await train(base('full-base', { steps: 3 }));
+    const tuned = await train({ out: join(work, 'ft-full'), baseModel: scratch.model!, lora: null, steps: 3, batchSize: 8, lr: 1e-2, threads: 2 });
+    expect(tuned.adapter).toBeNull();
+    expect(tuned.model).toBe(join(work, 'ft-full', 'model'));
+    const before = await loadModel(scratch.model!, { threads: 2 });
+    const after = await loadModel(tuned.model!, { threads: 2 });
+    const tokens = Int32Array.from({ length: 12 }, (_, i) => (i * 5) % 20);
+    const a = await before.engine.forward(tokens, { batch: 1, seq: 12 });
+    const b = await after.engine.forward(tokens, { batch: 1, seq: 12 });
+    expect(b.length).toBe(a.length);
+    expect(a.some((x, i) => x !== b[i])).toBe(true); // the written weights are the trained ones, not the base's
+    before.engine.dispose();
+    after.engine.dispose();
+  });
+
   it('evaluates a trained folder, free and constrained', async () => {
     const r = await train(base('for-eval', { steps: 4 }));
     const report = await evaluate({ model: r.model!, sets: ['id', 'ood-form'], limit: 6, modes: ['free', 'constrained'], maxNewTokens: 60, threads: 2, out: join(work, 'eval') });
