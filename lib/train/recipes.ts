@@ -12,14 +12,14 @@ export interface Recipe {
 export const RECIPES: Record<string, Recipe> = {
   'cpu-10min': {
     name: 'cpu-10min',
-    description: 'the main job: the mini preset from scratch on two CPU cores, canonical-only responses, batch 32 in length buckets of 8, lr 2e-3, cosine over the time budget',
+    description: 'the main job: the mini preset from scratch on two CPU cores, canonical-only responses with cores of at most two candidates, batch 32 in length buckets of 8, lr 2e-3, cosine over the time budget',
     options: {
       preset: 'mini',
       batchSize: 32,
       lengthBuckets: 8,
       lr: 2e-3,
       warmupSteps: 50,
-      data: { source: 'synth', n: [5, 6, 7], maxValue: 60, seed: 1234, responses: 'canonical-only' },
+      data: { source: 'synth', n: [5, 6, 7], maxValue: 60, seed: 1234, responses: 'canonical-only', maxCore: 2 },
       timeBudget: 480,
       device: 'cpu',
     },
