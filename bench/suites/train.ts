@@ -144,7 +144,7 @@ export const trainSuite: BenchSuite = {
           unit: 'tokens/s',
           value: produced / seconds,
           higherIsBetter: true,
-          ...peerNumber(peer, 'tokensPerSecond'),
+          ...peerNumber(peer, 'tokensPerSecond', 'eager (llama_ref)'),
         });
       }
       engine.dispose();
@@ -169,7 +169,7 @@ export const trainSuite: BenchSuite = {
           unit: 'tokens/s',
           value: out[0].length / seconds,
           higherIsBetter: true,
-          ...peerNumber(peer, 'tokensPerSecond'),
+          ...peerNumber(peer, 'tokensPerSecond', 'eager (llama_ref)'),
           note: `engine ${(engine.info().memoryBytes / 2 ** 20).toFixed(0)} MiB; the peer decodes the fp32 model`,
         });
         engine.dispose();
