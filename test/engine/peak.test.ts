@@ -27,15 +27,16 @@ describe('kernels.fmaPeak', () => {
     expect(r.gflopsPerCpuSecond).toBeLessThan(1000);
   });
 
-  it('runs on 2 threads and does at least as much work per CPU second as half of one thread', async () => {
+  it('runs on 2 threads at a per-CPU-second rate of the same order as one thread', async () => {
     const one = await kernels.fmaPeak({ threads: 1, ms: 60 });
     const two = await kernels.fmaPeak({ threads: 2, ms: 60 });
     expect(two.threads).toBe(2);
     expect(two.cpuSeconds).toBeGreaterThan(0);
-    // Per CPU second is a per-core rate: it does not depend on how many threads share the machine.
-    expect(two.gflopsPerCpuSecond).toBeGreaterThan(one.gflopsPerCpuSecond * 0.5);
-    // Two threads each run ~60 ms: the work done is about what two such runs would do, never less than one's share.
-    expect(two.flops).toBeGreaterThan(one.flops * 0.4);
+    expect(two.flops).toBeGreaterThan(0);
+    // Per CPU second is a per-core rate: two threads on two cores keep it, on SMT siblings of one core
+    // about half of it; a shared machine moves it either way a little, not by 3x.
+    expect(two.gflopsPerCpuSecond).toBeGreaterThan(one.gflopsPerCpuSecond * 0.3);
+    expect(two.gflopsPerCpuSecond).toBeLessThan(one.gflopsPerCpuSecond * 3);
   });
 
   it('follows the SIMD level: the portable path counts 8 lanes and is slower per CPU second than the best', async () => {
