@@ -80,11 +80,12 @@ let cached: Promise<PythonFound | { reason: string }> | null = null;
 
 /**
  * Where a Python with torch may be: $PYTHON, the active virtual environment ($VIRTUAL_ENV/bin/python), a
- * `.venv` beside the package (`root`), python3 on the PATH, and the system's /usr/bin/python3.
+ * virtual environment named `.venv` or `venv` in the package's folder (`root`) or the folder above it (a
+ * workspace holding checkouts beside one environment), python3 on the PATH, and the system's /usr/bin/python3.
  */
 export function defaultCandidates(env: NodeJS.ProcessEnv = process.env, root: string | null = packageRootOf()): string[] {
-  const list = [env.PYTHON, env.VIRTUAL_ENV ? join(env.VIRTUAL_ENV, 'bin', 'python') : undefined,
-    root ? join(root, '.venv', 'bin', 'python') : undefined, 'python3', '/usr/bin/python3'];
+  const venvs = root ? [root, dirname(root)].flatMap((dir) => ['.venv', 'venv'].map((name) => join(dir, name, 'bin', 'python'))) : [];
+  const list = [env.PYTHON, env.VIRTUAL_ENV ? join(env.VIRTUAL_ENV, 'bin', 'python') : undefined, ...venvs, 'python3', '/usr/bin/python3'];
   return [...new Set(list.filter((c): c is string => !!c))];
 }
 

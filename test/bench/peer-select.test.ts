@@ -66,9 +66,10 @@ describe('findPython', () => {
 });
 
 describe('defaultCandidates', () => {
-  it('lists $PYTHON, the active virtual environment, a .venv beside the package, python3 and /usr/bin/python3', () => {
-    expect(defaultCandidates({ PYTHON: '/opt/py/bin/python', VIRTUAL_ENV: '/work/venv' }, '/pkg')).toEqual([
-      '/opt/py/bin/python', '/work/venv/bin/python', '/pkg/.venv/bin/python', 'python3', '/usr/bin/python3',
+  it('lists $PYTHON, the active virtual environment, venvs in and above the package, python3 and /usr/bin/python3', () => {
+    expect(defaultCandidates({ PYTHON: '/opt/py/bin/python', VIRTUAL_ENV: '/work/venv' }, '/work/pkg')).toEqual([
+      '/opt/py/bin/python', '/work/venv/bin/python', '/work/pkg/.venv/bin/python', '/work/pkg/venv/bin/python',
+      '/work/.venv/bin/python', 'python3', '/usr/bin/python3',
     ]);
     expect(defaultCandidates({}, null)).toEqual(['python3', '/usr/bin/python3']);
     expect(defaultCandidates({ PYTHON: 'python3' }, null)).toEqual(['python3', '/usr/bin/python3']);
