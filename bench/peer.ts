@@ -9,14 +9,16 @@ export interface PythonFound {
   /** The command that imported torch. */
   python: string;
   torchVersion: string;
+  /** Every candidate tried and what it gave (a torch version, or why not), in the order tried. */
+  tried?: string[];
 }
 
 export type PeerResult =
-  | { ok: true; result: Record<string, unknown>; python: string }
+  | { ok: true; result: Record<string, unknown>; python: string; torchVersion?: string }
   | { ok: false; reason: string };
 
 export interface FindPythonOptions {
-  /** Commands to try, in order (default: $PYTHON, python3, /usr/bin/python3); a given list is not cached. */
+  /** Commands to try (default: defaultCandidates()); a given list is not cached. */
   candidates?: string[];
   /** Per candidate, for the torch import (default 60 s). */
   timeoutMs?: number;
@@ -77,16 +79,63 @@ function tail(text: string, lines = 8): string {
 let cached: Promise<PythonFound | { reason: string }> | null = null;
 
 /**
- * The first of $PYTHON, python3, /usr/bin/python3 that imports torch, with torch's version; or the reason
- * none did (each candidate's failure). The default search runs once per process.
+ * Where a Python with torch may be: $PYTHON, the active virtual environment ($VIRTUAL_ENV/bin/python), a
+ * virtual environment named `.venv` or `venv` in the package's folder (`root`) or the folder above it (a
+ * workspace holding checkouts beside one environment), python3 on the PATH, and the system's /usr/bin/python3.
+ */
+export function defaultCandidates(env: NodeJS.ProcessEnv = process.env, root: string | null = packageRootOf()): string[] {
+  const venvs = root ? [root, dirname(root)].flatMap((dir) => ['.venv', 'venv'].map((name) => join(dir, name, 'bin', 'python'))) : [];
+  const list = [env.PYTHON, env.VIRTUAL_ENV ? join(env.VIRTUAL_ENV, 'bin', 'python') : undefined, ...venvs, 'python3', '/usr/bin/python3'];
+  return [...new Set(list.filter((c): c is string => !!c))];
+}
+
+/**
+ * The numeric release of a torch version string ('2.13.0+cpu' -> [2, 13, 0], '2.6.0a0+git' -> [2, 6, 0]),
+ * or null when it does not start with a number.
+ */
+export function parseVersion(version: string): number[] | null {
+  const m = /^(\d+(?:\.\d+)*)/.exec(version.trim());
+  return m ? m[1].split('.').map(Number) : null;
+}
+
+/** Orders version strings by release: negative when a is older than b, 0 when the same release. */
+export function compareVersions(a: string, b: string): number {
+  const x = parseVersion(a) ?? [];
+  const y = parseVersion(b) ?? [];
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] ?? 0) - (y[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** Of the Pythons that imported torch, the one with the newest torch; the earliest candidate on a tie. */
+export function pickNewestTorch(found: readonly PythonFound[]): PythonFound | null {
+  let best: PythonFound | null = null;
+  for (const f of found) if (!best || compareVersions(f.torchVersion, best.torchVersion) > 0) best = f;
+  return best;
+}
+
+/**
+ * The candidate Python whose torch is the newest (every candidate is tried: the peer is the one a user
+ * would pick today), with torch's version and what each candidate gave; or the reason none imported
+ * torch. The default search (defaultCandidates()) runs once per process.
  */
 export function findPython(options: FindPythonOptions = {}): Promise<PythonFound | { reason: string }> {
   if (options.candidates) return search(options.candidates, options.timeoutMs ?? 60_000);
-  cached ??= search(
-    [process.env.PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => !!c),
-    options.timeoutMs ?? 60_000,
-  );
+  cached ??= search(defaultCandidates(), options.timeoutMs ?? 60_000);
   return cached;
+}
+
+/**
+ * Which torch Python the peers of this process ran on and what each candidate gave, as one line; null when
+ * no peer asked for one (the search has not run).
+ */
+export async function peerChoiceLine(): Promise<string | null> {
+  if (!cached) return null;
+  const found = await cached;
+  if ('reason' in found) return `peers: none (${found.reason})`;
+  return `peers: torch ${found.torchVersion} at ${found.python}, the newest torch of the candidates (${(found.tried ?? []).join('; ')})`;
 }
 
 let cachedPlain: Promise<{ python: string } | { reason: string }> | null = null;
@@ -107,19 +156,30 @@ export function findPython3(): Promise<{ python: string } | { reason: string }> 
 
 async function search(candidates: string[], timeoutMs: number): Promise<PythonFound | { reason: string }> {
   const failures: string[] = [];
-  const seen = new Set<string>();
-  for (const python of candidates) {
-    if (seen.has(python)) continue;
-    seen.add(python);
+  const found: PythonFound[] = [];
+  const tried: string[] = [];
+  for (const python of new Set(candidates)) {
     const r = await exec(python, ['-c', 'import torch; print(torch.__version__)'], null, timeoutMs);
     const version = r.stdout.trim().split('\n').pop() ?? '';
-    if (r.code === 0 && version) return { python, torchVersion: version };
-    if (r.error) failures.push(`${python}: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`);
-    else if (r.timedOut) failures.push(`${python}: importing torch took over ${timeoutMs} ms`);
-    else failures.push(`${python}: ${tail(r.stderr, 1) || `exit code ${r.code}`}`);
+    let failure: string | null = null;
+    if (r.code === 0 && parseVersion(version)) found.push({ python, torchVersion: version });
+    else if (r.error) failure = `${python}: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`;
+    else if (r.timedOut) failure = `${python}: importing torch took over ${timeoutMs} ms`;
+    else if (r.code === 0) failure = `${python}: printed '${version}', not a torch version`;
+    else failure = `${python}: ${tail(r.stderr, 1) || `exit code ${r.code}`}`;
+    if (failure) failures.push(failure);
+    tried.push(failure ?? `${python}: torch ${version}`);
   }
+  const best = pickNewestTorch(found);
+  if (best) return { ...best, tried };
   if (failures.length === 0) return { reason: 'no Python to try (empty candidate list)' };
   return { reason: `no Python that imports torch (${failures.join('; ')})` };
+}
+
+/** The package's root (the folder holding bench/peers/), or null when the peers are not shipped. */
+function packageRootOf(): string | null {
+  const dir = peersDir();
+  return dir ? dirname(dirname(dir)) : null;
 }
 
 /** The folder holding the peer scripts, found from this file whether it runs from bench/ or dist/bench/. */
@@ -150,10 +210,12 @@ export async function runPeer(
   const script = join(dir, `${name}.py`);
   if (!existsSync(script)) return { ok: false, reason: `no peer '${name}': ${script} does not exist` };
   let python = options.python;
+  let torchVersion: string | undefined;
   if (!python) {
     const found = options.needsTorch === false ? await findPython3() : await findPython();
     if ('reason' in found) return { ok: false, reason: found.reason };
     python = found.python;
+    if ('torchVersion' in found && typeof found.torchVersion === 'string') torchVersion = found.torchVersion;
   }
   let input: string;
   try {
@@ -186,5 +248,8 @@ export async function runPeer(
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     return { ok: false, reason: `${where} printed ${last.slice(0, 200)}, not a JSON object` };
   }
-  return { ok: true, result: parsed as Record<string, unknown>, python };
+  const result = parsed as Record<string, unknown>;
+  const reported = result.torch;
+  if (typeof reported === 'string') torchVersion = reported;
+  return { ok: true, result, python, ...(torchVersion ? { torchVersion } : {}) };
 }

@@ -7,7 +7,8 @@ import { dirname } from 'node:path';
 import { parseFlags, intFlag } from '../lib/cli/args.js';
 import { CliError } from '../lib/cli/errors.js';
 import { processIo, type CliIo } from '../lib/cli/io.js';
-import type { BenchOptions, BenchRow, BenchSuite } from './suite.js';
+import { peerChoiceLine } from './peer.js';
+import type { BenchOptions, BenchRow, BenchSuite, TimingStats } from './suite.js';
 
 /** Suites by name, loaded on demand (each may need the addon or a Python peer). */
 const SUITES: Record<string, () => Promise<BenchSuite>> = {
@@ -67,6 +68,8 @@ export async function runBench(argv: string[], io: CliIo = processIo()): Promise
     try {
       const rows = await suite.run(options);
       io.stdout.write(formatRows(rows) + '\n');
+      const peers = await peerChoiceLine();
+      if (peers) io.stdout.write(`  ${peers}\n`);
       reports.push({ suite: name, description: suite.description, options, rows });
     } catch (err) {
       io.stderr.write(`bench ${name}: failed: ${(err as Error).message}\n`);
@@ -91,9 +94,21 @@ function fmt(x: number): string {
   return x.toPrecision(3);
 }
 
-/** A text table: name, value, peer, ratio (ours/peer as "better is > 1"), target, verdict. */
+function pct(x: number | undefined): string {
+  return x === undefined ? '-' : `${(100 * x).toFixed(x < 0.1 ? 1 : 0)}%`;
+}
+
+function timing(s: TimingStats | undefined): string {
+  return s ? `${fmt(s.mean)}/${fmt(s.p99)} ±${s.rme.toFixed(1)}% n${s.count}` : '';
+}
+
+/**
+ * A text table: name, value, peer, ratio (ours/peer as "better is > 1"), the fraction of the measured FMA
+ * peak (ours / peer), the timing samples' mean/p99 in ms with the margin of error (ours, peer), target,
+ * verdict. Columns no row uses are left out.
+ */
 export function formatRows(rows: readonly BenchRow[]): string {
-  const header = ['benchmark', 'ours', 'peer', 'ratio', 'target', ''];
+  const header = ['benchmark', 'ours', 'peer', 'ratio', 'of peak', 'ours ms mean/p99', 'peer ms mean/p99', 'target', ''];
   const body = rows.map((r) => {
     const ratio = r.peer !== undefined && r.peer > 0 && r.value > 0 ? (r.higherIsBetter ? r.value / r.peer : r.peer / r.value) : undefined;
     let verdict = '';
@@ -104,10 +119,12 @@ export function formatRows(rows: readonly BenchRow[]): string {
     }
     const target = r.target !== undefined ? `>= ${r.target}x` : r.absoluteTarget !== undefined ? `${r.higherIsBetter ? '>=' : '<='} ${fmt(r.absoluteTarget)}` : '';
     const peer = r.peer !== undefined ? `${fmt(r.peer)} (${r.peerName ?? 'peer'})` : r.peerSkipped ? `skipped: ${r.peerSkipped}` : '';
-    return [r.name, `${fmt(r.value)} ${r.unit}`, peer, ratio !== undefined ? `${ratio.toFixed(2)}x` : '', target, verdict];
+    const peak = r.ofPeak !== undefined || r.peerOfPeak !== undefined ? `${pct(r.ofPeak)} / ${pct(r.peerOfPeak)}` : '';
+    return [r.name, `${fmt(r.value)} ${r.unit}`, peer, ratio !== undefined ? `${ratio.toFixed(2)}x` : '', peak, timing(r.stats), timing(r.peerStats), target, verdict];
   });
+  const used = header.map((_, i) => i < 2 || body.some((row) => row[i] !== ''));
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).filter((_, i) => used[i]).join('  ').trimEnd();
   const notes = rows.filter((r) => r.note).map((r) => `  note: ${r.name}: ${r.note}`);
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line), ...notes].join('\n');
 }

@@ -26,6 +26,24 @@ export interface BenchRow {
   /** An absolute target for `value` (≥ when higherIsBetter, else ≤), when the issue sets one. */
   absoluteTarget?: number;
   note?: string;
+  /**
+   * The fraction of the machine's fp32 FMA peak (kernels.fmaPeak, measured in the same run at the same
+   * threads) that our rate and the peer's reach, for compute rows (FLOP counts: bench/flops.ts).
+   */
+  ofPeak?: number;
+  peerOfPeak?: number;
+  /** Statistics of the timing samples behind `value` and `peer` (tinybench's samples; the peer's own), in ms. */
+  stats?: TimingStats;
+  peerStats?: TimingStats;
+}
+
+/** What a row shows of its samples (bench/stats.ts computes them), in milliseconds per call or step. */
+export interface TimingStats {
+  count: number;
+  mean: number;
+  p99: number;
+  /** Relative margin of error of the mean, percent (95%, Student's t). */
+  rme: number;
 }
 
 export interface BenchSuite {

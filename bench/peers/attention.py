@@ -1,10 +1,12 @@
 """Bench peer: grouped-query attention forward and forward+backward in PyTorch, the reference for our
-attention kernel. Uses torch.nn.functional.scaled_dot_product_attention where it exists (PyTorch >= 2.0),
-else the explicit softmax(Q K^T / sqrt(d)) V of bench/peers/llama_ref.py; the output says which.
+attention kernel. Uses torch.nn.functional.scaled_dot_product_attention where it exists (PyTorch >= 2.0), causal,
+with grouped-query attention by enable_gqa where that exists (PyTorch >= 2.5), else by repeating the key-value
+heads; else the explicit softmax(Q K^T / sqrt(d)) V of bench/peers/llama_ref.py. The output's "impl" says which.
 
 stdin:  {"batch": 2, "heads": 8, "kvHeads": 2, "seq": 256, "headDim": 64, "threads": 2, "causal": true,
          "repeats": 10, "warmup": 2, "device": "cpu" | "cuda", "dtype": "fp32" | "bf16" | "fp16"}
-stdout: {"msFwd", "msBwd" (the backward alone, from a kept graph), "msFwdBwd" (medians), "impl", "torch",
+stdout: {"msFwd", "msBwd" (the backward alone, from a kept graph), "msFwdBwd" (medians), "samplesFwdBwdMs" (every
+         timed forward+backward), "impl", "torch",
          "device", "dtype", "threads"}
 """
 
@@ -20,6 +22,18 @@ import llama_ref as ref  # noqa: E402
 from peer_util import ConfigError, get_bool, get_int, median, run_peer, setup, time_calls  # noqa: E402
 
 HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
+
+
+def sdpa_has_gqa():
+    """Whether this torch's SDPA takes enable_gqa (query heads sharing key-value heads without a copy)."""
+    if not HAS_SDPA:
+        return False
+    q, kv = torch.zeros((1, 2, 1, 8)), torch.zeros((1, 1, 1, 8))
+    try:
+        F.scaled_dot_product_attention(q, kv, kv, enable_gqa=True)
+        return True
+    except (TypeError, RuntimeError):
+        return False
 
 
 def body(cfg):
@@ -39,8 +53,11 @@ def body(cfg):
     q, k, v = rand(heads), rand(kv_heads), rand(kv_heads)
     dout = torch.randn((batch, heads, seq, head_dim), generator=gen, device=device).to(dtype)
     n_rep = heads // kv_heads
+    gqa = n_rep > 1 and sdpa_has_gqa()
 
     def attend():
+        if gqa:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
         kk, vv = ref.repeat_kv(k, n_rep), ref.repeat_kv(v, n_rep)
         if HAS_SDPA:
             return F.scaled_dot_product_attention(q, kk, vv, is_causal=causal)
@@ -55,7 +72,8 @@ def body(cfg):
         attend().backward(dout)
 
     ms_fwd = median(time_calls(fwd, device, repeats, warmup))
-    ms_fwd_bwd = median(time_calls(fwd_bwd, device, repeats, warmup))
+    fwd_bwd_times = time_calls(fwd_bwd, device, repeats, warmup)
+    ms_fwd_bwd = median(fwd_bwd_times)
     out = attend()
 
     def bwd():
@@ -63,9 +81,13 @@ def body(cfg):
         out.backward(dout, retain_graph=True)
 
     ms_bwd = median(time_calls(bwd, device, repeats, warmup))
-    impl = ("torch.nn.functional.scaled_dot_product_attention" if HAS_SDPA
-            else "explicit softmax(QK^T/sqrt(d))V (no scaled_dot_product_attention in this torch)")
-    return {"msFwd": ms_fwd, "msBwd": ms_bwd, "msFwdBwd": ms_fwd_bwd, "impl": impl, **info,
+    if gqa:
+        impl = "sdpa (enable_gqa)"
+    elif HAS_SDPA:
+        impl = "sdpa" + (" (key-value heads repeated)" if n_rep > 1 else "")
+    else:
+        impl = "explicit softmax(QK^T/sqrt(d))V (no scaled_dot_product_attention in this torch)"
+    return {"msFwd": ms_fwd, "msBwd": ms_bwd, "msFwdBwd": ms_fwd_bwd, "samplesFwdBwdMs": fwd_bwd_times, "impl": impl, **info,
             "batch": batch, "heads": heads, "kvHeads": kv_heads, "seq": seq, "headDim": head_dim, "causal": causal}
 
 

@@ -2,7 +2,7 @@
 
 stdin:  {"m": 1024, "n": 1024, "k": 1024, "threads": 2, "repeats": 10, "warmup": 2,
          "device": "cpu" | "cuda", "dtype": "fp32" | "bf16" | "fp16"}
-stdout: {"gflops", "msPerCall" (median), "msMin", "torch", "device", "dtype", "threads", "m", "n", "k"}
+stdout: {"gflops", "msPerCall" (median), "msMin", "samplesMs" (every timed call), "torch", "device", "dtype", "threads", "m", "n", "k"}
 """
 
 import os
@@ -26,7 +26,7 @@ def body(cfg):
     c = torch.empty((m, n), device=device, dtype=dtype)
     times = time_calls(lambda: torch.mm(a, b, out=c), device, repeats, warmup)
     ms = median(times)
-    return {"gflops": 2.0 * m * n * k / (ms * 1e-3) / 1e9, "msPerCall": ms, "msMin": min(times),
+    return {"gflops": 2.0 * m * n * k / (ms * 1e-3) / 1e9, "msPerCall": ms, "msMin": min(times), "samplesMs": times,
             **info, "m": m, "n": n, "k": k}
 
 

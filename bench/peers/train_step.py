@@ -8,8 +8,12 @@ stdin:  {"config": {LlamaConfig keys}, "lora": {"r", "alpha", "dropout", "target
          "device": "cpu" | "cuda", "dtype": "fp32" | "bf16" | "fp16", "impl": "auto" | "llama_ref" | "hf",
          "baseWeights": "fp32" (default: float32 master weights) | "bf16" (LoRA only: the frozen base model
          stored in bf16 with transformers' random init, adapters float32, as one LoRA-tunes a 3B model),
-         "attention": "eager" (default) | "sdpa" (Hugging Face models only)}
-stdout: {"tokensPerSecond", "msPerStep" (median of the timed steps), "msPerStepMin", "msPerStepMean", "peakRssMb",
+         "attention": "eager" (default) | "sdpa" (Hugging Face models only),
+         "compile": false (default) | true (the forward and loss under torch.compile, inductor; its backward
+         compiled with it by AOTAutograd; the optimizer eager; warmup defaults to 3 steps, which compile)}
+A compile that fails exits 1 with one stderr line "torch.compile failed: ..." (the row says why).
+stdout: {"tokensPerSecond", "msPerStep" (median of the timed steps), "msPerStepMin", "msPerStepMean", "samplesMs",
+         "peakRssMb",
          "peakGpuMb" (CUDA only), "impl", "trainableParams", "firstLoss", "lastLoss", "torch", "device", ...}
 """
 
@@ -23,7 +27,7 @@ import torch
 sys.dont_write_bytecode = True  # no __pycache__ beside the sources
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llama_ref as ref  # noqa: E402
-from peer_util import ConfigError, get_int, log, median, peak_rss_mb, run_peer, setup, sync  # noqa: E402
+from peer_util import ConfigError, get_bool, get_int, log, median, peak_rss_mb, run_peer, setup, sync  # noqa: E402
 
 DEFAULT_ADAMW = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1, "max_grad_norm": 1.0}
 
@@ -37,7 +41,10 @@ def body(cfg):
         raise ConfigError(str(err)) from err
     batch, seq = get_int(cfg, "batch"), get_int(cfg, "seq")
     steps = get_int(cfg, "steps", default=5)
-    warmup = get_int(cfg, "warmup", default=1, minimum=0)
+    compiled = get_bool(cfg, "compile", False)
+    if compiled and not hasattr(torch, "compile"):
+        raise ConfigError(f"config.compile is true but torch {torch.__version__} has no torch.compile (needs >= 2.0)")
+    warmup = get_int(cfg, "warmup", default=3 if compiled else 1, minimum=0)
     seed = get_int(cfg, "seed", default=0, minimum=0)
     want = cfg.get("impl", "auto")
     if want not in ("auto", "llama_ref", "hf"):
@@ -97,17 +104,31 @@ def body(cfg):
         def autocast():
             return torch.autocast(device_type=device.type, dtype=dtype)
 
-    def loss_closure():
+    def forward_loss(tokens, targets):
         with autocast():
             logits = logits_of(tokens)
         return ref.loss_fn(logits, targets)
+
+    if compiled:
+        forward_loss = torch.compile(forward_loss)
+        impl += " + torch.compile (inductor)"
+
+    def loss_closure():
+        return forward_loss(tokens, targets)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     losses, times = [], []
     for i in range(warmup + steps):
         start = time.perf_counter()
-        loss, _ = ref.train_step(loss_closure, tensors, optimizer, hp)
+        try:
+            loss, _ = ref.train_step(loss_closure, tensors, optimizer, hp)
+        except Exception as err:  # noqa: BLE001 (a compiler failure can be any type)
+            if not compiled:
+                raise
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            log("train_step", f"torch.compile failed: {type(err).__name__}: {first}")
+            sys.exit(1)
         sync(device)
         elapsed = (time.perf_counter() - start) * 1e3
         losses.append(loss.item())
@@ -116,7 +137,7 @@ def body(cfg):
     ms = median(times)  # robust to a busy machine; the mean is reported beside it
     log("train_step", f"{impl}: {len(times)} steps, median {ms:.1f} ms/step, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     out = {"tokensPerSecond": batch * seq / (ms * 1e-3), "msPerStep": ms, "msPerStepMin": min(times),
-           "msPerStepMean": sum(times) / len(times),
+           "msPerStepMean": sum(times) / len(times), "samplesMs": times, "compiled": compiled,
            "peakRssMb": peak_rss_mb(), "impl": impl, "trainableParams": sum(t.numel() for t in tensors),
            "firstLoss": losses[0], "lastLoss": losses[-1], **info, "batch": batch, "seq": seq, "steps": steps}
     if device.type == "cuda":

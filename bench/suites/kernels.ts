@@ -1,11 +1,59 @@
 // `--suite kernels`: the CPU matmul at the tiny preset's shapes and at 1024^3, and attention forward+backward,
-// each checked against a float64 reference before it is timed, and each beside its PyTorch peer.
+// each checked against a float64 reference before it is timed, timed with tinybench (bench/micro.ts) beside
+// its PyTorch peer's own samples (the same statistics, bench/stats.ts), and set against the machine's fp32
+// FMA peak measured in the same run at the same threads (bench/peak.ts; FLOP counts: bench/flops.ts).
 import { pseudoRandom } from '../inputs.js';
 import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { kernels } from '../../lib/engine/kernels.js';
 import { presetConfig } from '../../lib/model/config.js';
-import { peerNumber, runPeer } from './peers.js';
+import { attentionFlops, matmulFlops } from '../flops.js';
+import { microOptions, timeMicro, type MicroOptions, type MicroResult } from '../micro.js';
+import { higherPeak, measurePeak, ofPeak, peakRow } from '../peak.js';
+import { peerLabel, peerNumber, peerSamples, runPeer, timingStats, type PeerOutcome } from './peers.js';
 
+/** The peer gets as many timed calls as tinybench took of ours (bounded), after the same warm-up. */
+function peerRepeats(count: number): number {
+  return Math.max(3, Math.min(count, 300));
+}
+
+/**
+ * A compute row from our samples and the peer's: the rate from each side's mean (GFLOP/s, or the mean
+ * ms for time rows), the fractions of the peak from the FLOP count. Fractions are filled in by the caller
+ * once the suite's peak is known.
+ */
+function computeRow(
+  name: string,
+  flops: number,
+  unit: 'GFLOP/s' | 'ms',
+  ours: MicroResult,
+  peer: PeerOutcome,
+  peerKey: string,
+  peerVariant: string,
+  target?: number,
+): BenchRow & { flops: number; peerMeanMs?: number } {
+  const gflops = (ms: number) => flops / (ms * 1e-3) / 1e9;
+  const ps = peerSamples(peer, peerKey);
+  const value = unit === 'GFLOP/s' ? gflops(ours.stats.mean) : ours.stats.mean;
+  const row: BenchRow & { flops: number; peerMeanMs?: number } = {
+    name,
+    unit,
+    value,
+    higherIsBetter: unit === 'GFLOP/s',
+    ...(target !== undefined ? { target } : {}),
+    flops,
+    stats: timingStats(ours.stats),
+  };
+  if (ps && peer.ok) {
+    row.peer = unit === 'GFLOP/s' ? gflops(ps.mean) : ps.mean;
+    row.peerName = peerLabel(peer, peerVariant);
+    row.peerStats = timingStats(ps);
+    row.peerMeanMs = ps.mean;
+  } else {
+    Object.assign(row, peerNumber(peer, peerKey, peerVariant));
+    if (peer.ok) row.peerSkipped = `the peer sent no samples under '${peerKey}'`;
+  }
+  return row;
+}
 
 /** Checks the kernel the timing will use (same transposes) against float64 on a small problem. */
 function checkMatmul(transB: boolean, threads: number): void {
@@ -25,15 +73,16 @@ function checkMatmul(transB: boolean, threads: number): void {
 
 export const kernelsSuite: BenchSuite = {
   name: 'kernels',
-  description: 'CPU matmul (model shapes, 1024^3) and attention fwd+bwd vs PyTorch fp32 on the same threads',
+  description: 'CPU matmul (model shapes, 1024^3) and attention fwd+bwd under tinybench vs PyTorch fp32 on the same threads, with the measured FMA peak',
   async run(options: BenchOptions): Promise<BenchRow[]> {
     if (options.device !== 'cpu') {
       return [{ name: 'kernels', unit: '', value: 0, higherIsBetter: true, peerSkipped: `device ${options.device}: the CUDA kernels are not built yet`, note: 'skipped' }];
     }
     const threads = options.threads;
-    const repeats = options.quick ? 5 : 30;
+    const micro: MicroOptions = microOptions(options.quick);
     checkMatmul(true, threads);
     checkMatmul(false, threads);
+    const before = await measurePeak(threads, options.quick);
     const cfg = presetConfig('tiny');
     const batch = 16;
     const seq = 64;
@@ -42,47 +91,43 @@ export const kernelsSuite: BenchSuite = {
     const F = cfg.intermediate_size;
     const kv = (C / cfg.num_attention_heads) * cfg.num_key_value_heads;
     // y = x W^T for the model's linears (M = batch*seq tokens), and the backward's dx = dy W.
-    const shapes: Array<{ label: string; m: number; n: number; k: number; transB: boolean }> = [
-      { label: `q/o_proj fwd ${N}x${C}x${C}`, m: N, n: C, k: C, transB: true },
-      { label: `k/v_proj fwd ${N}x${kv}x${C}`, m: N, n: kv, k: C, transB: true },
-      { label: `gate/up_proj fwd ${N}x${F}x${C}`, m: N, n: F, k: C, transB: true },
-      { label: `down_proj fwd ${N}x${C}x${F}`, m: N, n: C, k: F, transB: true },
-      { label: `gate/up_proj bwd dx ${N}x${C}x${F}`, m: N, n: C, k: F, transB: false },
+    const shapes: Array<{ label: string; m: number; n: number; k: number; transB: boolean; target: number }> = [
+      { label: `q/o_proj fwd ${N}x${C}x${C}`, m: N, n: C, k: C, transB: true, target: 1.0 },
+      { label: `k/v_proj fwd ${N}x${kv}x${C}`, m: N, n: kv, k: C, transB: true, target: 1.0 },
+      { label: `gate/up_proj fwd ${N}x${F}x${C}`, m: N, n: F, k: C, transB: true, target: 1.0 },
+      { label: `down_proj fwd ${N}x${C}x${F}`, m: N, n: C, k: F, transB: true, target: 1.0 },
+      { label: `gate/up_proj bwd dx ${N}x${C}x${F}`, m: N, n: C, k: F, transB: false, target: 1.0 },
+      { label: '1024x1024x1024', m: 1024, n: 1024, k: 1024, transB: false, target: 0.9 },
     ];
-    const rows: BenchRow[] = [];
+    const rows: Array<BenchRow & { flops: number; peerMeanMs?: number }> = [];
     for (const s of shapes) {
-      const ours = await kernels.timeMatmul({ m: s.m, n: s.n, k: s.k, transB: s.transB, repeats, threads });
-      const peer = await runPeer('matmul', { m: s.m, n: s.n, k: s.k, threads, repeats });
-      rows.push({ name: `matmul ${s.label}`, unit: 'GFLOP/s', value: ours.gflops, higherIsBetter: true, target: 1.0, ...peerNumber(peer, 'gflops') });
+      const name = `matmul ${s.label}`;
+      const ours = await timeMicro(name, async () => (await kernels.timeMatmul({ m: s.m, n: s.n, k: s.k, transB: s.transB, repeats: 1, threads })).bestSeconds * 1e3, micro);
+      const peer = await runPeer('matmul', { m: s.m, n: s.n, k: s.k, threads, repeats: peerRepeats(ours.stats.count), warmup: micro.warmupIterations + 1 });
+      rows.push(computeRow(name, matmulFlops(s.m, s.n, s.k), 'GFLOP/s', ours, peer, 'samplesMs', 'torch.mm', s.target));
     }
-    const big = await kernels.timeMatmul({ m: 1024, n: 1024, k: 1024, repeats, threads });
-    const bigPeer = await runPeer('matmul', { m: 1024, n: 1024, k: 1024, threads, repeats });
-    rows.push({ name: 'matmul 1024x1024x1024', unit: 'GFLOP/s', value: big.gflops, higherIsBetter: true, target: 0.9, ...peerNumber(bigPeer, 'gflops') });
 
     const heads = cfg.num_attention_heads;
     const kvHeads = cfg.num_key_value_heads;
     const headDim = C / heads;
-    const attn = await kernels.timeAttention({ b: batch, t: seq, h: heads, hkv: kvHeads, d: headDim, repeats, threads });
-    const attnPeer = await runPeer('attention', { batch, heads, kvHeads, seq, headDim, threads });
-    rows.push({
-      name: `attention fwd+bwd b=${batch} t=${seq} h=${heads} hkv=${kvHeads} d=${headDim}`,
-      unit: 'ms',
-      value: attn.msFwdBwd,
-      higherIsBetter: false,
-      ...peerNumber(attnPeer, 'msFwdBwd'),
-    });
-    const longSeq = 512;
-    const attnLong = await kernels.timeAttention({ b: 2, t: longSeq, h: heads, hkv: kvHeads, d: headDim, repeats: Math.max(3, repeats / 5), threads });
-    const attnLongPeer = await runPeer('attention', { batch: 2, heads, kvHeads, seq: longSeq, headDim, threads });
-    rows.push({
-      name: `attention fwd+bwd b=2 t=${longSeq} h=${heads} hkv=${kvHeads} d=${headDim}`,
-      unit: 'ms',
-      value: attnLong.msFwdBwd,
-      higherIsBetter: false,
-      ...peerNumber(attnLongPeer, 'msFwdBwd'),
-    });
-
-    return rows;
+    for (const [b, t, target] of [[batch, seq, undefined], [2, 512, 1.2]] as const) {
+      const name = `attention fwd+bwd b=${b} t=${t} h=${heads} hkv=${kvHeads} d=${headDim}`;
+      const ours = await timeMicro(name, async () => (await kernels.timeAttention({ b, t, h: heads, hkv: kvHeads, d: headDim, repeats: 1, threads })).msFwdBwd, micro);
+      const peer = await runPeer('attention', { batch: b, heads, kvHeads, seq: t, headDim, threads, repeats: peerRepeats(ours.stats.count), warmup: micro.warmupIterations + 1 });
+      const sdpa = peer.ok && typeof peer.result.impl === 'string' ? peer.result.impl : 'sdpa';
+      rows.push(computeRow(name, attentionFlops({ b, t, h: heads, d: headDim }), 'ms', ours, peer, 'samplesFwdBwdMs', sdpa, target));
+    }
+    const after = await measurePeak(threads, options.quick);
+    // The larger of the two peaks (before and after the rows) is the limit the fractions use.
+    const peak = higherPeak(before, after);
+    const table: BenchRow[] = [peakRow(before, 'before the rows')];
+    for (const { flops, peerMeanMs, ...row } of rows) {
+      if (row.stats) row.ofPeak = ofPeak(flops / (row.stats.mean * 1e-3) / 1e9, peak);
+      if (peerMeanMs) row.peerOfPeak = ofPeak(flops / (peerMeanMs * 1e-3) / 1e9, peak);
+      table.push(row);
+    }
+    table.push(peakRow(after, 'after the rows'));
+    return table;
   },
 };
 

@@ -1,9 +1,14 @@
 // `--suite train`: a full training step (forward, backward, AdamW) of the tiny preset in tokens/s, with and
-// without LoRA, generation tokens/s with the KV cache, and peak RSS over 1,000 steps; beside PyTorch peers.
+// without LoRA, beside torch eager (SDPA attention) and torch.compile, each with its fraction of the fp32 FMA
+// peak measured in the same run (bench/peak.ts, bench/flops.ts); generation tokens/s with the KV cache, and
+// peak RSS over 1,000 steps; beside PyTorch peers.
 import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { Engine } from '../../lib/engine/engine.js';
 import { presetConfig, type LlamaConfig, type LoraOptions } from '../../lib/model/config.js';
-import { peerNumber, runPeer } from './peers.js';
+import { trainStepFlops } from '../flops.js';
+import { higherPeak, measurePeak, ofPeak, peakRow } from '../peak.js';
+import { sampleStats, type SampleStats } from '../stats.js';
+import { peerLabel, peerNumber, peerSamples, runPeer, timingStats, type PeerOutcome } from './peers.js';
 
 function batchOf(b: number, t: number, vocab: number, seed: number): { tokens: Int32Array; targets: Int32Array } {
   let s = seed >>> 0;
@@ -16,19 +21,54 @@ function batchOf(b: number, t: number, vocab: number, seed: number): { tokens: I
   return { tokens, targets };
 }
 
-async function trainRate(engine: Engine, batch: number, seq: number, steps: number, vocab: number): Promise<number> {
+/** Each timed step's milliseconds (forward+backward and AdamW), after 3 untimed ones. */
+async function trainSteps(engine: Engine, batch: number, seq: number, steps: number, vocab: number): Promise<number[]> {
   const { tokens, targets } = batchOf(batch, seq, vocab, 1);
   const stepOpts = { lr: 1e-3, weightDecay: 0.01, maxGradNorm: 1 };
   for (let i = 0; i < 3; i++) {
     await engine.forwardBackward(tokens, targets, { batch, seq });
     await engine.step(stepOpts);
   }
-  const t0 = performance.now();
+  const samples: number[] = [];
   for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
     await engine.forwardBackward(tokens, targets, { batch, seq });
     await engine.step(stepOpts);
+    samples.push(performance.now() - t0);
   }
-  return (batch * seq * steps) / ((performance.now() - t0) / 1000);
+  return samples;
+}
+
+/** A train-step row against one peer: tokens/s from each side's mean step time (bench/stats.ts). */
+function stepRow(
+  name: string,
+  tokens: number,
+  ours: SampleStats,
+  peer: PeerOutcome,
+  variant: string,
+  target: number | undefined,
+  note: string,
+): BenchRow & { peerMeanMs?: number; oursMeanMs: number } {
+  const ps = peerSamples(peer, 'samplesMs');
+  const row: BenchRow & { peerMeanMs?: number; oursMeanMs: number } = {
+    name,
+    unit: 'tokens/s',
+    value: tokens / (ours.mean * 1e-3),
+    higherIsBetter: true,
+    ...(target !== undefined ? { target } : {}),
+    stats: timingStats(ours),
+    note,
+    oursMeanMs: ours.mean,
+  };
+  if (ps && peer.ok) {
+    row.peer = tokens / (ps.mean * 1e-3);
+    row.peerName = peerLabel(peer, variant);
+    row.peerStats = timingStats(ps);
+    row.peerMeanMs = ps.mean;
+  } else {
+    Object.assign(row, peerNumber(peer, 'tokensPerSecond', variant));
+  }
+  return row;
 }
 
 export const trainSuite: BenchSuite = {
@@ -45,6 +85,17 @@ export const trainSuite: BenchSuite = {
     const steps = options.quick ? 5 : 30;
     const rows: BenchRow[] = [];
     const lora: LoraOptions = { r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+    const before = await measurePeak(threads, options.quick);
+    const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
+    // The peers run once per model (full, LoRA): the checkpointed row is measured against the LoRA peer
+    // without checkpointing (the peer keeps every layer's activations).
+    const peers = new Map<string, Promise<PeerOutcome>>();
+    const peerFor = (loraOpt: LoraOptions | null, compile: boolean): Promise<PeerOutcome> => {
+      const key = `${loraOpt ? 'lora' : 'full'}:${compile}`;
+      if (!peers.has(key)) peers.set(key, runPeer('train_step', { config, lora: loraOpt, batch, seq, threads, steps, adamw, attention: 'sdpa', compile }));
+      return peers.get(key)!;
+    };
+    const stepRows: Array<BenchRow & { peerMeanMs?: number; oursMeanMs: number; flops: number }> = [];
     for (const [label, loraOpt, gradientCheckpointing] of [
       ['full', null, false],
       ['LoRA r=8 all-linear', lora, false],
@@ -52,21 +103,28 @@ export const trainSuite: BenchSuite = {
       ['LoRA r=8 all-linear, gradient checkpointing', lora, true],
     ] as const) {
       const engine = await Engine.create({ config, lora: loraOpt, seed: 1, threads, gradientCheckpointing });
-      const rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
+      const ours = sampleStats(await trainSteps(engine, batch, seq, steps, config.vocab_size));
       const activations = engine.activationBytes({ batch, seq });
       engine.dispose();
-      const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
-      const peer = await runPeer('train_step', { config, lora: loraOpt, batch, seq, threads, steps, adamw });
-      rows.push({
-        name: `train step tiny (${label}) b=${batch} t=${seq}`,
-        unit: 'tokens/s',
-        value: rate,
-        higherIsBetter: true,
-        target: 2.0,
-        ...peerNumber(peer, 'tokensPerSecond'),
-        note: `activations ${(activations / 2 ** 20).toFixed(1)} MiB`,
-      });
+      const flops = trainStepFlops(config, batch, seq, loraOpt);
+      const note = `activations ${(activations / 2 ** 20).toFixed(1)} MiB; ${(flops / 1e9).toFixed(2)} GFLOP per step`;
+      const name = `train step tiny (${label}) b=${batch} t=${seq}`;
+      // Targets (issue 16): full and LoRA >= 1.6x eager and >= 1.2x compiled; checkpointing >= 1.2x eager without it.
+      const eager = await peerFor(loraOpt, false);
+      stepRows.push({ ...stepRow(`${name} vs eager`, batch * seq, ours, eager, 'eager, sdpa', gradientCheckpointing ? 1.2 : 1.6, note), flops });
+      const compiled = await peerFor(loraOpt, true);
+      stepRows.push({ ...stepRow(`${name} vs torch.compile`, batch * seq, ours, compiled, 'torch.compile', gradientCheckpointing ? undefined : 1.2, note), flops });
     }
+    const after = await measurePeak(threads, options.quick);
+    const peak = higherPeak(before, after);
+    rows.push(peakRow(before, 'before the steps'));
+    for (const r of stepRows) {
+      const { peerMeanMs, oursMeanMs, flops, ...row } = r;
+      row.ofPeak = ofPeak(flops / (oursMeanMs * 1e-3) / 1e9, peak);
+      if (peerMeanMs) row.peerOfPeak = ofPeak(flops / (peerMeanMs * 1e-3) / 1e9, peak);
+      rows.push(row);
+    }
+    rows.push(peakRow(after, 'after the steps'));
 
     // Generation: greedy, a batch of equal-length prompts decoding in lockstep with the KV cache.
     {
@@ -86,7 +144,7 @@ export const trainSuite: BenchSuite = {
           unit: 'tokens/s',
           value: produced / seconds,
           higherIsBetter: true,
-          ...peerNumber(peer, 'tokensPerSecond'),
+          ...peerNumber(peer, 'tokensPerSecond', 'eager (llama_ref)'),
         });
       }
       engine.dispose();
@@ -111,7 +169,7 @@ export const trainSuite: BenchSuite = {
           unit: 'tokens/s',
           value: out[0].length / seconds,
           higherIsBetter: true,
-          ...peerNumber(peer, 'tokensPerSecond'),
+          ...peerNumber(peer, 'tokensPerSecond', 'eager (llama_ref)'),
           note: `engine ${(engine.info().memoryBytes / 2 ** 20).toFixed(0)} MiB; the peer decodes the fp32 model`,
         });
         engine.dispose();

@@ -349,6 +349,23 @@ export interface NativeKernels {
    * (default 10) then synchronized, reported per call. bytes is what the op must read and write at least
    * (native/addon/kernels_wrap.cc, TimeOpJob, gives each op's count), gbps = bytes / time of the best call.
    */
+  /**
+   * The machine's fp32 FMA peak, measured now (native/cpu/peak.cc): on each of `threads` threads of a pool
+   * (default: the hardware threads), 12 independent FMA chains at the active SIMD level for `ms` milliseconds
+   * (default 200). gflops is per wall second (what the caller got, on a shared machine too);
+   * gflopsPerCpuSecond per second of CPU time the threads were given (what the cores do while they run).
+   */
+  fmaPeak(options?: { threads?: number; ms?: number }): Promise<{
+    gflops: number;
+    gflopsPerCpuSecond: number;
+    flops: number;
+    wallSeconds: number;
+    cpuSeconds: number;
+    threads: number;
+    accumulators: number;
+    lanes: number;
+    isa: SimdLevel;
+  }>;
   timeOp(options: KernelThreads & TimedOp & { repeats?: number; calls?: number }): Promise<{
     op: TimedOp['op'];
     bytes: number;

@@ -9,6 +9,7 @@
 #include "communicator_wrap.h"
 #include "engine_wrap.h"
 #include "kernels_wrap.h"
+#include "peak_wrap.h"
 #ifdef PUZZLE_LLAMA_CUDA
 #include "../cuda/device_info.h"
 #endif
@@ -77,7 +78,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEngine", engine);
   exports.Set("NativeCommunicator", communicator);
   exports.Set("createCommunicator", Napi::Function::New(env, pl::addon::CommunicatorWrap::Create, "createCommunicator"));
-  exports.Set("kernels", pl::addon::DefineKernels(env));
+  Napi::Object kernels = pl::addon::DefineKernels(env);
+  pl::addon::AddFmaPeak(env, kernels);
+  exports.Set("kernels", kernels);
   return exports;
 }
 

@@ -15,8 +15,8 @@ const HEADER = 'op\ttensor\tpath\tatol_abs\tatol_sqrtK\tatol_maxref\trtol';
 /** A table of the header plus the given rows (tabs written as |). */
 const table = (...rows: string[]): string => ['# a comment', HEADER, ...rows.map((r) => r.replaceAll('|', '\t'))].join('\n') + '\n';
 
-// What the kernels object has besides the ops: capability probes and the timing loops.
-const NOT_OPS = new Set(['simd', 'setSimd', 'cudaAvailable']);
+// What the kernels object has besides the ops: capability probes, the timing loops and the FMA peak.
+const NOT_OPS = new Set(['simd', 'setSimd', 'cudaAvailable', 'fmaPeak']);
 
 describe('native/cuda/parity.tsv', () => {
   const t = loadParityTable();

@@ -2,6 +2,7 @@
 // (never an exception) where they do not or where a peer fails.
 import { describe, expect, it } from 'vitest';
 import { findPython, runPeer } from '../../bench/peer.js';
+import { presetConfig } from '../../lib/model/config.js';
 
 const found = await findPython();
 const haveTorch = 'python' in found;
@@ -41,6 +42,24 @@ describe('bench peers', () => {
     expect(r.result.msPerCall).toBeGreaterThan(0);
     // gflops and msPerCall describe the same measurement.
     expect(r.result.gflops as number).toBeCloseTo((2 * 64 * 48 * 32) / ((r.result.msPerCall as number) * 1e6), 6);
+  });
+
+  it.skipIf(!haveTorch)('sends every timed call as a sample (matmul, attention), SDPA for attention on torch 2', async () => {
+    const m = await runPeer('matmul', { m: 32, n: 16, k: 8, threads: 1, repeats: 4 });
+    if (!m.ok) throw new Error(m.reason);
+    expect(m.result.samplesMs).toHaveLength(4);
+    expect(Math.min(...(m.result.samplesMs as number[]))).toBeCloseTo(m.result.msMin as number, 9);
+    const a = await runPeer('attention', { batch: 1, heads: 4, kvHeads: 2, seq: 16, headDim: 8, threads: 1, repeats: 3 });
+    if (!a.ok) throw new Error(a.reason);
+    expect(a.result.samplesFwdBwdMs).toHaveLength(3);
+    const major = Number((found as { torchVersion: string }).torchVersion.split('.')[0]);
+    if (major >= 2) expect(a.result.impl).toMatch(/^sdpa/);
+  });
+
+  it.skipIf(!haveTorch)('checks the train-step peer\'s compile flag', async () => {
+    const r = await runPeer('train_step', { config: presetConfig('tiny'), batch: 1, seq: 1, compile: 'yes' });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(/config\.compile must be true or false, got 'yes'/);
   });
 
   it.skipIf(!haveTorch)('returns the peer\'s own message for a bad config', async () => {
