@@ -45,6 +45,20 @@ export function validate(list) {
       for (const f of len.split('*')) if (!fields.has(f)) throw new Error(`${at}: length '${len}' names '${f}', which is no option`);
     }
     if (!k.hand && !k.call) throw new Error(`${at}: a binding needs call (or hand)`);
+    const anyArgs = new Set(k.args.filter((a) => a.len === 'any').map((a) => a.name));
+    for (const o of k.options.filter((x) => x.kind === 'length')) {
+      if (!anyArgs.has(o.from)) throw new Error(`${at}: option '${o.name}' is the length of '${o.from}', which is no arg of len 'any'`);
+    }
+    const arrays = new Set([...k.args.map((a) => a.name), ...k.options.filter((o) => o.kind === 'f32').map((o) => o.name)]);
+    for (const r of k.results) if (r.init && !arrays.has(r.init)) throw new Error(`${at}: result '${r.name}' starts as '${r.init}', which is no array`);
+    if (k.call) {
+      const m = /^(\w+)\((.*)\)$/.exec(k.call);
+      if (!m || (op.backend !== false && m[1] !== op.name)) throw new Error(`${at}: call '${k.call}' must be ${op.name}(...)`);
+      const known = new Set([...fields, ...k.results.map((r) => r.name), ...(op.scalars ?? []).map((x) => x[0])]);
+      for (const x of m[2].split(',').map((t) => t.trim())) {
+        if (/^[A-Za-z_]\w*$/.test(x) && !known.has(x) && x !== 'true' && x !== 'false') throw new Error(`${at}: call names '${x}', which is no arg, option or result`);
+      }
+    }
   }
 }
 

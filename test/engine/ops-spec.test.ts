@@ -56,6 +56,9 @@ describe('the spec checks', () => {
     ['an exact row', (o: any) => (o.parity[0] = ['out', 'exact', 1e-6, 0, 0, 0]), "exact row 'out' must be all zeros"],
     ['a length', (o: any) => (o.kernels.args[0].len = 'n*cols'), "length 'n*cols' names 'cols', which is no option"],
     ['an option kind', (o: any) => (o.kernels.options[2].kind = 'float'), "option 'eps' has kind 'float'"],
+    ['a call argument', (o: any) => (o.kernels.call = 'rmsnormForward(out, rstd, x, w, n, c, eps)'), "call names 'w', which is no arg, option or result"],
+    ['a call target', (o: any) => (o.kernels.call = 'rmsnormBackward(out, rstd, x, weight, n, c, eps)'), "call 'rmsnormBackward(out, rstd, x, weight, n, c, eps)' must be rmsnormForward(...)"],
+    ['a result copy', (o: any) => (o.kernels.results[0].init = 'y'), "result 'out' starts as 'y', which is no array"],
   ])('reject %s that is wrong, naming the op and field', (_what, spoil, says) => {
     const list = rms();
     spoil(list[0]);
