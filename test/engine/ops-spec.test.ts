@@ -47,6 +47,24 @@ describe('the generated files', () => {
   });
 });
 
+describe('the GPU checks', () => {
+  // Read as text: they run only on a GPU host, but that every op has one can be checked anywhere.
+  const gpuTest = readFileSync(join(root, 'test', 'gpu', 'ops.test.ts'), 'utf8');
+  const harness = readFileSync(join(root, 'native', 'cuda', 'dev', 'check_backend.cc'), 'utf8');
+
+  it('call every op of the kernels API on CUDA beside the CPU (test/gpu/ops.test.ts)', () => {
+    expect(bound.map(kname).filter((name) => !gpuTest.includes(`kernels.${name}(`))).toEqual([]);
+  });
+
+  it('use every parity row: the op of each is named by the GPU test or the harness', () => {
+    const unused = spec
+      .filter((op) => op.parity?.length)
+      .map((op) => (op.kernels ? kname(op) : op.name))
+      .filter((col) => !gpuTest.includes(`'${col}'`) && !harness.includes(`"${col}"`));
+    expect(unused).toEqual([]);
+  });
+});
+
 describe('the spec checks', () => {
   const rms = (): Op[] => clone(spec.filter((op) => op.name === 'rmsnormForward'));
   it('accept the spec', () => expect(() => validate(spec)).not.toThrow());
