@@ -1,9 +1,10 @@
 // The `kernels` object: synchronous single-op entry points (inputs are read in place, outputs are new
 // arrays) plus promise-returning timing loops for the benchmarks. The ops' argument checks, and the dispatch
 // of those that are one backend call, are generated from native/ops/spec.mjs into kernels_ops.h; this file
-// holds OpCall, the dispatch the spec marks hand-written, and the functions that are not ops. Every op takes options.device:
-// 'cpu' (default) runs on the typed arrays in place; 'cuda' uploads the inputs to the process's one
-// CudaBackend (created on first use), runs the same Backend op there and downloads the outputs.
+// holds OpCall, the dispatch the spec marks hand-written, and the functions that are not ops.
+// Every op takes options.device: 'cpu' (default) runs on the typed arrays in place; 'cuda' uploads the
+// inputs to the process's one CudaBackend (created on first use), runs the same Backend op there and
+// downloads the outputs.
 #include "kernels_wrap.h"
 #ifdef PUZZLE_LLAMA_CUDA
 #include "../cuda/cuda_backend.h"
