@@ -14,6 +14,8 @@
 //   doc       what it computes (the Backend header's comment)
 //   ret       its C++ return type (default void)
 //   composite true: a default body in native/model/backend.h (a backend may override it to fuse its parts)
+//   backend   false: no Backend op of this name (the LoRA linears, composites over LinearWeights; the memory
+//             functions and CudaBackend::gemmBf16): only its binding and parity rows are declared here
 //   dims      [name, 'int' | 'size_t'] sizes, named as in the shapes
 //   tensors   { name, dtype: f32 | i32 | bf16, shape: 'N*C' (a product of dims), role, nullable?, doc? }
 //             role: in (read), out (overwritten), accumulate (+=), inout (read, then overwritten in place)
