@@ -190,10 +190,14 @@ if (brows.length && brows.every((r) => !Number.isFinite(num(r.value)))) {
   lines.push(`bench: ${brows.length} rows, none run (${brows[0].peerSkipped || 'no value'})`);
 } else if (brows.length) {
   const rows = [['benchmark', 'ours', 'peer', 'ratio (ours/peer)', 'peer is']];
+  // The bandwidth rows also as a fraction of the device-to-device copy measured in the same run.
+  const copy = brows.find((r) => r.name.startsWith('bandwidth device-to-device copy'));
+  const copyGbps = copy ? num(copy.value) : NaN;
   for (const r of brows) {
     const v = num(r.value);
     const ratio = r.peer > 0 && v > 0 ? (r.higherIsBetter ? v / r.peer : r.peer / v) : null;
-    rows.push([r.name, `${fmt(v)} ${r.unit}`, r.peer !== undefined ? `${fmt(r.peer)} ${r.unit}` : '-', ratio ? `${ratio.toFixed(2)}x` : '-', (r.peerName || r.peerSkipped || '').slice(0, 90)]);
+    const ofCopy = r !== copy && r.name.startsWith('bandwidth ') && copyGbps > 0 && v > 0 ? ` (${(v / copyGbps).toFixed(2)} of copy)` : '';
+    rows.push([r.name, `${fmt(v)} ${r.unit}${ofCopy}`, r.peer !== undefined ? `${fmt(r.peer)} ${r.unit}` : '-', ratio ? `${ratio.toFixed(2)}x` : '-', (r.peerName || r.peerSkipped || '').slice(0, 90)]);
   }
   lines.push('bench (quick unless GPU_CHECK_BENCH=full; ratio > 1: ours faster):');
   lines.push(pad(rows));

@@ -6,7 +6,8 @@
 // bench/peers/train_step.py (bf16 autocast, fp32 master weights, as our engine trains); attention backward
 // alone beside SDPA's; and the bandwidth-bound ops (RMSNorm, RoPE, SwiGLU, the residual add,
 // cross-entropy, AdamW, embedding) in GB/s beside the HBM bandwidth a device-to-device copy reaches in the
-// same run, and beside PyTorch eager on the same shapes (bench/peers/bandwidth.py). Each kernel is checked
+// same run, and beside PyTorch eager on the same shapes (bench/peers/bandwidth.py); the training steps' MFU
+// against the bf16 peak measured in the same run (bench/mfu.ts), with the per-op profile. Each kernel is checked
 // against the CPU backend (under the rows of native/cuda/parity.tsv) before it is timed. Rows always
 // print: without a GPU (or a peer) the row says why.
 import { pseudoRandom } from '../inputs.js';
@@ -17,6 +18,7 @@ import { presetConfig, type PresetName } from '../../lib/model/config.js';
 import type { CudaAvailability, TimedOp } from '../../lib/engine/native.js';
 import { attentionPath, loadParityTable, maxAbsOf, rms, tolerance, withinBound, type ParityPath } from '../../lib/engine/parity-table.js';
 import { runPeer, type PeerOutcome } from './peers.js';
+import { mfu, trainingFlopsPerToken } from '../mfu.js';
 
 
 /** The peer's number and who it was (torch version, GPU, dtype), or why there is none. */
@@ -309,28 +311,63 @@ async function loraSection({ options, note, push }: Section): Promise<void> {
   for (const row of await loraStep3b(options, note)) push(row);
 }
 
-async function trainSection({ options, note, push }: Section): Promise<void> {
+/**
+ * The device's dense bf16 rate as measured in this run, the denominator of MFU: the faster (by median) of
+ * our wgmma GEMM on bf16 operands (Hopper) and cuBLAS through torch.mm in bf16, at 8192^3.
+ */
+async function measuredBf16Peak(options: BenchOptions, avail: CudaAvailability): Promise<{ flops: number; source: string }> {
+  const size = 8192, repeats = options.quick ? 5 : 10;
+  const found: Array<{ flops: number; source: string }> = [];
+  if ((avail.gemm ?? '').includes('wgmma')) {
+    const ours = await kernels.timeMatmul({ m: size, n: size, k: size, repeats, device: 'cuda', operands: 'bf16' });
+    found.push({ flops: ours.medianGflops * 1e9, source: `our wgmma GEMM ${size}^3 bf16` });
+  }
+  const peer = await runPeer('matmul', { m: size, n: size, k: size, repeats, warmup: 3, device: 'cuda', dtype: 'bf16', threads: options.threads });
+  if (peer.ok && typeof peer.result.gflops === 'number' && peer.result.gflops > 0) {
+    found.push({ flops: peer.result.gflops * 1e9, source: `cuBLAS via torch.mm ${size}^3 bf16` });
+  }
+  if (found.length === 0) throw new Error(`no bf16 peak measured: no sm_90a GEMM here and the matmul peer gave none (${peer.ok ? 'no gflops' : peer.reason.split('\n')[0]})`);
+  return found.reduce((a, b) => (b.flops > a.flops ? b : a));
+}
+
+async function trainSection({ options, avail, note, push }: Section): Promise<void> {
+  const peak = await measuredBf16Peak(options, avail);
   for (const preset of PRESETS_TIMED) {
     const config = presetConfig(preset);
     const batch = preset === 'base' ? 16 : 32;
     const seq = Math.min(256, config.max_position_embeddings);
     const steps = options.quick ? 5 : 15;
     const engine = await Engine.create({ config, device: 'cuda', seed: 1 });
-    let rate: number;
+    let rate: number, parameters: number;
     try {
       rate = await trainRate(engine, batch, seq, steps, config.vocab_size);
+      parameters = engine.info().parameterCount;
+      // Where the step's time goes (after the timing, which runs unprofiled): two more steps, op by op.
+      engine.profile(true);
+      await trainRate(engine, batch, seq, 2, config.vocab_size, 0);
+      process.stderr.write(`[gpu] train step ${preset} (full), device time per op over 2 steps:\n${engine.profile(false)}`);
     } finally {
       engine.dispose();
     }
     const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: 1 };
     const peer = await runPeer('train_step', { config, lora: null, batch, seq, steps, warmup: 2, adamw, device: 'cuda', dtype: 'bf16', threads: options.threads });
+    const peerName = peer.ok ? String(peer.result.impl) : 'PyTorch';
     push({
       name: `train step ${preset} (full) b=${batch} t=${seq}`,
       unit: 'tokens/s',
       value: rate,
       higherIsBetter: true,
-      ...peerOf(peer, 'tokensPerSecond', 1, peer.ok ? String(peer.result.impl) : 'PyTorch'),
+      ...peerOf(peer, 'tokensPerSecond', 1, peerName),
       note: `${note}: forwardBackward + AdamW step (clip 1), ${steps} steps after 3 warm-up`,
+    });
+    const flops = trainingFlopsPerToken(config, parameters, seq);
+    push({
+      name: `train step ${preset} (full) b=${batch} t=${seq} MFU`,
+      unit: '%',
+      value: 100 * mfu(rate, flops, peak.flops),
+      higherIsBetter: true,
+      ...peerOf(peer, 'tokensPerSecond', (100 * flops) / peak.flops, peerName),
+      note: `${note}: ${(flops / 1e6).toFixed(1)} MFLOP a token (6N + 12·L·H·D·T, N = ${(parameters / 1e6).toFixed(1)}M) at ${Math.round(rate)} tokens/s over the bf16 peak measured in this run, ${(peak.flops / 1e12).toFixed(0)} TFLOP/s (${peak.source}); the per-op profile is in the log`,
     });
   }
 }
@@ -360,7 +397,7 @@ export const gpuSuite: BenchSuite = {
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen fp32', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16', 'tokens/s', true),
         row('LoRA step open-llama-3b r=8 a=32 all projections, frozen bf16, gradient checkpointing', 'tokens/s', true),
-        ...PRESETS_TIMED.map((p) => row(`train step ${p} (full)`, 'tokens/s', true)),
+        ...PRESETS_TIMED.flatMap((p) => [row(`train step ${p} (full)`, 'tokens/s', true), row(`train step ${p} (full) MFU`, '%', true)]),
       ];
     }
     // Each row is printed to stderr as soon as it is measured, so a run cut short by its time box still

@@ -1,4 +1,5 @@
 // The one typed description of the native addon's surface; nothing else sees the untyped module.
+import type { NativeKernelOps } from './kernel-ops.js';
 
 /** What a build of the addon reports about itself. */
 export interface BuildInfo {
@@ -202,17 +203,6 @@ export interface CudaAvailability {
   gemm?: string;
 }
 
-export interface LoraKernelOptions {
-  loraA?: Float32Array;
-  loraB?: Float32Array;
-  r?: number;
-  /** alpha / r */
-  scale?: number;
-  dropout?: number;
-  train?: boolean;
-  seed?: number;
-}
-
 export interface AttentionDims extends KernelThreads {
   b: number;
   t: number;
@@ -240,84 +230,16 @@ export type TimedOp =
   | { op: 'crossEntropy'; n: number; v: number }
   | { op: 'embeddingForward' | 'embeddingBackward'; n: number; c: number; v: number };
 
-/** Each backend op alone, on the CPU or CUDA (native/addon/kernels_wrap.cc). Row-major; shapes in the option names. */
-export interface NativeKernels {
+/**
+ * The kernels object (native/addon/kernels_wrap.cc): each op alone (NativeKernelOps, generated from
+ * native/ops/spec.mjs), plus the functions that are not ops: capability probes, the SIMD switch, timing loops.
+ */
+export interface NativeKernels extends NativeKernelOps {
   simd(): SimdLevel;
   /** Makes the process's CUDA backend on first call (device 0); says why not when it cannot. Never throws. */
   cudaAvailable(): CudaAvailability;
   /** Picks the SIMD path for every kernel (clamped to what the CPU has); returns the level in use. */
   setSimd(level: SimdLevel): SimdLevel;
-  /** C[m,n] = alpha op(A) op(B) + beta C; a is [m,k] (or [k,m] transA), b is [k,n] (or [n,k] transB). */
-  matmul(
-    a: Float32Array,
-    b: Float32Array,
-    options: KernelThreads & { m: number; n: number; k: number; transA?: boolean; transB?: boolean; alpha?: number; beta?: number; c?: Float32Array },
-  ): Float32Array;
-  linearForward(
-    x: Float32Array,
-    w: Float32Array,
-    options: KernelThreads & LoraKernelOptions & { m: number; in: number; out: number },
-  ): { y: Float32Array; h: Float32Array | null; xd: Float32Array | null };
-  linearBackward(
-    dy: Float32Array,
-    x: Float32Array,
-    w: Float32Array,
-    options: KernelThreads & LoraKernelOptions & { m: number; in: number; out: number; h?: Float32Array; xd?: Float32Array },
-  ): { dx: Float32Array; dw: Float32Array; dA: Float32Array | null; dB: Float32Array | null };
-  embeddingForward(tokens: Int32Array, wte: Float32Array, options: KernelThreads & { n: number; c: number; v: number }): Float32Array;
-  embeddingBackward(dout: Float32Array, tokens: Int32Array, options: KernelThreads & { n: number; c: number; v: number }): Float32Array;
-  rmsnormForward(
-    x: Float32Array,
-    weight: Float32Array,
-    options: KernelThreads & { n: number; c: number; eps?: number },
-  ): { out: Float32Array; rstd: Float32Array };
-  rmsnormBackward(
-    dout: Float32Array,
-    x: Float32Array,
-    weight: Float32Array,
-    rstd: Float32Array,
-    options: KernelThreads & { n: number; c: number },
-  ): { dx: Float32Array; dw: Float32Array };
-  ropeForward(x: Float32Array, options: KernelThreads & { b: number; t: number; h: number; d: number; theta?: number; pos0?: number }): Float32Array;
-  ropeBackward(dx: Float32Array, options: KernelThreads & { b: number; t: number; h: number; d: number; theta?: number; pos0?: number }): Float32Array;
-  /**
-   * Causal GQA: q [b,t,h,d], k/v [b,tcap,hkv,d], out [b,t,h,d], lse [b,h,t]. Without tcap/pos0 it is
-   * self-attention over t positions (tcap = t); with them the t queries sit at positions pos0.. and see
-   * keys [0, pos0 + i] of a KV cache of tcap rows (decode).
-   */
-  attentionForward(
-    q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
-    options: AttentionDims & { pos0?: number; tcap?: number },
-  ): { out: Float32Array; lse: Float32Array };
-  attentionBackward(
-    dout: Float32Array,
-    q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
-    out: Float32Array,
-    lse: Float32Array,
-    options: AttentionDims,
-  ): { dq: Float32Array; dk: Float32Array; dv: Float32Array };
-  swigluForward(gate: Float32Array, up: Float32Array, options?: KernelThreads): Float32Array;
-  swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, options?: KernelThreads): { dgate: Float32Array; dup: Float32Array };
-  /** out = keep ? x / (1 - p) : 0, keep decided by (seed, index) alone: bit-identical on every backend. */
-  dropoutForward(x: Float32Array, options: KernelThreads & { p: number; seed?: number; offset?: number }): Float32Array;
-  /** dx = keep ? dout / (1 - p) : 0 with the forward's mask. */
-  dropoutBackward(dout: Float32Array, options: KernelThreads & { p: number; seed?: number; offset?: number }): Float32Array;
-  crossEntropy(
-    logits: Float32Array,
-    targets: Int32Array,
-    options: KernelThreads & { n: number; v: number; dscale?: number },
-  ): { losses: Float32Array; dlogits: Float32Array };
-  adamw(
-    param: Float32Array,
-    grad: Float32Array,
-    m: Float32Array,
-    v: Float32Array,
-    options: KernelThreads & { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; step?: number; gradScale?: number },
-  ): { param: Float32Array; m: Float32Array; v: Float32Array };
   /**
    * Times C = op(A) op(B) off the JS thread, each call to completion (the GPU synchronized), `repeats`
    * calls after one warm-up; gflops is from the best call.

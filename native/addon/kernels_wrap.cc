@@ -1,7 +1,10 @@
 // The `kernels` object: synchronous single-op entry points (inputs are read in place, outputs are new
-// arrays) plus promise-returning timing loops for the benchmarks. Every op takes options.device:
-// 'cpu' (default) runs on the typed arrays in place; 'cuda' uploads the inputs to the process's one
-// CudaBackend (created on first use), runs the same Backend op there and downloads the outputs.
+// arrays) plus promise-returning timing loops for the benchmarks. The ops' argument checks, and the dispatch
+// of those that are one backend call, are generated from native/ops/spec.mjs into kernels_ops.h; this file
+// holds OpCall, the dispatch the spec marks hand-written, and the functions that are not ops.
+// Every op takes options.device: 'cpu' (default) runs on the typed arrays in place; 'cuda' uploads the
+// inputs to the process's one CudaBackend (created on first use), runs the same Backend op there and
+// downloads the outputs.
 #include "kernels_wrap.h"
 #ifdef PUZZLE_LLAMA_CUDA
 #include "../cuda/cuda_backend.h"
@@ -140,6 +143,10 @@ class OpCall {
     outs_.push_back({host, d, n * sizeof(float)});
     return d;
   }
+  // The same for whole typed arrays (the generated bindings of kernels_ops.h).
+  const float* in(Napi::Float32Array& host) { return in(host.Data(), host.ElementLength()); }
+  const int32_t* in(Napi::Int32Array& host) { return in(host.Data(), host.ElementLength()); }
+  float* out(Napi::Float32Array& host, bool init = false) { return out(host.Data(), host.ElementLength(), init); }
   // Scratch the op needs (host vectors on the CPU, device memory on CUDA).
   float* scratch(std::vector<float>& host) {
     if (!onDevice()) return host.data();
@@ -176,6 +183,15 @@ int dim(const Napi::Object& o, const char* key, const std::string& where) {
   return static_cast<int>(intField(o, key, where, 1, kBig));
 }
 
+}  // namespace
+}  // namespace pl::addon
+
+// Each op's argument checks, and the dispatch of those that are one backend call (made from native/ops/spec.mjs).
+#include "kernels_ops.h"
+
+namespace pl::addon {
+namespace {
+
 // ---- simd level --------------------------------------------------------------------------------
 
 Napi::Value Simd(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cpu::isaName(cpu::activeIsa())); }
@@ -188,32 +204,6 @@ Napi::Value SetSimd(const Napi::CallbackInfo& info) {
     throwType(env, "kernels.setSimd(): level must be 'avx512', 'avx2' or 'portable', got " + describe(v));
   cpu::setActiveIsa(isa);
   return Napi::String::New(env, cpu::isaName(cpu::activeIsa()));
-}
-
-// ---- matmul ------------------------------------------------------------------------------------
-
-Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.matmul(): ";
-  Napi::Object o = objectArg(info, 2, w + "options", false);
-  const int M = dim(o, "m", w + "options."), N = dim(o, "n", w + "options."), K = dim(o, "k", w + "options.");
-  const bool tA = boolField(o, "transA", w + "options.", false), tB = boolField(o, "transB", w + "options.", false);
-  const float alpha = static_cast<float>(numberField(o, "alpha", w + "options.", -1e30, 1e30, 1.0));
-  const float beta = static_cast<float>(numberField(o, "beta", w + "options.", -1e30, 1e30, 0.0));
-  Napi::Float32Array a = f32Arg(env, arg(info, 0), w + "a", static_cast<size_t>(M) * K);
-  Napi::Float32Array b = f32Arg(env, arg(info, 1), w + "b", static_cast<size_t>(K) * N);
-  Napi::Float32Array c = Napi::Float32Array::New(env, static_cast<size_t>(M) * N);
-  const bool hasC = has(o, "c");
-  if (hasC) {
-    Napi::Float32Array c0 = f32Arg(env, o.Get("c"), w + "options.c", static_cast<size_t>(M) * N);
-    std::copy(c0.Data(), c0.Data() + c0.ElementLength(), c.Data());
-  }
-  OpCall call(o, w + "options.");
-  float* dc = call.out(c.Data(), c.ElementLength(), hasC);
-  call.be().gemm(dc, call.in(a.Data(), a.ElementLength()), call.in(b.Data(), b.ElementLength()), M, N, K, tA, tB,
-                 alpha, beta);
-  call.finish();
-  return c;
 }
 
 // ---- linear with LoRA --------------------------------------------------------------------------
@@ -320,114 +310,24 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// ---- embedding ---------------------------------------------------------------------------------
-
-Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.embeddingForward(): ";
-  Napi::Object o = objectArg(info, 2, w + "options", false);
-  const int N = dim(o, "n", w + "options."), C = dim(o, "c", w + "options."), V = dim(o, "v", w + "options.");
-  Napi::Int32Array tokens = i32Arg(env, arg(info, 0), w + "tokens", N);
-  checkTokens(env, tokens.Data(), N, V, w + "tokens", false);
-  Napi::Float32Array wte = f32Arg(env, arg(info, 1), w + "wte", static_cast<size_t>(V) * C);
-  Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(N) * C);
-  OpCall call(o, w + "options.");
-  call.be().embeddingForward(call.out(out.Data(), out.ElementLength()), call.in(tokens.Data(), tokens.ElementLength()),
-                             call.in(wte.Data(), wte.ElementLength()), N, C);
-  call.finish();
-  return out;
-}
-
-Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.embeddingBackward(): ";
-  Napi::Object o = objectArg(info, 2, w + "options", false);
-  const int N = dim(o, "n", w + "options."), C = dim(o, "c", w + "options."), V = dim(o, "v", w + "options.");
-  Napi::Float32Array dout = f32Arg(env, arg(info, 0), w + "dout", static_cast<size_t>(N) * C);
-  Napi::Int32Array tokens = i32Arg(env, arg(info, 1), w + "tokens", N);
-  checkTokens(env, tokens.Data(), N, V, w + "tokens", false);
-  Napi::Float32Array dwte = Napi::Float32Array::New(env, static_cast<size_t>(V) * C);
-  OpCall call(o, w + "options.");
-  call.be().embeddingBackward(call.out(dwte.Data(), dwte.ElementLength()), call.in(dout.Data(), dout.ElementLength()),
-                              call.in(tokens.Data(), tokens.ElementLength()), N, C, V);
-  call.finish();
-  return dwte;
-}
-
-// ---- rmsnorm -----------------------------------------------------------------------------------
-
-Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.rmsnormForward(): ";
-  Napi::Object o = objectArg(info, 2, w + "options", false);
-  const int N = dim(o, "n", w + "options."), C = dim(o, "c", w + "options.");
-  const float eps = static_cast<float>(numberField(o, "eps", w + "options.", 0.0, 1.0, 1e-6));
-  Napi::Float32Array x = f32Arg(env, arg(info, 0), w + "x", static_cast<size_t>(N) * C);
-  Napi::Float32Array weight = f32Arg(env, arg(info, 1), w + "weight", C);
-  Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(N) * C), rstd = Napi::Float32Array::New(env, N);
-  {
-    OpCall call(o, w + "options.");
-    call.be().rmsnormForward(call.out(out.Data(), out.ElementLength()), call.out(rstd.Data(), rstd.ElementLength()),
-                             call.in(x.Data(), x.ElementLength()), call.in(weight.Data(), weight.ElementLength()), N, C,
-                             eps);
-    call.finish();
-  }
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("out", out);
-  r.Set("rstd", rstd);
-  return r;
-}
-
-Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.rmsnormBackward(): ";
-  Napi::Object o = objectArg(info, 4, w + "options", false);
-  const int N = dim(o, "n", w + "options."), C = dim(o, "c", w + "options.");
-  Napi::Float32Array dout = f32Arg(env, arg(info, 0), w + "dout", static_cast<size_t>(N) * C);
-  Napi::Float32Array x = f32Arg(env, arg(info, 1), w + "x", static_cast<size_t>(N) * C);
-  Napi::Float32Array weight = f32Arg(env, arg(info, 2), w + "weight", C);
-  Napi::Float32Array rstd = f32Arg(env, arg(info, 3), w + "rstd", N);
-  Napi::Float32Array dx = Napi::Float32Array::New(env, static_cast<size_t>(N) * C), dw = Napi::Float32Array::New(env, C);
-  {
-    OpCall call(o, w + "options.");
-    call.be().rmsnormBackward(call.out(dx.Data(), dx.ElementLength()), call.out(dw.Data(), dw.ElementLength()),
-                              call.in(dout.Data(), dout.ElementLength()), call.in(x.Data(), x.ElementLength()),
-                              call.in(weight.Data(), weight.ElementLength()), call.in(rstd.Data(), rstd.ElementLength()),
-                              N, C);
-    call.finish();
-  }
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("dx", dx);
-  r.Set("dw", dw);
-  return r;
-}
-
 // ---- rope --------------------------------------------------------------------------------------
 
-Napi::Value Rope(const Napi::CallbackInfo& info, bool backward) {
-  Napi::Env env = info.Env();
-  const std::string w = backward ? "kernels.ropeBackward(): " : "kernels.ropeForward(): ";
-  Napi::Object o = objectArg(info, 1, w + "options", false);
-  const int B = dim(o, "b", w + "options."), T = dim(o, "t", w + "options."), H = dim(o, "h", w + "options."),
-            D = dim(o, "d", w + "options.");
-  if (D % 2) throwRange(env, w + "options.d = " + std::to_string(D) + " must be even");
-  const int pos0 = static_cast<int>(intField(o, "pos0", w + "options.", 0, kBig, 0));
-  const float theta = static_cast<float>(numberField(o, "theta", w + "options.", 1e-6, 1e12, 10000.0));
-  Napi::Float32Array x = f32Arg(env, arg(info, 0), w + "x", static_cast<size_t>(B) * T * H * D);
+// The cos/sin tables of theta for positions [0, pos0 + t), made here; the rotation on a copy of x.
+template <typename Args>
+Napi::Value Rope(Args a, bool backward) {
   std::vector<float> cosT, sinT;
-  ropeTables(theta, D, pos0 + T, cosT, sinT);
-  Napi::Float32Array out = newF32(env, x.ElementLength(), x.Data());
-  OpCall call(o, w + "options.");
-  float* dx = call.out(out.Data(), out.ElementLength(), true);
+  ropeTables(a.theta, a.d, a.pos0 + a.t, cosT, sinT);
+  OpCall call(a.options, backward ? "kernels.ropeBackward(): options." : "kernels.ropeForward(): options.");
+  float* x = call.out(a.out_out, true);
   const float* c = call.in(cosT.data(), cosT.size());
   const float* s = call.in(sinT.data(), sinT.size());
-  if (backward) call.be().ropeBackward(dx, c, s, B, T, H, D, pos0);
-  else call.be().ropeForward(dx, c, s, B, T, H, D, pos0);
+  if (backward) call.be().ropeBackward(x, c, s, a.b, a.t, a.h, a.d, a.pos0);
+  else call.be().ropeForward(x, c, s, a.b, a.t, a.h, a.d, a.pos0);
   call.finish();
-  return out;
+  return a.out_out;
 }
-Napi::Value RopeForward(const Napi::CallbackInfo& info) { return Rope(info, false); }
-Napi::Value RopeBackward(const Napi::CallbackInfo& info) { return Rope(info, true); }
+Napi::Value RopeForward(const Napi::CallbackInfo& info) { return Rope(parseRopeForward(info), false); }
+Napi::Value RopeBackward(const Napi::CallbackInfo& info) { return Rope(parseRopeBackward(info), true); }
 
 // ---- attention ---------------------------------------------------------------------------------
 
@@ -487,188 +387,34 @@ class AttentionKernelScope {
 // Without tcap/pos0 this is causal self-attention over t positions. With them (KV-cache decode), the t
 // queries sit at positions pos0.. and k, v hold tcap rows of which [0, pos0 + t) are read.
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.attentionForward(): ";
-  Napi::Object o = objectArg(info, 3, w + "options", false);
-  const AttnDims d = attnDims(o, w + "options.");
-  const int pos0 = static_cast<int>(intField(o, "pos0", w + "options.", 0, kBig, 0));
-  const int Tcap = static_cast<int>(intField(o, "tcap", w + "options.", 1, kBig, pos0 + d.T));
-  if (pos0 + d.T > Tcap)
-    throwRange(env, w + "options.pos0 + t = " + std::to_string(pos0 + d.T) + " must be at most tcap = " + std::to_string(Tcap));
-  const size_t qn = static_cast<size_t>(d.B) * d.T * d.H * d.D, kn = static_cast<size_t>(d.B) * Tcap * d.Hkv * d.D;
-  Napi::Float32Array q = f32Arg(env, arg(info, 0), w + "q", qn);
-  Napi::Float32Array k = f32Arg(env, arg(info, 1), w + "k", kn);
-  Napi::Float32Array v = f32Arg(env, arg(info, 2), w + "v", kn);
-  Napi::Float32Array out = Napi::Float32Array::New(env, qn), lse = Napi::Float32Array::New(env, static_cast<size_t>(d.B) * d.H * d.T);
-  const std::string kernel = attentionKernelArg(o, w + "options.");
+  AttentionForwardArgs a = parseAttentionForward(info);
   {
-    OpCall call(o, w + "options.");
-    AttentionKernelScope scope(call.be(), call.onDevice(), kernel);
-    call.be().attentionForward(call.out(out.Data(), qn), call.out(lse.Data(), lse.ElementLength()), call.in(q.Data(), qn),
-                               call.in(k.Data(), kn), call.in(v.Data(), kn), d.B, d.T, Tcap, d.H, d.Hkv, d.D, pos0);
+    OpCall call(a.options, "kernels.attentionForward(): options.");
+    AttentionKernelScope scope(call.be(), call.onDevice(), a.kernel);
+    call.be().attentionForward(call.out(a.out_out), call.out(a.out_lse), call.in(a.in_q), call.in(a.in_k), call.in(a.in_v),
+                               a.b, a.t, a.tcap, a.h, a.hkv, a.d, a.pos0);
     call.finish();
   }
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("out", out);
-  r.Set("lse", lse);
+  Napi::Object r = Napi::Object::New(info.Env());
+  r.Set("out", a.out_out);
+  r.Set("lse", a.out_lse);
   return r;
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.attentionBackward(): ";
-  Napi::Object o = objectArg(info, 6, w + "options", false);
-  const AttnDims d = attnDims(o, w + "options.");
-  const size_t qn = static_cast<size_t>(d.B) * d.T * d.H * d.D, kn = static_cast<size_t>(d.B) * d.T * d.Hkv * d.D;
-  const size_t ln = static_cast<size_t>(d.B) * d.H * d.T;
-  Napi::Float32Array dout = f32Arg(env, arg(info, 0), w + "dout", qn);
-  Napi::Float32Array q = f32Arg(env, arg(info, 1), w + "q", qn);
-  Napi::Float32Array k = f32Arg(env, arg(info, 2), w + "k", kn);
-  Napi::Float32Array v = f32Arg(env, arg(info, 3), w + "v", kn);
-  Napi::Float32Array out = f32Arg(env, arg(info, 4), w + "out", qn);
-  Napi::Float32Array lse = f32Arg(env, arg(info, 5), w + "lse", ln);
-  Napi::Float32Array dq = Napi::Float32Array::New(env, qn), dk = Napi::Float32Array::New(env, kn),
-                     dv = Napi::Float32Array::New(env, kn);
-  const std::string kernel = attentionKernelArg(o, w + "options.");
+  AttentionBackwardArgs a = parseAttentionBackward(info);
   {
-    OpCall call(o, w + "options.");
-    AttentionKernelScope scope(call.be(), call.onDevice(), kernel);
-    call.be().attentionBackward(call.out(dq.Data(), qn), call.out(dk.Data(), kn), call.out(dv.Data(), kn),
-                                call.in(dout.Data(), qn), call.in(q.Data(), qn), call.in(k.Data(), kn),
-                                call.in(v.Data(), kn), call.in(out.Data(), qn), call.in(lse.Data(), ln), d.B, d.T, d.H,
-                                d.Hkv, d.D);
+    OpCall call(a.options, "kernels.attentionBackward(): options.");
+    AttentionKernelScope scope(call.be(), call.onDevice(), a.kernel);
+    call.be().attentionBackward(call.out(a.out_dq), call.out(a.out_dk), call.out(a.out_dv), call.in(a.in_dout),
+                                call.in(a.in_q), call.in(a.in_k), call.in(a.in_v), call.in(a.in_out), call.in(a.in_lse),
+                                a.b, a.t, a.h, a.hkv, a.d);
     call.finish();
   }
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("dq", dq);
-  r.Set("dk", dk);
-  r.Set("dv", dv);
-  return r;
-}
-
-// ---- swiglu, dropout, cross-entropy, adamw -----------------------------------------------------------
-
-Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.swigluForward(): ";
-  Napi::Object o = objectArg(info, 2, w + "options", true);
-  Napi::Float32Array g = f32Arg(env, arg(info, 0), w + "gate", SIZE_MAX);
-  const size_t n = g.ElementLength();
-  Napi::Float32Array u = f32Arg(env, arg(info, 1), w + "up", n);
-  Napi::Float32Array out = Napi::Float32Array::New(env, n);
-  OpCall call(o, w + "options.");
-  call.be().swigluForward(call.out(out.Data(), n), call.in(g.Data(), n), call.in(u.Data(), n), n);
-  call.finish();
-  return out;
-}
-
-Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.swigluBackward(): ";
-  Napi::Object o = objectArg(info, 3, w + "options", true);
-  Napi::Float32Array dy = f32Arg(env, arg(info, 0), w + "dout", SIZE_MAX);
-  const size_t n = dy.ElementLength();
-  Napi::Float32Array g = f32Arg(env, arg(info, 1), w + "gate", n);
-  Napi::Float32Array u = f32Arg(env, arg(info, 2), w + "up", n);
-  Napi::Float32Array dg = Napi::Float32Array::New(env, n), du = Napi::Float32Array::New(env, n);
-  {
-    OpCall call(o, w + "options.");
-    call.be().swigluBackward(call.out(dg.Data(), n), call.out(du.Data(), n), call.in(dy.Data(), n), call.in(g.Data(), n),
-                             call.in(u.Data(), n), n);
-    call.finish();
-  }
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("dgate", dg);
-  r.Set("dup", du);
-  return r;
-}
-
-// out = keep ? x / (1 - p) : 0, the counter-based mask of (seed, offset + index): bit-identical on every backend.
-Napi::Value DropoutForward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.dropoutForward(): ";
-  Napi::Object o = objectArg(info, 1, w + "options", false);
-  const float p = static_cast<float>(numberField(o, "p", w + "options.", 0.0, 0.999));
-  const uint64_t seed = static_cast<uint64_t>(intField(o, "seed", w + "options.", 0, int64_t(1) << 53, 0));
-  const uint64_t offset = static_cast<uint64_t>(intField(o, "offset", w + "options.", 0, int64_t(1) << 53, 0));
-  Napi::Float32Array x = f32Arg(env, arg(info, 0), w + "x", SIZE_MAX);
-  const size_t n = x.ElementLength();
-  Napi::Float32Array out = Napi::Float32Array::New(env, n);
-  OpCall call(o, w + "options.");
-  call.be().dropoutForward(call.out(out.Data(), n), call.in(x.Data(), n), n, p, seed, offset);
-  call.finish();
-  return out;
-}
-
-// dx = keep ? dout / (1 - p) : 0 (the backend op accumulates into a zeroed array here).
-Napi::Value DropoutBackward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.dropoutBackward(): ";
-  Napi::Object o = objectArg(info, 1, w + "options", false);
-  const float p = static_cast<float>(numberField(o, "p", w + "options.", 0.0, 0.999));
-  const uint64_t seed = static_cast<uint64_t>(intField(o, "seed", w + "options.", 0, int64_t(1) << 53, 0));
-  const uint64_t offset = static_cast<uint64_t>(intField(o, "offset", w + "options.", 0, int64_t(1) << 53, 0));
-  Napi::Float32Array dout = f32Arg(env, arg(info, 0), w + "dout", SIZE_MAX);
-  const size_t n = dout.ElementLength();
-  Napi::Float32Array dx = Napi::Float32Array::New(env, n);
-  OpCall call(o, w + "options.");
-  call.be().dropoutBackward(call.out(dx.Data(), n), call.in(dout.Data(), n), n, p, seed, offset);
-  call.finish();
-  return dx;
-}
-
-Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.crossEntropy(): ";
-  Napi::Object o = objectArg(info, 2, w + "options", false);
-  const int N = dim(o, "n", w + "options."), V = dim(o, "v", w + "options.");
-  const float dscale = static_cast<float>(numberField(o, "dscale", w + "options.", -1e30, 1e30, 1.0));
-  Napi::Float32Array logits = f32Arg(env, arg(info, 0), w + "logits", static_cast<size_t>(N) * V);
-  Napi::Int32Array targets = i32Arg(env, arg(info, 1), w + "targets", N);
-  checkTokens(env, targets.Data(), N, V, w + "targets", true);
-  Napi::Float32Array d = newF32(env, logits.ElementLength(), logits.Data());
-  Napi::Float32Array losses = Napi::Float32Array::New(env, N);
-  {
-    OpCall call(o, w + "options.");
-    call.be().crossEntropy(call.out(losses.Data(), N), call.out(d.Data(), d.ElementLength(), true),
-                           call.in(targets.Data(), targets.ElementLength()), N, V, dscale, true);
-    call.finish();
-  }
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("losses", losses);
-  r.Set("dlogits", d);
-  return r;
-}
-
-Napi::Value AdamW(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string w = "kernels.adamw(): ";
-  Napi::Object o = objectArg(info, 4, w + "options", false);
-  Napi::Float32Array p = f32Arg(env, arg(info, 0), w + "param", SIZE_MAX);
-  const size_t n = p.ElementLength();
-  Napi::Float32Array g = f32Arg(env, arg(info, 1), w + "grad", n);
-  Napi::Float32Array m = f32Arg(env, arg(info, 2), w + "m", n);
-  Napi::Float32Array v = f32Arg(env, arg(info, 3), w + "v", n);
-  AdamWParams hp;
-  const std::string f = w + "options.";
-  hp.lr = static_cast<float>(numberField(o, "lr", f, 0.0, 1e6));
-  hp.beta1 = static_cast<float>(numberField(o, "beta1", f, 0.0, 0.999999, 0.9));
-  hp.beta2 = static_cast<float>(numberField(o, "beta2", f, 0.0, 0.999999999, 0.999));
-  hp.eps = static_cast<float>(numberField(o, "eps", f, 0.0, 1.0, 1e-8));
-  hp.weightDecay = static_cast<float>(numberField(o, "weightDecay", f, 0.0, 1e6, 0.0));
-  hp.step = static_cast<int>(intField(o, "step", f, 1, kBig, 1));
-  hp.gradScale = static_cast<float>(numberField(o, "gradScale", f, 0.0, 1e30, 1.0));
-  Napi::Float32Array p2 = newF32(env, n, p.Data()), m2 = newF32(env, n, m.Data()), v2 = newF32(env, n, v.Data());
-  {
-    OpCall call(o, f);
-    call.be().adamw(call.out(p2.Data(), n, true), call.in(g.Data(), n), call.out(m2.Data(), n, true),
-                    call.out(v2.Data(), n, true), n, hp);
-    call.finish();
-  }
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("param", p2);
-  r.Set("m", m2);
-  r.Set("v", v2);
+  Napi::Object r = Napi::Object::New(info.Env());
+  r.Set("dq", a.out_dq);
+  r.Set("dk", a.out_dk);
+  r.Set("dv", a.out_dv);
   return r;
 }
 
@@ -1161,23 +907,9 @@ Napi::Object DefineKernels(Napi::Env env) {
   add("simd", Simd);
   add("setSimd", SetSimd);
   add("cudaAvailable", CudaAvailable);
-  add("matmul", Matmul);
-  add("linearForward", LinearForward);
-  add("linearBackward", LinearBackward);
-  add("embeddingForward", EmbeddingForward);
-  add("embeddingBackward", EmbeddingBackward);
-  add("rmsnormForward", RmsnormForward);
-  add("rmsnormBackward", RmsnormBackward);
-  add("ropeForward", RopeForward);
-  add("ropeBackward", RopeBackward);
-  add("attentionForward", AttentionForward);
-  add("attentionBackward", AttentionBackward);
-  add("swigluForward", SwigluForward);
-  add("swigluBackward", SwigluBackward);
-  add("dropoutForward", DropoutForward);
-  add("dropoutBackward", DropoutBackward);
-  add("crossEntropy", CrossEntropy);
-  add("adamw", AdamW);
+#define PL_ADD_OP(name, fn) add(name, fn);
+  PL_KERNELS_OPS(PL_ADD_OP)
+#undef PL_ADD_OP
   add("timeMatmul", TimeMatmul);
   add("timeAttention", TimeAttention);
   add("timeOp", TimeOp);

@@ -26,37 +26,12 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override;
   void zero(void* dst, size_t bytes) override;
 
-  void gemm(float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB, float alpha,
-            float beta) override;
-  void gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW, float alpha,
-                      float beta) override;
-  void add(float* out, const float* a, const float* b, size_t n) override;
-  void axpy(float* y, const float* x, float a, size_t n) override;
-  void scale(float* x, float a, size_t n) override;
-  double sumSquares(const float* x, size_t n) override;
-  void embeddingForward(float* out, const int32_t* tokens, const float* wte, int N, int C) override;
-  void embeddingBackward(float* dwte, const float* dout, const int32_t* tokens, int N, int C, int V) override;
-  void rmsnormForward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
-                      float eps) override;
-  void rmsnormBackward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                       const float* rstd, int N, int C) override;
-  void ropeForward(float* x, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
-                   int pos0) override;
-  void ropeBackward(float* dx, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
-                    int pos0) override;
-  void attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
-                        int Tcap, int H, int Hkv, int D, int pos0) override;
-  void attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                         const float* v, const float* out, const float* lse, int B, int T, int H, int Hkv,
-                         int D) override;
-  void swigluForward(float* out, const float* gate, const float* up, size_t n) override;
-  void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                      size_t n) override;
-  void crossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, float dscale,
-                    bool grad) override;
-  void dropoutForward(float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t offset) override;
-  void dropoutBackward(float* dinp, const float* dout, size_t n, float p, uint64_t seed, uint64_t offset) override;
-  void adamw(float* param, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp) override;
+  // The ops of backend_ops.def (from native/ops/spec.mjs), each overridden; the composite ones keep Backend's.
+#define PL_OP(ret, name, params) ret name params override;
+#define PL_OP_COMPOSITE(ret, name, params)
+#include "../model/backend_ops.def"
+#undef PL_OP
+#undef PL_OP_COMPOSITE
 
  private:
   std::unique_ptr<ThreadPool> pool_;

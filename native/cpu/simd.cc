@@ -18,13 +18,9 @@ Isa bestIsa() {
 }
 
 static std::atomic<int>& activeSlot() {
-  static std::atomic<int> slot = [] {
-    Isa isa = bestIsa();
-    const char* env = std::getenv("PUZZLE_LLAMA_SIMD");
-    Isa forced;
-    if (env && parseIsa(env, &forced) && static_cast<int>(forced) < static_cast<int>(isa)) isa = forced;
-    return static_cast<int>(isa);
-  }();
+  // The best level this CPU runs; only kernels.setSimd() (tests and benchmarks) lowers it: no environment
+  // variable picks a kernel.
+  static std::atomic<int> slot{static_cast<int>(bestIsa())};
   return slot;
 }
 

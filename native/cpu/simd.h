@@ -1,5 +1,5 @@
-// Which SIMD code path the CPU kernels take: picked once from cpu_features (PUZZLE_LLAMA_SIMD=avx512|avx2|portable
-// overrides it, lower levels only), and settable by tests so every path can be checked on one machine.
+// Which SIMD code path the CPU kernels take: the best one cpu_features reports, lowered only through
+// setActiveIsa() (kernels.setSimd(), for tests and benchmarks, so every path can be checked on one machine).
 #pragma once
 #include <cstddef>
 #include <cstdlib>
