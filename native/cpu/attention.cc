@@ -19,15 +19,15 @@ namespace pl::cpu {
 
 namespace {
 
-constexpr int kBq = 64;  // query rows per tile
+constexpr int kBq = 32;  // query rows per tile
 constexpr int kBk = 64;  // keys per tile (score rows are always kBk wide, padded)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // C[m,n] = (accumulate ? C : 0) + alpha * op(A)[m,k] B[k,n]; op(A)(r,p) = A[r*lda + p], or A[p*lda + r]
 // when transA; B row-major with row stride ldb. MR x 16 register tiles, then 8-wide, then scalar columns.
-template <int MR>
-PL_INLINE void gemmRows(float* C, int ldc, const float* A, int lda, bool transA, const float* B, int ldb, int n,
-                        int k, float alpha, bool accumulate) {
+template <int MR, bool transA>
+PL_INLINE void gemmRows(float* C, int ldc, const float* A, int lda, const float* B, int ldb, int n, int k,
+                        float alpha, bool accumulate) {
   const auto a = [&](int r, int p) { return transA ? A[static_cast<size_t>(p) * lda + r] : A[static_cast<size_t>(r) * lda + p]; };
   int c0 = 0;
   for (; c0 + 16 <= n; c0 += 16) {
@@ -36,16 +36,15 @@ PL_INLINE void gemmRows(float* C, int ldc, const float* A, int lda, bool transA,
     for (int p = 0; p < k; ++p) {
       const V8 b0 = load8(B + static_cast<size_t>(p) * ldb + c0), b1 = load8(B + static_cast<size_t>(p) * ldb + c0 + 8);
       for (int r = 0; r < MR; ++r) {
-        const V8 av = splat8(a(r, p));
+        const float av = a(r, p);  // scalar * vector: a broadcast in every clone
         acc0[r] += av * b0;
         acc1[r] += av * b1;
       }
     }
     for (int r = 0; r < MR; ++r) {
       float* c = C + static_cast<size_t>(r) * ldc + c0;
-      const V8 va = splat8(alpha);
-      store8(c, accumulate ? load8(c) + va * acc0[r] : va * acc0[r]);
-      store8(c + 8, accumulate ? load8(c + 8) + va * acc1[r] : va * acc1[r]);
+      store8(c, accumulate ? load8(c) + alpha * acc0[r] : alpha * acc0[r]);
+      store8(c + 8, accumulate ? load8(c + 8) + alpha * acc1[r] : alpha * acc1[r]);
     }
   }
   for (; c0 + 8 <= n; c0 += 8) {
@@ -53,11 +52,11 @@ PL_INLINE void gemmRows(float* C, int ldc, const float* A, int lda, bool transA,
     for (int r = 0; r < MR; ++r) acc[r] = V8{};
     for (int p = 0; p < k; ++p) {
       const V8 b0 = load8(B + static_cast<size_t>(p) * ldb + c0);
-      for (int r = 0; r < MR; ++r) acc[r] += splat8(a(r, p)) * b0;
+      for (int r = 0; r < MR; ++r) acc[r] += a(r, p) * b0;
     }
     for (int r = 0; r < MR; ++r) {
       float* c = C + static_cast<size_t>(r) * ldc + c0;
-      store8(c, accumulate ? load8(c) + splat8(alpha) * acc[r] : splat8(alpha) * acc[r]);
+      store8(c, accumulate ? load8(c) + alpha * acc[r] : alpha * acc[r]);
     }
   }
   for (; c0 < n; ++c0) {
@@ -70,18 +69,26 @@ PL_INLINE void gemmRows(float* C, int ldc, const float* A, int lda, bool transA,
   }
 }
 
-PL_INLINE void smallGemm(float* C, int ldc, const float* A, int lda, bool transA, const float* B, int ldb, int m,
-                         int n, int k, float alpha, bool accumulate) {
-  int r0 = 0;
+template <bool transA>
+PL_INLINE void smallGemmT(float* C, int ldc, const float* A, int lda, const float* B, int ldb, int m, int n, int k,
+                          float alpha, bool accumulate) {
   const auto at = [&](int r) { return transA ? A + r : A + static_cast<size_t>(r) * lda; };
+  int r0 = 0;
   for (; r0 + 4 <= m; r0 += 4)
-    gemmRows<4>(C + static_cast<size_t>(r0) * ldc, ldc, at(r0), lda, transA, B, ldb, n, k, alpha, accumulate);
+    gemmRows<4, transA>(C + static_cast<size_t>(r0) * ldc, ldc, at(r0), lda, B, ldb, n, k, alpha, accumulate);
+  float* c = C + static_cast<size_t>(r0) * ldc;
   switch (m - r0) {
-    case 3: gemmRows<3>(C + static_cast<size_t>(r0) * ldc, ldc, at(r0), lda, transA, B, ldb, n, k, alpha, accumulate); break;
-    case 2: gemmRows<2>(C + static_cast<size_t>(r0) * ldc, ldc, at(r0), lda, transA, B, ldb, n, k, alpha, accumulate); break;
-    case 1: gemmRows<1>(C + static_cast<size_t>(r0) * ldc, ldc, at(r0), lda, transA, B, ldb, n, k, alpha, accumulate); break;
+    case 3: gemmRows<3, transA>(c, ldc, at(r0), lda, B, ldb, n, k, alpha, accumulate); break;
+    case 2: gemmRows<2, transA>(c, ldc, at(r0), lda, B, ldb, n, k, alpha, accumulate); break;
+    case 1: gemmRows<1, transA>(c, ldc, at(r0), lda, B, ldb, n, k, alpha, accumulate); break;
     default: break;
   }
+}
+
+PL_INLINE void smallGemm(float* C, int ldc, const float* A, int lda, bool transA, const float* B, int ldb, int m,
+                         int n, int k, float alpha, bool accumulate) {
+  if (transA) smallGemmT<true>(C, ldc, A, lda, B, ldb, m, n, k, alpha, accumulate);
+  else smallGemmT<false>(C, ldc, A, lda, B, ldb, m, n, k, alpha, accumulate);
 }
 
 // dst[D][kBk] = rows [0, n) of a head slice with row stride `stride`, transposed; columns >= n are zero.
@@ -115,25 +122,26 @@ PL_INLINE void forwardTileBody(float* out, float* lse, const float* q, const flo
   const int keysEnd = pos0 + t0 + rows;  // keys [0, keysEnd) are visible to some row of this tile
   for (int j0 = 0; j0 < keysEnd; j0 += kBk) {
     const int nk = std::min(kBk, keysEnd - j0);
+    const int cols = (nk + 7) / 8 * 8;  // score columns computed: Kt is zero past nk
     transposeTile(kt, kBase + static_cast<size_t>(j0) * ldk, ldk, nk, D);
-    smallGemm(s, kBk, qTile, ldq, false, kt, kBk, rows, kBk, D, scale, false);
+    smallGemm(s, kBk, qTile, ldq, false, kt, kBk, rows, cols, D, scale, false);
     for (int r = 0; r < rows; ++r) {
       float* sr = s + r * kBk;
       const int lim = std::min(nk, pos0 + t0 + r - j0 + 1);  // keys of this tile row r sees
       if (lim <= 0) {
-        for (int j = 0; j < kBk; ++j) sr[j] = 0.0f;
+        for (int j = 0; j < cols; ++j) sr[j] = 0.0f;
         continue;
       }
       const V8 vlim = splat8(static_cast<float>(lim));
       V8 vmax = splat8(kNegInf);
-      for (int j = 0; j < kBk; j += 8) {
+      for (int j = 0; j < cols; j += 8) {
         const V8 x = load8(sr + j);
         vmax = select8(lane + splat8(static_cast<float>(j)) < vlim, max8(vmax, x), vmax);
       }
       const float mNew = std::max(m[r], hmax8(vmax));
       const V8 vm = splat8(mNew);
       V8 vsum = V8{};
-      for (int j = 0; j < kBk; j += 8) {
+      for (int j = 0; j < cols; j += 8) {
         const V8 p = select8(lane + splat8(static_cast<float>(j)) < vlim, vexp8(load8(sr + j) - vm), V8{});
         store8(sr + j, p);
         vsum += p;
@@ -193,28 +201,30 @@ PL_INLINE void backwardHeadBody(float* dq, float* dkh, float* dvh, const float* 
       const int rows = std::min(kBq, T - i0);
       const float* qi = q + qOff + static_cast<size_t>(i0) * ldq;
       const float* doi = dout + qOff + static_cast<size_t>(i0) * ldq;
-      smallGemm(w.s, kBk, qi, ldq, false, w.kt, kBk, rows, kBk, D, scale, false);
-      smallGemm(w.dp, kBk, doi, ldq, false, w.vt, kBk, rows, kBk, D, 1.0f, false);
+      const int keys = std::min(nk, i0 + rows - j0);  // keys of this tile some row here sees
+      const int cols = (keys + 7) / 8 * 8;
+      smallGemm(w.s, kBk, qi, ldq, false, w.kt, kBk, rows, cols, D, scale, false);
+      smallGemm(w.dp, kBk, doi, ldq, false, w.vt, kBk, rows, cols, D, 1.0f, false);
       for (int r = 0; r < rows; ++r) {
         float* sr = w.s + r * kBk;
         float* dr = w.dp + r * kBk;
         const int lim = std::min(nk, i0 + r - j0 + 1);
         if (lim <= 0) {
-          for (int j = 0; j < kBk; ++j) sr[j] = dr[j] = 0.0f;
+          for (int j = 0; j < cols; ++j) sr[j] = dr[j] = 0.0f;
           continue;
         }
         const V8 vlim = splat8(static_cast<float>(lim));
         const V8 vl = splat8(lseRow[i0 + r]), vd = splat8(w.delta[i0 + r]);
-        for (int j = 0; j < kBk; j += 8) {
+        for (int j = 0; j < cols; j += 8) {
           const V8 p = select8(lane + splat8(static_cast<float>(j)) < vlim, vexp8(load8(sr + j) - vl), V8{});
           store8(sr + j, p);
           store8(dr + j, p * (load8(dr + j) - vd));
         }
       }
-      smallGemm(w.dv, D, w.s, kBk, true, doi, ldq, nk, D, rows, 1.0f, true);
-      smallGemm(w.dk, D, w.dp, kBk, true, qi, ldq, nk, D, rows, scale, true);
+      smallGemm(w.dv, D, w.s, kBk, true, doi, ldq, keys, D, rows, 1.0f, true);
+      smallGemm(w.dk, D, w.dp, kBk, true, qi, ldq, keys, D, rows, scale, true);
       smallGemm(dq + qOff + static_cast<size_t>(i0) * ldq, ldq, w.dp, kBk, false,
-                k + kvOff + static_cast<size_t>(j0) * ldk, ldk, rows, D, nk, scale, true);
+                k + kvOff + static_cast<size_t>(j0) * ldk, ldk, rows, D, keys, scale, true);
     }
     float* dkDst = dkh + ((static_cast<size_t>(b) * H + h) * T + j0) * D;
     float* dvDst = dvh + ((static_cast<size_t>(b) * H + h) * T + j0) * D;

@@ -41,7 +41,8 @@ PL_INLINE V8 load8(const float* p) {
   return v;
 }
 PL_INLINE void store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
-PL_INLINE V8 splat8(float x) { return V8{x, x, x, x, x, x, x, x}; }
+// A shuffle, not V8{x, x, ...}: GCC 12 lowers that initializer to lane inserts before inlining into an AVX clone.
+PL_INLINE V8 splat8(float x) { return __builtin_shufflevector(V8{x}, V8{x}, 0, 0, 0, 0, 0, 0, 0, 0); }
 PL_INLINE V8 iota8() { return V8{0, 1, 2, 3, 4, 5, 6, 7}; }
 PL_INLINE V8 select8(V8i mask, V8 a, V8 b) { return mask ? a : b; }
 PL_INLINE V8 max8(V8 a, V8 b) { return a > b ? a : b; }

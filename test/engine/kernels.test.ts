@@ -134,6 +134,7 @@ describe.each(levels)('kernels on the %s path', (level) => {
         [2, 7, 4, 2, 8],
         [1, 70, 4, 1, 16],
         [2, 100, 2, 2, 32],
+        [1, 130, 6, 2, 12], // three key tiles, a group of 3, a head dim that is not a multiple of 8
       ] as const) {
         const q = ref.randn(b * t * h * d, t + 1);
         const k = ref.randn(b * t * hkv * d, t + 2);
