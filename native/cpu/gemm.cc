@@ -9,6 +9,7 @@
 
 #include "../core/bf16.h"
 #include "../core/error.h"
+#include "gemm_skinny.h"
 #include "simd.h"
 #include "vec.h"
 
@@ -313,6 +314,8 @@ void gemm(ThreadPool& pool, float* C, const float* A, const float* B, int M, int
     gemv(pool, C, A, B, M, N, K, alpha, beta);
     return;
   }
+  // A side of at most 16 (LoRA's rank): kernels that keep that side in registers, no packing of the other.
+  if (gemmSkinny(pool, C, A, B, M, N, K, transA, transB, alpha, beta)) return;
   switch (activeIsa()) {
 #ifdef PL_X86
     case Isa::Avx512:
