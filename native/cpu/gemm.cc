@@ -201,8 +201,10 @@ void gemmPacked(ThreadPool& pool, MicroKernel micro, float* C, const float* A, c
       });
       const float betaNow = pc == 0 ? beta : 1.0f;
       const int mBlocks = (M + MC - 1) / MC;
+      // Enough tasks for the pool's chunks, so a slow or shared core delays one small piece, not half the product.
+      const int wanted = ThreadPool::kChunksPerThread * pool.size();
       int nChunks = 1;
-      if (parallel && mBlocks < 2 * pool.size()) nChunks = std::min(panels, (2 * pool.size() + mBlocks - 1) / mBlocks);
+      if (parallel && mBlocks < wanted) nChunks = std::min(panels, (wanted + mBlocks - 1) / mBlocks);
       run(static_cast<int64_t>(mBlocks) * nChunks, [&](int64_t b, int64_t e, int) {
         thread_local AlignedBuffer aBuffer;
         float* ap = aBuffer.floats(static_cast<size_t>(MC) * kc);
