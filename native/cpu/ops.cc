@@ -18,11 +18,15 @@ namespace pl::cpu {
 namespace {
 
 constexpr int64_t kGrain = 16384;  // elements per task for elementwise work
+// Below this many elements a pass stays on the calling thread: these passes are bound by memory bandwidth
+// (a second thread measured no faster at the tiny step's 196k elements, and slower in RMSNorm's backward),
+// and a handoff to a worker that another process holds off its core can stall the caller for a time slice.
+constexpr int64_t kParallelMin = int64_t{1} << 18;
 
 // Splits [0, n) into tasks of about kGrain elements; runs inline when small.
 void forChunks(ThreadPool& pool, size_t n, const std::function<void(size_t, size_t)>& fn) {
   const int64_t tasks = static_cast<int64_t>((n + kGrain - 1) / kGrain);
-  if (tasks <= 1) {
+  if (tasks <= 1 || static_cast<int64_t>(n) < kParallelMin) {
     if (n) fn(0, n);
     return;
   }
@@ -33,7 +37,7 @@ void forChunks(ThreadPool& pool, size_t n, const std::function<void(size_t, size
 
 // Rows [0, N) in contiguous ranges; inline when the whole job is small.
 void forRows(ThreadPool& pool, int64_t N, int64_t workPerRow, const std::function<void(int64_t, int64_t)>& fn) {
-  if (N * workPerRow < kGrain || pool.size() == 1) {
+  if (N * workPerRow < kParallelMin || pool.size() == 1) {
     if (N) fn(0, N);
     return;
   }
