@@ -249,7 +249,7 @@ export class Engine {
   /**
    * Per-op device time, for performance work: profile(true) clears and starts it (a few microseconds of
    * host time per op while on); profile(false) waits for the device, stops, and returns one line per op
-   * (total ms, calls, us/call, share), largest first. The CPU backend does not profile: ''.
+   * (total ms, calls, us/call, share), largest first; the CPU backend's lines add GFLOP/s and GB/s, GEMMs by shape.
    */
   profile(on: boolean): string {
     return this.#alive('profile()').profile(on);

@@ -438,8 +438,6 @@ Napi::Value EngineWrap::Parameters(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// profile(true) clears and starts per-op timing; profile(false) stops it and returns the report ('' where
-// the backend does not profile: the CPU).
 // activationBytes({ rows, train, checkpointing }): what a step over `rows` tokens would allocate.
 Napi::Value EngineWrap::ActivationBytes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -452,6 +450,7 @@ Napi::Value EngineWrap::ActivationBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(state_->model->activationBytes(rows, train, rows, checkpointing)));
 }
 
+// profile(true) clears and starts per-op timing; profile(false) stops it and returns the report.
 Napi::Value EngineWrap::Profile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   usable(env, "profile()");

@@ -1,5 +1,6 @@
-// The persistent thread pool: a generation counter wakes workers, who spin briefly before sleeping;
-// every participant, the caller included, claims slots from one atomic counter until none is left.
+// The persistent thread pool: a generation counter wakes workers, who spin briefly (yielding the core now
+// and then, so an oversubscribed machine runs whoever has work) before sleeping; every participant, the
+// caller included, claims chunks from one atomic counter until none is left.
 #include "thread_pool.h"
 
 #include <algorithm>
@@ -9,6 +10,14 @@ namespace pl {
 namespace {
 thread_local bool tlsInsidePool = false;
 constexpr int kSpinIterations = 20000;
+
+// One wait step of a spin: a pause, and every 256th a yield of the core.
+inline void spinPause(int spins) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+  if ((spins & 255) == 255) std::this_thread::yield();
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) : size_(std::max(1, threads)) {
@@ -31,12 +40,7 @@ void ThreadPool::workerLoop(int index) {
   for (;;) {
     // Spin a little: kernels come in quick succession during a training step.
     int spins = 0;
-    while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
-      ++spins;
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    }
+    while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) spinPause(++spins);
     const std::function<void(int)>* job = nullptr;
     int participants = 0;
     uint64_t gen = 0;
@@ -95,12 +99,7 @@ void ThreadPool::dispatch(int participants, const std::function<void(int)>& job)
   runSlots(gen, job, participants);  // the caller works too, and takes every slot nobody else has
   tlsInsidePool = false;
   int spins = 0;
-  while (pending_.load(std::memory_order_acquire) != 0 && spins < kSpinIterations) {
-    ++spins;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
+  while (pending_.load(std::memory_order_acquire) != 0 && spins < kSpinIterations) spinPause(++spins);
   if (pending_.load(std::memory_order_acquire) != 0) {
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
@@ -114,7 +113,7 @@ void ThreadPool::dispatch(int participants, const std::function<void(int)>& job)
 
 void ThreadPool::parallelFor(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
   if (n <= 0) return;
-  const int t = static_cast<int>(std::min<int64_t>(size_, n));
+  const int t = static_cast<int>(std::min<int64_t>(size_ == 1 ? 1 : static_cast<int64_t>(size_) * kChunksPerThread, n));
   std::function<void(int)> job = [&](int i) {
     const int64_t begin = n * i / t, end = n * (i + 1) / t;
     if (begin < end) fn(begin, end, i);

@@ -1,8 +1,9 @@
 // A persistent thread pool: workers wait for work between calls, so a kernel pays microseconds,
-// not a thread start, to go parallel. Work is split into fixed slots (slot -> range is a pure function of
-// the task count and the thread count), which keeps every result deterministic for a thread count; which
-// thread runs a slot is decided at run time (the caller included), so a worker that the OS has not
-// scheduled yet costs nothing: the threads that are running take its slots.
+// not a thread start, to go parallel. Work is split into fixed chunks, several per thread (chunk -> range
+// is a pure function of the task count and the thread count), which keeps every result deterministic for a
+// thread count; which thread runs a chunk is decided at run time by an atomic counter (the caller
+// included), so a worker that the OS has not scheduled, or a core another process shares, costs at most a
+// chunk: the threads that are running take the rest.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -24,10 +25,11 @@ class ThreadPool {
 
   int size() const { return size_; }
 
-  // Calls fn(begin, end, slot) over contiguous ranges that cover [0, n): slot s gets
-  // [s*n/T, (s+1)*n/T) where T = min(size, n); each slot runs once, on whichever thread claims it.
-  // Returns when every range is done. Called from inside a task, it runs inline (no nested
-  // parallelism, no deadlock).
+  // Calls fn(begin, end, chunk) over contiguous ranges that cover [0, n): chunk c gets
+  // [c*n/T, (c+1)*n/T) where T = min(n, size * kChunksPerThread) (1 on a pool of one); each chunk runs
+  // once, on whichever thread claims it next. Returns when every range is done. Called from inside a task,
+  // it runs inline (no nested parallelism, no deadlock).
+  static constexpr int kChunksPerThread = 4;
   void parallelFor(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn);
 
   // Calls fn(slot) once for each slot in [0, size).

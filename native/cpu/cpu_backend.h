@@ -1,5 +1,5 @@
 // The CPU implementation of model/backend.h: host memory, the packed GEMM and the kernels of ops.h,
-// all on one persistent thread pool owned by the backend.
+// all on one persistent thread pool owned by the backend; setProfiling() times every op (op_profile.h).
 #pragma once
 #include <memory>
 #include <vector>
@@ -7,6 +7,7 @@
 #include "../core/memory_meter.h"
 #include "../core/thread_pool.h"
 #include "../model/backend.h"
+#include "op_profile.h"
 
 namespace pl::cpu {
 
@@ -25,6 +26,8 @@ class CpuBackend final : public Backend {
   void download(void* hostDst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
   void zero(void* dst, size_t bytes) override;
+  void setProfiling(bool on) override;
+  std::string profileReport() override;
 
   // The ops of backend_ops.def (from native/ops/spec.mjs), each overridden; the composite ones keep Backend's.
 #define PL_OP(ret, name, params) ret name params override;
@@ -35,6 +38,7 @@ class CpuBackend final : public Backend {
 
  private:
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<OpProfile> profile_;  // while profiling
   MemoryMeter meter_;
   std::vector<float> widened_;  // gemmWeightBf16's weight in fp32, grown to the largest one
 };

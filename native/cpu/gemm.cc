@@ -1,5 +1,6 @@
-// The packed GEMM: pack a KCxNC block of op(B) once per (jc, pc) (threads share it), pack MCxKC blocks of
-// op(A) per task, and run the register-blocked microkernel over MRxNR tiles of C.
+// The packed GEMM: pack KCxNC blocks of op(B) for a group of K blocks at once (threads share them), then
+// each task owns a tile of C and, for each K block of the group in order, packs its MCxKC block of op(A)
+// and runs the register-blocked microkernel over MRxNR tiles: two thread handoffs per group of K blocks.
 #include "gemm.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 
 #include "../core/bf16.h"
 #include "../core/error.h"
+#include "gemm_skinny.h"
 #include "simd.h"
 #include "vec.h"
 
@@ -23,6 +25,7 @@ namespace {
 constexpr int kKC = 256;
 constexpr int kNC = 4096;
 constexpr int kMCTarget = 144;
+constexpr size_t kMaxPackedB = size_t{1} << 21;  // floats (8 MiB) of packed op(B) per group of K blocks
 
 using MicroKernel = void (*)(int kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta);
 
@@ -187,51 +190,63 @@ void gemmPacked(ThreadPool& pool, MicroKernel micro, float* C, const float* A, c
     else fn(0, n, 0);
   };
   thread_local AlignedBuffer bBuffer;
+  const int kBlocks = (K + kKC - 1) / kKC;
   for (int jc = 0; jc < N; jc += kNC) {
     const int nc = std::min(kNC, N - jc);
     const int panels = (nc + NR - 1) / NR;
-    for (int pc = 0; pc < K; pc += kKC) {
-      const int kc = std::min(kKC, K - pc);
-      float* bp = bBuffer.floats(static_cast<size_t>(panels) * NR * kc);
-      run(panels, [&](int64_t b, int64_t e, int) {
-        for (int64_t jp = b; jp < e; ++jp)
-          packBPanel<NR>(bp + static_cast<size_t>(jp) * NR * kc, B, N, K, transB, jc + static_cast<int>(jp) * NR,
-                         pc, kc);
+    const size_t blockFloats = static_cast<size_t>(panels) * NR * kKC;  // one packed KC x NC block of op(B)
+    // K blocks go in groups whose packed op(B) fits kMaxPackedB: one region packs a group, one computes it,
+    // so a product pays two thread handoffs per group, not two per K block.
+    const int group = static_cast<int>(std::max<size_t>(1, std::min<size_t>(kBlocks, kMaxPackedB / blockFloats)));
+    for (int g0 = 0; g0 < kBlocks; g0 += group) {
+      const int g1 = std::min(kBlocks, g0 + group);
+      float* bp = bBuffer.floats(blockFloats * (g1 - g0));
+      run(static_cast<int64_t>(panels) * (g1 - g0), [&](int64_t b, int64_t e, int) {
+        for (int64_t t = b; t < e; ++t) {
+          const int kb = g0 + static_cast<int>(t / panels), jp = static_cast<int>(t % panels);
+          const int pc = kb * kKC, kc = std::min(kKC, K - pc);
+          packBPanel<NR>(bp + (kb - g0) * blockFloats + static_cast<size_t>(jp) * NR * kc, B, N, K, transB,
+                         jc + jp * NR, pc, kc);
+        }
       });
-      const float betaNow = pc == 0 ? beta : 1.0f;
       const int mBlocks = (M + MC - 1) / MC;
+      // Enough tasks for the pool's chunks, so a slow or shared core delays one small piece, not half the product.
+      const int wanted = ThreadPool::kChunksPerThread * pool.size();
       int nChunks = 1;
-      if (parallel && mBlocks < 2 * pool.size()) nChunks = std::min(panels, (2 * pool.size() + mBlocks - 1) / mBlocks);
+      if (parallel && mBlocks < wanted) nChunks = std::min(panels, (wanted + mBlocks - 1) / mBlocks);
       run(static_cast<int64_t>(mBlocks) * nChunks, [&](int64_t b, int64_t e, int) {
         thread_local AlignedBuffer aBuffer;
-        float* ap = aBuffer.floats(static_cast<size_t>(MC) * kc);
+        float* ap = aBuffer.floats(static_cast<size_t>(MC) * kKC);
         alignas(64) float tile[MR * NR];
-        int64_t packed = -1;
         for (int64_t task = b; task < e; ++task) {
           const int64_t ib = task / nChunks, chunk = task % nChunks;
           const int i0 = static_cast<int>(ib) * MC, mc = std::min(MC, M - i0);
-          if (ib != packed) {
-            packA<MR>(ap, A, M, K, transA, i0, mc, pc, kc);
-            packed = ib;
-          }
           const int jpBegin = static_cast<int>(panels * chunk / nChunks);
           const int jpEnd = static_cast<int>(panels * (chunk + 1) / nChunks);
-          for (int jp = jpBegin; jp < jpEnd; ++jp) {
-            const int j = jc + jp * NR, nr = std::min(NR, N - j);
-            const float* bpanel = bp + static_cast<size_t>(jp) * NR * kc;
-            for (int ir = 0; ir < mc; ir += MR) {
-              const int mr = std::min(MR, mc - ir);
-              const float* apanel = ap + static_cast<size_t>(ir / MR) * kc * MR;
-              float* c = C + static_cast<size_t>(i0 + ir) * N + j;
-              if (mr == MR && nr == NR) {
-                micro(kc, apanel, bpanel, c, N, alpha, betaNow);
-              } else {
-                micro(kc, apanel, bpanel, tile, NR, 1.0f, 0.0f);
-                for (int i = 0; i < mr; ++i)
-                  for (int jj = 0; jj < nr; ++jj) {
-                    float* dst = c + static_cast<size_t>(i) * N + jj;
-                    *dst = betaNow == 0.0f ? alpha * tile[i * NR + jj] : alpha * tile[i * NR + jj] + betaNow * *dst;
-                  }
+          // This task's C tile sees the group's K blocks in order: the same sums for any thread count.
+          for (int kb = g0; kb < g1; ++kb) {
+            const int pc = kb * kKC, kc = std::min(kKC, K - pc);
+            const float betaNow = pc == 0 ? beta : 1.0f;
+            packA<MR>(ap, A, M, K, transA, i0, mc, pc, kc);
+            const float* bBlock = bp + (kb - g0) * blockFloats;
+            for (int jp = jpBegin; jp < jpEnd; ++jp) {
+              const int j = jc + jp * NR, nr = std::min(NR, N - j);
+              const float* bpanel = bBlock + static_cast<size_t>(jp) * NR * kc;
+              for (int ir = 0; ir < mc; ir += MR) {
+                const int mr = std::min(MR, mc - ir);
+                const float* apanel = ap + static_cast<size_t>(ir / MR) * kc * MR;
+                float* c = C + static_cast<size_t>(i0 + ir) * N + j;
+                if (mr == MR && nr == NR) {
+                  micro(kc, apanel, bpanel, c, N, alpha, betaNow);
+                } else {
+                  micro(kc, apanel, bpanel, tile, NR, 1.0f, 0.0f);
+                  for (int i = 0; i < mr; ++i)
+                    for (int jj = 0; jj < nr; ++jj) {
+                      float* dst = c + static_cast<size_t>(i) * N + jj;
+                      *dst = betaNow == 0.0f ? alpha * tile[i * NR + jj]
+                                             : alpha * tile[i * NR + jj] + betaNow * *dst;
+                    }
+                }
               }
             }
           }
@@ -313,6 +328,8 @@ void gemm(ThreadPool& pool, float* C, const float* A, const float* B, int M, int
     gemv(pool, C, A, B, M, N, K, alpha, beta);
     return;
   }
+  // A side of at most 16 (LoRA's rank): kernels that keep that side in registers, no packing of the other.
+  if (gemmSkinny(pool, C, A, B, M, N, K, transA, transB, alpha, beta)) return;
   switch (activeIsa()) {
 #ifdef PL_X86
     case Isa::Avx512:

@@ -2,7 +2,8 @@
 // 12x32, an AVX2 6x16 or a portable 4x16 microkernel, parallel over C tiles on the thread pool.
 // Every element of C is summed in the same order whatever the thread count.
 // Products of few rows against a weight stored [N,K] (decoding: y = x W^T) skip the packing and read each
-// weight row once (gemv), for fp32 and for bf16 weights.
+// weight row once (gemv), for fp32 and for bf16 weights; products with a side of at most 16 (LoRA's rank)
+// take the skinny kernels of gemm_skinny.h.
 #pragma once
 #include <cstdint>
 

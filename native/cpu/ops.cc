@@ -10,16 +10,23 @@
 #include "../core/rng.h"
 #include "vec.h"
 
+// V8 values live only inside always-inlined helpers and the per-ISA clones: no vector crosses an ABI boundary.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace pl::cpu {
 
 namespace {
 
 constexpr int64_t kGrain = 16384;  // elements per task for elementwise work
+// Below this many elements a pass stays on the calling thread: these passes are bound by memory bandwidth
+// (a second thread measured no faster at the tiny step's 196k elements, and slower in RMSNorm's backward),
+// and a handoff to a worker that another process holds off its core can stall the caller for a time slice.
+constexpr int64_t kParallelMin = int64_t{1} << 18;
 
 // Splits [0, n) into tasks of about kGrain elements; runs inline when small.
 void forChunks(ThreadPool& pool, size_t n, const std::function<void(size_t, size_t)>& fn) {
   const int64_t tasks = static_cast<int64_t>((n + kGrain - 1) / kGrain);
-  if (tasks <= 1) {
+  if (tasks <= 1 || static_cast<int64_t>(n) < kParallelMin) {
     if (n) fn(0, n);
     return;
   }
@@ -30,7 +37,7 @@ void forChunks(ThreadPool& pool, size_t n, const std::function<void(size_t, size
 
 // Rows [0, N) in contiguous ranges; inline when the whole job is small.
 void forRows(ThreadPool& pool, int64_t N, int64_t workPerRow, const std::function<void(int64_t, int64_t)>& fn) {
-  if (N * workPerRow < kGrain || pool.size() == 1) {
+  if (N * workPerRow < kParallelMin || pool.size() == 1) {
     if (N) fn(0, N);
     return;
   }
@@ -115,8 +122,15 @@ PL_SIMD_CLONES(void, rmsWeightBack,
                (float* dw, const float* dy, const float* x, const float* rstd, int N, int C, int c0, int c1),
                (dw, dy, x, rstd, N, C, c0, c1))
 
+// SwiGLU on 8-wide vectors (vexp8; GCC does not vectorize the scalar vexp's bit cast), the tail in scalars.
 PL_INLINE void swigluKBody(float* out, const float* g, const float* u, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const V8 gv = load8(g + i);
+    const V8 s = 1.0f / (1.0f + vexp8(-gv));
+    store8(out + i, gv * s * load8(u + i));
+  }
+  for (; i < n; ++i) {
     const float s = 1.0f / (1.0f + vexp(-g[i]));
     out[i] = g[i] * s * u[i];
   }
@@ -124,7 +138,14 @@ PL_INLINE void swigluKBody(float* out, const float* g, const float* u, size_t n)
 PL_SIMD_CLONES(void, swigluK, (float* out, const float* g, const float* u, size_t n), (out, g, u, n))
 
 PL_INLINE void swigluBackKBody(float* dg, float* du, const float* dy, const float* g, const float* u, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const V8 gv = load8(g + i), dyv = load8(dy + i);
+    const V8 s = 1.0f / (1.0f + vexp8(-gv));
+    store8(du + i, dyv * (gv * s));
+    store8(dg + i, dyv * load8(u + i) * s * (1.0f + gv * (1.0f - s)));
+  }
+  for (; i < n; ++i) {
     const float s = 1.0f / (1.0f + vexp(-g[i]));
     const float silu = g[i] * s;
     du[i] = dy[i] * silu;

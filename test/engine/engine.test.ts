@@ -385,10 +385,25 @@ describe('Engine memory', () => {
 });
 
 describe('Engine profile', () => {
-  it('is empty on the CPU (only the CUDA backend times ops) and checks its argument', async () => {
+  it('times each CPU op with its calls, FLOPs and bytes, and checks its argument', async () => {
     const engine = await Engine.create({ config: small, seed: 1, threads: 1, device: 'cpu' });
     expect(engine.profile(true)).toBe('');
     const { tokens, targets } = batch(2, 8, 32, 3);
+    await engine.forwardBackward(tokens, targets, { batch: 2, seq: 8 });
+    await engine.forwardBackward(tokens, targets, { batch: 2, seq: 8 });
+    const report = engine.profile(false);
+    const line = (name: string): string => report.split('\n').find((l) => l.startsWith(name + ' ')) ?? '';
+    // Two forward-backward passes over 2 layers: one attention forward and one backward per layer and pass.
+    expect(line('attentionForward')).toMatch(/ 4 calls .* GFLOP\/s .* GB\/s$/);
+    expect(line('attentionBackward')).toMatch(/ 4 calls /);
+    expect(line('crossEntropy')).toMatch(/ 2 calls /);
+    // GEMMs are listed by shape: the q projection is (2*8) x 32 x 32, y = x W^T.
+    expect(line('gemm 16x32x32 NT')).toMatch(/ ms +\d+ calls .* GFLOP\/s/);
+    expect(report).toMatch(/^total \(op wall time\) +\d+\.\d+ ms/m);
+    const shares = report.split('\n').filter((l) => /%/.test(l)).map((l) => Number(/([\d.]+)%/.exec(l)![1]));
+    expect(shares.reduce((a, b) => a + b, 0)).toBeGreaterThan(99);
+    expect(shares.reduce((a, b) => a + b, 0)).toBeLessThan(101);
+    // Off again: nothing is recorded, the report is empty.
     await engine.forwardBackward(tokens, targets, { batch: 2, seq: 8 });
     expect(engine.profile(false)).toBe('');
     expect(() => engine.profile('yes' as unknown as boolean)).toThrow(/profile\(\): on must be a boolean, got/);

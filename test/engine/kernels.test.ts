@@ -37,18 +37,27 @@ describe.each(levels)('kernels on the %s path', (level) => {
         // few rows against a large op(B) = W^T: the gemv path (M <= 16, N·K >= 65536) when transB
         [1, 300, 257],
         [16, 517, 130],
+        // a side of at most 16 (LoRA's rank): the skinny kernels, with their row, column and vector tails
+        [100, 8, 70],
+        [75, 13, 40],
+        [9, 100, 50],
+        [16, 61, 33],
+        [70, 50, 8],
+        [45, 37, 16],
+        [200, 3, 17],
       ];
       for (const [m, n, k] of shapes) {
         for (const tA of [false, true])
-          for (const tB of [false, true]) {
-            const a = ref.randn(m * k, m + n + k + 1);
-            const b = ref.randn(k * n, m * n + k + 2);
-            const c0 = ref.randn(m * n, 3);
-            const got = kernels.matmul(a, b, { m, n, k, transA: tA, transB: tB, alpha: 0.5, beta: 2, c: c0, threads });
-            const prod = ref.matmul(a, b, m, n, k, tA, tB);
-            const want = prod.map((x, i) => 0.5 * x + 2 * c0[i]);
-            expectClose(`matmul ${m}x${n}x${k} tA=${tA} tB=${tB}`, got, want, 1e-4, 1e-4);
-          }
+          for (const tB of [false, true])
+            for (const beta of [2, 0]) {
+              const a = ref.randn(m * k, m + n + k + 1);
+              const b = ref.randn(k * n, m * n + k + 2);
+              const c0 = ref.randn(m * n, 3);
+              const got = kernels.matmul(a, b, { m, n, k, transA: tA, transB: tB, alpha: 0.5, beta, c: c0, threads });
+              const prod = ref.matmul(a, b, m, n, k, tA, tB);
+              const want = prod.map((x, i) => 0.5 * x + beta * c0[i]);
+              expectClose(`matmul ${m}x${n}x${k} tA=${tA} tB=${tB} beta=${beta}`, got, want, 1e-4, 1e-4);
+            }
       }
     });
 
@@ -134,6 +143,7 @@ describe.each(levels)('kernels on the %s path', (level) => {
         [2, 7, 4, 2, 8],
         [1, 70, 4, 1, 16],
         [2, 100, 2, 2, 32],
+        [1, 130, 6, 2, 12], // three key tiles, a group of 3, a head dim that is not a multiple of 8
       ] as const) {
         const q = ref.randn(b * t * h * d, t + 1);
         const k = ref.randn(b * t * hkv * d, t + 2);
@@ -151,7 +161,7 @@ describe.each(levels)('kernels on the %s path', (level) => {
 
     it('swiglu forward and backward', () => {
       kernels.setSimd(level);
-      const n = 1000;
+      const n = 1003; // 8-wide vectors and a scalar tail
       const g = ref.randn(n, 1, 4);
       const u = ref.randn(n, 2);
       expectClose('swiglu', kernels.swigluForward(g, u, { threads }), ref.swiglu(g, u));
