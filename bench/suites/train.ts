@@ -1,11 +1,13 @@
 // `--suite train`: a full training step (forward, backward, AdamW) of the tiny preset in tokens/s, with and
 // without LoRA, beside torch eager (SDPA attention) and torch.compile, each with its fraction of the fp32 FMA
-// peak measured in the same run (bench/peak.ts, bench/flops.ts); generation tokens/s with the KV cache, and
+// peak measured in the same run (bench/peak.ts, bench/flops.ts), and again with a busy process on one core
+// (bench/busy.ts); generation tokens/s with the KV cache, and
 // peak RSS over 1,000 steps; beside PyTorch peers.
 import type { BenchOptions, BenchRow, BenchSuite } from '../suite.js';
 import { Engine } from '../../lib/engine/engine.js';
 import { presetConfig, type LlamaConfig, type LoraOptions } from '../../lib/model/config.js';
 import { trainStepFlops } from '../flops.js';
+import { withBusyProcess } from '../busy.js';
 import { higherPeak, measurePeak, ofPeak, peakRow } from '../peak.js';
 import { sampleStats, type SampleStats } from '../stats.js';
 import { peerLabel, peerNumber, peerSamples, runPeer, timingStats, type PeerOutcome } from './peers.js';
@@ -114,6 +116,22 @@ export const trainSuite: BenchSuite = {
       stepRows.push({ ...stepRow(`${name} vs eager`, batch * seq, ours, eager, 'eager, sdpa', gradientCheckpointing ? 1.2 : 1.6, note), flops });
       const compiled = await peerFor(loraOpt, true);
       stepRows.push({ ...stepRow(`${name} vs torch.compile`, batch * seq, ours, compiled, 'torch.compile', gradientCheckpointing ? undefined : 1.2, note), flops });
+    }
+    // Contended (issue 16: not below torch): the full step again, ours then the peer's, each while a busy
+    // process spins on one of the cores, as on a shared CI machine.
+    {
+      const flops = trainStepFlops(config, batch, seq, null);
+      const ours = sampleStats(await withBusyProcess(async () => {
+        const engine = await Engine.create({ config, seed: 1, threads });
+        try {
+          return await trainSteps(engine, batch, seq, steps, config.vocab_size);
+        } finally {
+          engine.dispose();
+        }
+      }));
+      const eager = await withBusyProcess(() => runPeer('train_step', { config, lora: null, batch, seq, threads, steps, adamw, attention: 'sdpa', compile: false }));
+      const note = `a busy process spinning on one core during both sides' steps; ${(flops / 1e9).toFixed(2)} GFLOP per step`;
+      stepRows.push({ ...stepRow(`train step tiny (full) b=${batch} t=${seq}, one core contended, vs eager`, batch * seq, ours, eager, 'eager, sdpa', 1.0, note), flops });
     }
     const after = await measurePeak(threads, options.quick);
     const peak = higherPeak(before, after);

@@ -18,7 +18,7 @@ struct FmaPeak {
 };
 
 // Runs the chains on each of the pool's threads for `seconds` each (every thread checks its own clock),
-// at the active ISA (cpu::activeIsa(), so PUZZLE_LLAMA_SIMD and setSimd apply). seconds must be > 0.
+// at the active ISA (cpu::activeIsa(), so kernels.setSimd applies). seconds must be > 0.
 FmaPeak measureFmaPeak(ThreadPool& pool, double seconds);
 
 }  // namespace pl::cpu
