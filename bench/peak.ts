@@ -40,8 +40,8 @@ export function peakRow(peak: MeasuredPeak, when: string): BenchRow {
     unit: 'GFLOP/s',
     value: peak.gflops,
     higherIsBetter: true,
-    peerSkipped: 'no peer: the limit "of peak" divides by',
-    note: `per CPU second x ${peak.threads}; per wall second ${peak.wallGflops.toFixed(0)} GFLOP/s, the threads got ${(100 * peak.cpuShare).toFixed(0)}% of ${peak.threads} core(s) (less than 100%: a shared machine)`,
+    peerSkipped: 'no peer: the limit that "of peak" divides by',
+    note: `per CPU second x ${peak.threads}; per wall second ${peak.wallGflops.toFixed(0)} GFLOP/s, the threads got ${(100 * peak.cpuShare).toFixed(0)}% of ${peak.threads} core(s)${peak.cpuShare < 0.95 ? ' (a shared machine: other work had the rest)' : ''}`,
   };
 }
 
