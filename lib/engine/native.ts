@@ -203,20 +203,8 @@ export interface CudaAvailability {
   gemm?: string;
 }
 
-export interface AttentionDims extends KernelThreads {
-  b: number;
-  t: number;
-  h: number;
-  hkv: number;
-  d: number;
-  /**
-   * Which CUDA attention kernels the call runs, for benchmarks (no effect on the CPU): 'flash' (the
-   * default: the flash kernels, dQ from the dS the dK/dV pass keeps) or 'flash-recompute' (dQ recomputes
-   * S and dP); unset, the backend's own choice. Variants that are not in the product live in the kernel
-   * lab (native/cuda/dev/).
-   */
-  kernel?: 'flash' | 'flash-recompute';
-}
+/** Attention's dimensions and options, as the generated attentionForward binding takes them (lib/engine/kernel-ops.ts). */
+export type AttentionDims = Parameters<NativeKernelOps['attentionForward']>[3];
 
 /**
  * A bandwidth-bound op for kernels.timeOp() and its shape: n elements (copy, add, swiglu, adamw), n rows of c
