@@ -49,3 +49,23 @@ export function peakRow(peak: MeasuredPeak, when: string): BenchRow {
 export function ofPeak(gflops: number, peak: MeasuredPeak): number {
   return gflops / peak.gflops;
 }
+
+/** A compute row before its fractions are known: its FLOPs per call and each side's mean milliseconds. */
+export type PendingRow = BenchRow & { flops: number; oursMeanMs: number; peerMeanMs?: number };
+
+/**
+ * A suite's table: the peak measured before its rows, the rows with the fractions of the larger of the two
+ * peaks that ours and the peer's reach, then the peak measured after them.
+ */
+export function withPeak(before: MeasuredPeak, after: MeasuredPeak, rows: readonly PendingRow[], what: string): BenchRow[] {
+  const peak = higherPeak(before, after);
+  const gflops = (flops: number, ms: number) => flops / (ms * 1e-3) / 1e9;
+  const table: BenchRow[] = [peakRow(before, `before the ${what}`)];
+  for (const { flops, oursMeanMs, peerMeanMs, ...row } of rows) {
+    row.ofPeak = ofPeak(gflops(flops, oursMeanMs), peak);
+    if (peerMeanMs) row.peerOfPeak = ofPeak(gflops(flops, peerMeanMs), peak);
+    table.push(row);
+  }
+  table.push(peakRow(after, `after the ${what}`));
+  return table;
+}

@@ -8,7 +8,7 @@ import { kernels } from '../../lib/engine/kernels.js';
 import { presetConfig } from '../../lib/model/config.js';
 import { attentionFlops, matmulFlops } from '../flops.js';
 import { microOptions, timeMicro, type MicroOptions, type MicroResult } from '../micro.js';
-import { higherPeak, measurePeak, ofPeak, peakRow } from '../peak.js';
+import { measurePeak, withPeak, type PendingRow } from '../peak.js';
 import { peerLabel, peerNumber, peerSamples, runPeer, timingStats, type PeerOutcome } from './peers.js';
 
 /** The peer gets as many timed calls as tinybench took of ours (bounded), after the same warm-up. */
@@ -18,8 +18,7 @@ function peerRepeats(count: number): number {
 
 /**
  * A compute row from our samples and the peer's: the rate from each side's mean (GFLOP/s, or the mean
- * ms for time rows), the fractions of the peak from the FLOP count. Fractions are filled in by the caller
- * once the suite's peak is known.
+ * ms for time rows); withPeak() adds the fractions of the peak once the suite's peak is known.
  */
 function computeRow(
   name: string,
@@ -30,17 +29,18 @@ function computeRow(
   peerKey: string,
   peerVariant: string,
   target?: number,
-): BenchRow & { flops: number; peerMeanMs?: number } {
+): PendingRow {
   const gflops = (ms: number) => flops / (ms * 1e-3) / 1e9;
   const ps = peerSamples(peer, peerKey);
   const value = unit === 'GFLOP/s' ? gflops(ours.stats.mean) : ours.stats.mean;
-  const row: BenchRow & { flops: number; peerMeanMs?: number } = {
+  const row: PendingRow = {
     name,
     unit,
     value,
     higherIsBetter: unit === 'GFLOP/s',
     ...(target !== undefined ? { target } : {}),
     flops,
+    oursMeanMs: ours.stats.mean,
     stats: timingStats(ours.stats),
   };
   if (ps && peer.ok) {
@@ -99,7 +99,7 @@ export const kernelsSuite: BenchSuite = {
       { label: `gate/up_proj bwd dx ${N}x${C}x${F}`, m: N, n: C, k: F, transB: false, target: 1.0 },
       { label: '1024x1024x1024', m: 1024, n: 1024, k: 1024, transB: false, target: 0.9 },
     ];
-    const rows: Array<BenchRow & { flops: number; peerMeanMs?: number }> = [];
+    const rows: PendingRow[] = [];
     for (const s of shapes) {
       const name = `matmul ${s.label}`;
       const ours = await timeMicro(name, async () => (await kernels.timeMatmul({ m: s.m, n: s.n, k: s.k, transB: s.transB, repeats: 1, threads })).bestSeconds * 1e3, micro);
@@ -117,17 +117,7 @@ export const kernelsSuite: BenchSuite = {
       const sdpa = peer.ok && typeof peer.result.impl === 'string' ? peer.result.impl : 'sdpa';
       rows.push(computeRow(name, attentionFlops({ b, t, h: heads, d: headDim }), 'ms', ours, peer, 'samplesFwdBwdMs', sdpa, target));
     }
-    const after = await measurePeak(threads, options.quick);
-    // The larger of the two peaks (before and after the rows) is the limit the fractions use.
-    const peak = higherPeak(before, after);
-    const table: BenchRow[] = [peakRow(before, 'before the rows')];
-    for (const { flops, peerMeanMs, ...row } of rows) {
-      if (row.stats) row.ofPeak = ofPeak(flops / (row.stats.mean * 1e-3) / 1e9, peak);
-      if (peerMeanMs) row.peerOfPeak = ofPeak(flops / (peerMeanMs * 1e-3) / 1e9, peak);
-      table.push(row);
-    }
-    table.push(peakRow(after, 'after the rows'));
-    return table;
+    return withPeak(before, await measurePeak(threads, options.quick), rows, 'rows');
   },
 };
 

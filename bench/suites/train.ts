@@ -8,7 +8,7 @@ import { Engine } from '../../lib/engine/engine.js';
 import { presetConfig, type LlamaConfig, type LoraOptions } from '../../lib/model/config.js';
 import { trainStepFlops } from '../flops.js';
 import { withBusyProcess } from '../busy.js';
-import { higherPeak, measurePeak, ofPeak, peakRow } from '../peak.js';
+import { measurePeak, withPeak, type PendingRow } from '../peak.js';
 import { sampleStats, type SampleStats } from '../stats.js';
 import { peerLabel, peerNumber, peerSamples, runPeer, timingStats, type PeerOutcome } from './peers.js';
 
@@ -44,15 +44,16 @@ async function trainSteps(engine: Engine, batch: number, seq: number, steps: num
 /** A train-step row against one peer: tokens/s from each side's mean step time (bench/stats.ts). */
 function stepRow(
   name: string,
+  flops: number,
   tokens: number,
   ours: SampleStats,
   peer: PeerOutcome,
   variant: string,
   target: number | undefined,
   note: string,
-): BenchRow & { peerMeanMs?: number; oursMeanMs: number } {
+): PendingRow {
   const ps = peerSamples(peer, 'samplesMs');
-  const row: BenchRow & { peerMeanMs?: number; oursMeanMs: number } = {
+  const row: PendingRow = {
     name,
     unit: 'tokens/s',
     value: tokens / (ours.mean * 1e-3),
@@ -60,6 +61,7 @@ function stepRow(
     ...(target !== undefined ? { target } : {}),
     stats: timingStats(ours),
     note,
+    flops,
     oursMeanMs: ours.mean,
   };
   if (ps && peer.ok) {
@@ -97,7 +99,7 @@ export const trainSuite: BenchSuite = {
       if (!peers.has(key)) peers.set(key, runPeer('train_step', { config, lora: loraOpt, batch, seq, threads, steps, adamw, attention: 'sdpa', compile }));
       return peers.get(key)!;
     };
-    const stepRows: Array<BenchRow & { peerMeanMs?: number; oursMeanMs: number; flops: number }> = [];
+    const stepRows: PendingRow[] = [];
     for (const [label, loraOpt, gradientCheckpointing] of [
       ['full', null, false],
       ['LoRA r=8 all-linear', lora, false],
@@ -113,9 +115,9 @@ export const trainSuite: BenchSuite = {
       const name = `train step tiny (${label}) b=${batch} t=${seq}`;
       // Targets (issue 16): full and LoRA >= 1.6x eager and >= 1.2x compiled; checkpointing >= 1.2x eager without it.
       const eager = await peerFor(loraOpt, false);
-      stepRows.push({ ...stepRow(`${name} vs eager`, batch * seq, ours, eager, 'eager, sdpa', gradientCheckpointing ? 1.2 : 1.6, note), flops });
+      stepRows.push(stepRow(`${name} vs eager`, flops, batch * seq, ours, eager, 'eager, sdpa', gradientCheckpointing ? 1.2 : 1.6, note));
       const compiled = await peerFor(loraOpt, true);
-      stepRows.push({ ...stepRow(`${name} vs torch.compile`, batch * seq, ours, compiled, 'torch.compile', gradientCheckpointing ? undefined : 1.2, note), flops });
+      stepRows.push(stepRow(`${name} vs torch.compile`, flops, batch * seq, ours, compiled, 'torch.compile', gradientCheckpointing ? undefined : 1.2, note));
     }
     // Contended (issue 16: not below torch): the full step again, ours then the peer's, each while a busy
     // process spins on one of the cores, as on a shared CI machine.
@@ -131,18 +133,9 @@ export const trainSuite: BenchSuite = {
       }));
       const eager = await withBusyProcess(() => runPeer('train_step', { config, lora: null, batch, seq, threads, steps, adamw, attention: 'sdpa', compile: false }));
       const note = `a busy process spinning on one core during both sides' steps; ${(flops / 1e9).toFixed(2)} GFLOP per step`;
-      stepRows.push({ ...stepRow(`train step tiny (full) b=${batch} t=${seq}, one core contended, vs eager`, batch * seq, ours, eager, 'eager, sdpa', 1.0, note), flops });
+      stepRows.push(stepRow(`train step tiny (full) b=${batch} t=${seq}, one core contended, vs eager`, flops, batch * seq, ours, eager, 'eager, sdpa', 1.0, note));
     }
-    const after = await measurePeak(threads, options.quick);
-    const peak = higherPeak(before, after);
-    rows.push(peakRow(before, 'before the steps'));
-    for (const r of stepRows) {
-      const { peerMeanMs, oursMeanMs, flops, ...row } = r;
-      row.ofPeak = ofPeak(flops / (oursMeanMs * 1e-3) / 1e9, peak);
-      if (peerMeanMs) row.peerOfPeak = ofPeak(flops / (peerMeanMs * 1e-3) / 1e9, peak);
-      rows.push(row);
-    }
-    rows.push(peakRow(after, 'after the steps'));
+    rows.push(...withPeak(before, await measurePeak(threads, options.quick), stepRows, 'steps'));
 
     // Generation: greedy, a batch of equal-length prompts decoding in lockstep with the KV cache.
     {
