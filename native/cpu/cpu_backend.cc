@@ -56,13 +56,13 @@ void CpuBackend::zero(void* dst, size_t bytes) {
 }
 
 void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, int K, bool transA, bool transB,
-                       float alpha, float beta) {
+                      float alpha, float beta) {
   ProfileScope span(profile_.get(), profile_ ? gemmName("gemm", M, N, K, transA, transB) : std::string(),
                      2.0 * M * N * K, kF * (double(M) * K + double(K) * N + (beta == 0.0f ? 1.0 : 2.0) * M * N));
   cpu::gemm(*pool_, C, A, B, M, N, K, transA, transB, alpha, beta);
 }
 void CpuBackend::gemmWeightBf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool transW,
-                                 float alpha, float beta) {
+                                float alpha, float beta) {
   ProfileScope span(profile_.get(), profile_ ? gemmName("gemm bf16 weight", M, N, K, false, transW) : std::string(),
                     2.0 * M * N * K, kF * (double(M) * K + double(M) * N) + 2.0 * double(K) * N);
   if (transW && M <= cpu::kGemvMaxRows) {
@@ -104,34 +104,34 @@ void CpuBackend::embeddingBackward(float* dwte, const float* dout, const int32_t
   cpu::embeddingBackward(*pool_, dwte, dout, tokens, N, C, V);
 }
 void CpuBackend::rmsnormForward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
-                                 float eps) {
+                                float eps) {
   ProfileScope span(profile_.get(), "rmsnormForward", 4.0 * N * C, 2 * kF * double(N) * C);
   cpu::rmsnormForward(*pool_, out, rstd, inp, weight, N, C, eps);
 }
 void CpuBackend::rmsnormBackward(float* dinp, float* dweight, const float* dout, const float* inp,
-                                  const float* weight, const float* rstd, int N, int C) {
+                                 const float* weight, const float* rstd, int N, int C) {
   ProfileScope span(profile_.get(), "rmsnormBackward", 8.0 * N * C, 4 * kF * double(N) * C);
   cpu::rmsnormBackward(*pool_, dinp, dweight, dout, inp, weight, rstd, N, C);
 }
 void CpuBackend::ropeForward(float* x, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
-                              int pos0) {
+                             int pos0) {
   ProfileScope span(profile_.get(), "ropeForward", 3.0 * B * T * H * D, 2 * kF * double(B) * T * H * D);
   cpu::rope(*pool_, x, cosTable, sinTable, B, T, H, D, pos0, false);
 }
 void CpuBackend::ropeBackward(float* dx, const float* cosTable, const float* sinTable, int B, int T, int H, int D,
-                               int pos0) {
+                              int pos0) {
   ProfileScope span(profile_.get(), "ropeBackward", 3.0 * B * T * H * D, 2 * kF * double(B) * T * H * D);
   cpu::rope(*pool_, dx, cosTable, sinTable, B, T, H, D, pos0, true);
 }
 void CpuBackend::attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, int B,
-                                   int Tq, int Tcap, int H, int Hkv, int D, int pos0) {
+                                  int Tq, int Tcap, int H, int Hkv, int D, int pos0) {
   ProfileScope span(profile_.get(), "attentionForward", 4.0 * B * H * D * (double(Tq) * pos0 + Tq * (Tq + 1) / 2.0),
                     kF * (2.0 * B * Tq * H * D + 2.0 * B * (pos0 + Tq) * Hkv * D));
   cpu::attentionForward(*pool_, out, lse, q, k, v, B, Tq, Tcap, H, Hkv, D, pos0);
 }
 void CpuBackend::attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q,
-                                    const float* k, const float* v, const float* out, const float* lse, int B, int T,
-                                    int H, int Hkv, int D) {
+                                   const float* k, const float* v, const float* out, const float* lse, int B, int T,
+                                   int H, int Hkv, int D) {
   ProfileScope span(profile_.get(), "attentionBackward", 8.0 * B * H * D * (T * (T + 1) / 2.0),
                     kF * (5.0 * B * T * H * D + 4.0 * B * T * Hkv * D));
   cpu::attentionBackward(*pool_, dq, dk, dv, dout, q, k, v, out, lse, B, T, H, Hkv, D);
@@ -141,12 +141,12 @@ void CpuBackend::swigluForward(float* out, const float* gate, const float* up, s
   cpu::swigluForward(*pool_, out, gate, up, n);
 }
 void CpuBackend::swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                                 size_t n) {
+                                size_t n) {
   ProfileScope span(profile_.get(), "swigluBackward", 0, 5 * kF * n);
   cpu::swigluBackward(*pool_, dgate, dup, dout, gate, up, n);
 }
 void CpuBackend::crossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, float dscale,
-                               bool grad) {
+                              bool grad) {
   ProfileScope span(profile_.get(), "crossEntropy", 0, 2 * kF * double(N) * V);
   cpu::crossEntropy(*pool_, losses, logits, targets, N, V, dscale, grad);
 }
