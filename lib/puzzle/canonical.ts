@@ -15,6 +15,14 @@ export interface CanonicalSolution {
   steps: Step[];
 }
 
+/**
+ * Where and in which order the candidates outside the core are folded to 0: after the core in prompt order
+ * (the default), after it in reverse prompt order, after it in an order shuffled per puzzle (fixed by the
+ * puzzle itself), or before the core in prompt order (the core's value is then added to the 0 last).
+ */
+export type FoldOrder = 'prompt' | 'reverse' | 'shuffled' | 'first';
+export const FOLD_ORDERS: readonly FoldOrder[] = ['prompt', 'reverse', 'shuffled', 'first'];
+
 /** The operators in the order the search tries them (so that the first hit is the canonical one). */
 const OP_ORDER: readonly Op[] = ['+', '-', '*', '/'];
 const COMMUTES: Record<Op, boolean> = { '+': true, '*': true, '-': false, '/': false };
@@ -24,15 +32,15 @@ const COMMUTES: Record<Op, boolean> = { '+': true, '*': true, '-': false, '/': f
  * Search order, which makes the answer unique: smaller cores first; candidates in prompt order; operators
  * + - * /; for - and / the prompt order of the operands before the reverse.
  */
-export function canonicalSolution(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3): CanonicalSolution | null {
-  for (const solution of coreSolutions(puzzle, maxCore)) return solution;
+export function canonicalSolution(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3, fold: FoldOrder = 'prompt'): CanonicalSolution | null {
+  for (const solution of coreSolutions(puzzle, maxCore, fold)) return solution;
   return null;
 }
 
 /** Every solution of the smallest core size the puzzle has (at most `maxCore`), in the canonical search order. */
-export function shortestCoreSolutions(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3): CanonicalSolution[] {
+export function shortestCoreSolutions(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3, fold: FoldOrder = 'prompt'): CanonicalSolution[] {
   const all: CanonicalSolution[] = [];
-  for (const solution of coreSolutions(puzzle, maxCore)) {
+  for (const solution of coreSolutions(puzzle, maxCore, fold)) {
     if (all.length > 0 && solution.shape !== all[0].shape) break;
     all.push(solution);
   }
@@ -40,11 +48,13 @@ export function shortestCoreSolutions(puzzle: Puzzle, maxCore: 1 | 2 | 3 = 3): C
 }
 
 /** Core solutions in the canonical search order (smaller cores first), each finished by folding the others. */
-function* coreSolutions(puzzle: Puzzle, maxCore: 1 | 2 | 3): Generator<CanonicalSolution> {
+function* coreSolutions(puzzle: Puzzle, maxCore: 1 | 2 | 3, fold: FoldOrder): Generator<CanonicalSolution> {
   const x = puzzle.numbers;
   const n = x.length;
   const target = puzzle.target;
-  const rest = (used: number[]) => x.filter((_, i) => !used.includes(i));
+  const order = foldOrder(puzzle, fold);
+  const rest = (used: number[]) => order.filter((i) => !used.includes(i)).map((i) => x[i]);
+  const finish = (core: Step[], value: Int, others: Int[]) => finishFolded(core, value, others, fold === 'first');
 
   for (let i = 0; i < n; i++) {
     if (x[i] !== target) continue;
@@ -92,19 +102,39 @@ function orders(a: Int, b: Int, op: Op): Array<[Int, Int]> {
   return COMMUTES[op] || a === b ? [[a, b]] : [[a, b], [b, a]];
 }
 
+/** The candidates' indices in the order a fold visits them (the core's are skipped later). */
+function foldOrder(puzzle: Puzzle, fold: FoldOrder): number[] {
+  const order = puzzle.numbers.map((_, i) => i);
+  if (fold === 'reverse') order.reverse();
+  if (fold === 'shuffled') {
+    // Fisher-Yates driven by an xorshift seeded with the puzzle's hash: the same puzzle, the same order
+    let state = puzzleHash(puzzle, 0x5eed) || 1;
+    for (let i = order.length - 1; i > 0; i--) {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      state >>>= 0;
+      const j = state % (i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+  }
+  return order;
+}
+
 /**
- * The core's steps, then the others folded to 0 (in prompt order) and added to the core's value; null when
- * the others cannot be folded to 0 (a single one left over, or a first pair with no zero between them).
+ * The core's steps and the others folded to 0 (in the order given), the fold after the core or, with
+ * `foldFirst`, before it, then the core's value plus 0; null when the others cannot be folded to 0 (a single
+ * one left over, or a first pair with no zero between them).
  */
-function finish(core: Step[], value: Int, others: Int[]): Step[] | null {
+function finishFolded(core: Step[], value: Int, others: Int[], foldFirst: boolean): Step[] | null {
   if (others.length === 0) return core;
   if (others.length === 1) return null;
   const first = zeroStep(others[0], others[1]);
   if (!first) return null;
-  const steps = [...core, first];
-  for (let k = 2; k < others.length; k++) steps.push({ a: 0, op: '*', b: others[k], result: 0 });
-  steps.push({ a: value, op: '+', b: 0, result: value });
-  return steps;
+  const zeros = [first];
+  for (let k = 2; k < others.length; k++) zeros.push({ a: 0, op: '*', b: others[k], result: 0 });
+  const add: Step = { a: value, op: '+', b: 0, result: value };
+  return foldFirst ? [...zeros, ...core, add] : [...core, ...zeros, add];
 }
 
 /** A step that makes 0 from two numbers: x-x, the smaller over the larger (floor division), or 0 times. */
@@ -132,18 +162,18 @@ export function dropsUnsolved(responses: ResponseKind): boolean {
  * Puzzles with the steps of the chosen solution: 'canonical' keeps the synthetic chain where there is no
  * canonical solution (with a core of at most `maxCore` candidates); the '-only' kinds drop those puzzles.
  */
-export function* answered(puzzles: Iterable<SolvedPuzzle>, responses: ResponseKind, maxCore: 1 | 2 | 3 = 3): Generator<SolvedPuzzle> {
+export function* answered(puzzles: Iterable<SolvedPuzzle>, responses: ResponseKind, maxCore: 1 | 2 | 3 = 3, fold: FoldOrder = 'prompt'): Generator<SolvedPuzzle> {
   for (const p of puzzles) {
     if (responses === 'synthetic') {
       yield p;
       continue;
     }
     if (responses === 'random-core-only') {
-      const all = shortestCoreSolutions(p, maxCore);
+      const all = shortestCoreSolutions(p, maxCore, fold);
       if (all.length > 0) yield { numbers: p.numbers, target: p.target, steps: all[puzzleHash(p) % all.length].steps };
       continue;
     }
-    const canonical = canonicalSolution(p, maxCore);
+    const canonical = canonicalSolution(p, maxCore, fold);
     if (canonical) yield { numbers: p.numbers, target: p.target, steps: canonical.steps };
     else if (responses === 'canonical') yield p;
   }

@@ -8,13 +8,13 @@ import { parsePuzzleLine } from '../puzzle/jsonl.js';
 import { PuzzleSet } from '../puzzle/key.js';
 import { synthesize } from '../puzzle/synthesize.js';
 import type { Puzzle } from '../puzzle/types.js';
-import { answered, RESPONSE_KINDS, type ResponseKind } from '../puzzle/canonical.js';
+import { answered, FOLD_ORDERS, RESPONSE_KINDS, type FoldOrder, type ResponseKind } from '../puzzle/canonical.js';
 import { formatResponse } from '../puzzle/format.js';
 import { assertRegularFile } from '../io/regular-file.js';
 
 
 export type DataOptions =
-  | { source: 'synth'; n: number[]; maxValue: number; seed: number; responses?: ResponseKind; maxCore?: 1 | 2 | 3 }
+  | { source: 'synth'; n: number[]; maxValue: number; seed: number; responses?: ResponseKind; maxCore?: 1 | 2 | 3; fold?: FoldOrder }
   | { source: 'file'; path: string };
 
 /** Where a stream stands: puzzles handed out so far (file sources also count epochs by it). */
@@ -49,6 +49,9 @@ export function validateDataOptions(data: DataOptions, where = 'train(): data'):
     if (data.maxCore !== undefined && data.maxCore !== 1 && data.maxCore !== 2 && data.maxCore !== 3) {
       throw new RangeError(`${where}.maxCore must be 1, 2 or 3 (the most candidates a canonical core uses), got ${JSON.stringify(data.maxCore)}`);
     }
+    if (data.fold !== undefined && !FOLD_ORDERS.includes(data.fold)) {
+      throw new RangeError(`${where}.fold must be one of ${FOLD_ORDERS.join(', ')} (where the canonical solution folds the other candidates), got ${JSON.stringify(data.fold)}`);
+    }
     return data;
   }
   if (data.source === 'file') {
@@ -69,7 +72,7 @@ export function openPuzzleStream(data: DataOptions, position: DataPosition = { c
 function synthStream(data: Extract<DataOptions, { source: 'synth' }>): PuzzleStream {
   const exclude: PuzzleSet = benchmarkPuzzles();
   const responses = data.responses ?? 'synthetic';
-  const it = answered(synthesize({ n: data.n, maxValue: data.maxValue, count: Number.MAX_SAFE_INTEGER, seed: data.seed, exclude }), responses, data.maxCore ?? 3);
+  const it = answered(synthesize({ n: data.n, maxValue: data.maxValue, count: Number.MAX_SAFE_INTEGER, seed: data.seed, exclude }), responses, data.maxCore ?? 3, data.fold ?? 'prompt');
   let consumed = 0;
   return {
     next() {
@@ -80,7 +83,7 @@ function synthStream(data: Extract<DataOptions, { source: 'synth' }>): PuzzleStr
     },
     position: () => ({ consumed }),
     close() {},
-    describe: () => `synthesized on the fly: N ${data.n.join(',')}, V ${data.maxValue}, seed ${data.seed}, ${responses} responses${data.maxCore !== undefined && data.maxCore !== 3 ? `, cores of at most ${data.maxCore}` : ''} (evaluation puzzles excluded)`,
+    describe: () => `synthesized on the fly: N ${data.n.join(',')}, V ${data.maxValue}, seed ${data.seed}, ${responses} responses${data.maxCore !== undefined && data.maxCore !== 3 ? `, cores of at most ${data.maxCore}` : ''}${data.fold !== undefined && data.fold !== 'prompt' ? `, fold ${data.fold}` : ''} (evaluation puzzles excluded)`,
   };
 }
 

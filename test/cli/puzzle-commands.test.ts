@@ -71,6 +71,8 @@ describe('puzzle-llama CLI (needs the TypeScript build: npm test runs tsc first)
       [['synth', '--count', 'lots'], /--count must be an integer/],
       [['synth', '--responses', 'canonical', '--max-core', '4'], /--max-core must be an integer in \[1, 3\], got '4'/],
       [['synth', '--max-core', '2'], /--max-core bounds canonical cores; it needs --responses canonical/],
+      [['synth', '--responses', 'canonical', '--fold', 'sideways'], /--fold must be one of prompt, reverse, shuffled, first, got 'sideways'/],
+      [['synth', '--fold', 'first'], /--fold orders the canonical fold; it needs --responses canonical/],
       [['synth', '--exclude', 'nope.jsonl'], /--exclude file 'nope.jsonl' does not exist/],
       [['verify', '--in', 'missing.jsonl'], /--in file 'missing.jsonl' does not exist/],
       [['frobnicate'], /unknown command 'frobnicate'/],

@@ -1,7 +1,7 @@
 // Canonical solutions: each one the verifier accepts, the search order that makes it unique, and the
 // puzzles that have none.
 import { describe, expect, it } from 'vitest';
-import { answered, canonicalSolution, shortestCoreSolutions } from '../../lib/puzzle/canonical.js';
+import { answered, canonicalSolution, FOLD_ORDERS, shortestCoreSolutions } from '../../lib/puzzle/canonical.js';
 import { formatResponse } from '../../lib/puzzle/format.js';
 import { synthesize } from '../../lib/puzzle/synthesize.js';
 import { verify } from '../../lib/puzzle/verify.js';
@@ -84,5 +84,28 @@ describe('canonicalSolution', () => {
     expect(pairs.length).toBe(shapes.filter((s) => s === 'pair' || s === 'target').length);
     expect(shapes.filter((s) => s === 'triple').length).toBeGreaterThan(0);
     for (const p of pairs) expect(p.steps.length).toBe(p.numbers.length - 1);
+  });
+
+  it('folds the others where the fold order says: after the core (prompt, reverse or shuffled order) or first', () => {
+    const puzzle = { numbers: [3, 9, 4, 7, 8, 20], target: 12 };
+    const fold = (order: (typeof FOLD_ORDERS)[number]) => formatResponse(canonicalSolution(puzzle, 3, order)!.steps);
+    expect(fold('prompt')).toBe('3+9=12, 4/7=0, 0*8=0, 0*20=0, 12+0=12');
+    expect(fold('reverse')).toBe('3+9=12, 8/20=0, 0*7=0, 0*4=0, 12+0=12');
+    expect(fold('first')).toBe('4/7=0, 0*8=0, 0*20=0, 3+9=12, 12+0=12');
+    // shuffled: the same core, the others in an order fixed by the puzzle (the same on every call)
+    expect(fold('shuffled')).toBe(fold('shuffled'));
+    expect(fold('shuffled').startsWith('3+9=12, ')).toBe(true);
+    const puzzles = [...synthesize({ n: [5, 6, 7], maxValue: 60, count: 300, seed: 21 })];
+    let reordered = 0;
+    for (const order of FOLD_ORDERS) {
+      for (const p of answered(puzzles, 'canonical-only', 3, order)) {
+        expect(verify(p, formatResponse(p.steps)).ok, `${order}: ${formatResponse(p.steps)}`).toBe(true);
+        const shape = canonicalSolution(p)!.shape;
+        // the core is the same whatever the fold order; only where the zeros go changes
+        expect(canonicalSolution(p, 3, order)!.shape).toBe(shape);
+        if (order === 'shuffled' && formatResponse(p.steps) !== formatResponse(canonicalSolution(p)!.steps)) reordered++;
+      }
+    }
+    expect(reordered).toBeGreaterThan(50);
   });
 });

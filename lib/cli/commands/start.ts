@@ -67,7 +67,7 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   if (data?.source !== 'synth') throw new Error(`start: the cpu-10min recipe must synthesize its data, got ${JSON.stringify(data)}`);
   const responses = data.responses ?? 'canonical';
   io.stderr.write(`[1/3] synthesizing ${count.toLocaleString('en-US')} training puzzles (V ${data.maxValue}, N ${data.n.join(',')}; ${responses} responses; no evaluation puzzle) -> ${trainPath}\n`);
-  const code = await synthCommand(['--count', String(count), '--seed', String(data.seed), '--n', data.n.join(','), '--max-value', String(data.maxValue), '--responses', responses, ...(data.maxCore !== undefined ? ['--max-core', String(data.maxCore)] : []), '--out', trainPath], io);
+  const code = await synthCommand(['--count', String(count), '--seed', String(data.seed), '--n', data.n.join(','), '--max-value', String(data.maxValue), '--responses', responses, ...(data.maxCore !== undefined ? ['--max-core', String(data.maxCore)] : []), ...(data.fold !== undefined ? ['--fold', data.fold] : []), '--out', trainPath], io);
   if (code !== 0) return code;
 
   const evalPuzzles = sets.length * limit * modes.length;

@@ -94,6 +94,7 @@ export async function trainCommand(argv: string[], io: CliIo): Promise<number> {
       seed: seed ?? base?.seed ?? 1234,
       responses: responses ?? base?.responses,
       ...(base?.maxCore !== undefined ? { maxCore: base.maxCore } : {}),
+      ...(base?.fold !== undefined ? { fold: base.fold } : {}),
     };
   }
   const frozenWeights = flags['frozen-weights'] ?? fromFile.frozenWeights;
