@@ -52,8 +52,8 @@ export function loadTokenizer(dir: string): Tokenizer {
 
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   const checkpoint = await openHfCheckpoint(dir);
-  if (checkpoint.hf.rope.scaling) {
-    throw new Error(`${join(dir, 'config.json')}: rope_scaling (${checkpoint.hf.rope.scaling.type}) is not supported by the engine yet; only plain RoPE`);
+  if (checkpoint.hf.rope.scaling && checkpoint.hf.rope.scaling.type !== 'linear') {
+    throw new Error(`${join(dir, 'config.json')}: rope_scaling (${checkpoint.hf.rope.scaling.type}) is not supported by the engine yet; only plain RoPE and linear scaling`);
   }
   const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? loadTokenizer(dir) : null;
   if (tokenizer && tokenizer.vocabSize > checkpoint.config.vocab_size) {

@@ -43,6 +43,8 @@ export interface NativeLlamaConfig {
   max_position_embeddings: number;
   rms_norm_eps?: number;
   rope_theta?: number;
+  /** Linear RoPE scaling (positions divided by factor); absent or null: plain RoPE. */
+  rope_scaling?: { rope_type: 'linear'; factor: number } | null;
   tie_word_embeddings?: boolean;
   initializer_range?: number;
 }

@@ -12,10 +12,25 @@ export interface LlamaConfig {
   max_position_embeddings: number;
   rms_norm_eps: number;
   rope_theta: number;
+  /**
+   * Linear RoPE scaling as transformers reads it: positions divided by `factor` (absent or null: plain RoPE).
+   * A factor of 1e9 turns the rotation off within any context the presets have: no positional encoding
+   * (NoPE), which the README measures to extrapolate in N where RoPE does not.
+   */
+  rope_scaling?: LinearRopeScaling | null;
   tie_word_embeddings: boolean;
   /** std of the normal init of linear and embedding weights (HF default 0.02). */
   initializer_range?: number;
 }
+
+/** The one RoPE scaling the engine implements (transformers' `linear`). */
+export interface LinearRopeScaling {
+  rope_type: 'linear';
+  factor: number;
+}
+
+/** The factor that makes linear RoPE scaling a model without positional encoding (NoPE). */
+export const NOPE_ROPE_FACTOR = 1e9;
 
 /** PEFT LoRA options: y = W x + (alpha / r) B A dropout(x). */
 export interface LoraOptions {
@@ -114,6 +129,21 @@ function positiveNumber(where: string, key: string, v: unknown): number {
   return v;
 }
 
+function linearRopeScaling(where: string, v: unknown): LinearRopeScaling {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new TypeError(`${where}: rope_scaling must be an object like {"rope_type": "linear", "factor": 2} or null, got ${show(v)}`);
+  }
+  const o = v as Record<string, unknown>;
+  if (o.rope_type !== 'linear') {
+    throw new RangeError(`${where}: rope_scaling.rope_type must be 'linear' (the only scaling the engine implements), got ${show(o.rope_type)}`);
+  }
+  const factor = o.factor;
+  if (typeof factor !== 'number' || !Number.isFinite(factor) || factor <= 0 || factor > 1e30) {
+    throw new RangeError(`${where}: rope_scaling.factor must be a positive number up to 1e30, got ${show(factor)}`);
+  }
+  return { rope_type: 'linear', factor };
+}
+
 /** Fills defaults (as Hugging Face does) and checks every field; throws naming the first bad one. */
 export function validateConfig(input: Partial<LlamaConfig>, where = 'config'): LlamaConfig {
   if (typeof input !== 'object' || input === null) throw new TypeError(`${where} must be an object, got ${String(input)}`);
@@ -130,6 +160,7 @@ export function validateConfig(input: Partial<LlamaConfig>, where = 'config'): L
     tie_word_embeddings: input.tie_word_embeddings ?? false,
   };
   if (input.initializer_range !== undefined) c.initializer_range = input.initializer_range;
+  if (input.rope_scaling !== undefined && input.rope_scaling !== null) c.rope_scaling = linearRopeScaling(where, input.rope_scaling);
   if (typeof c.tie_word_embeddings !== 'boolean') {
     throw new TypeError(`${where}: tie_word_embeddings must be a boolean, got ${String(c.tie_word_embeddings)}`);
   }

@@ -216,6 +216,8 @@ export function parseHfConfig(json: unknown, where = 'config.json'): HfModelConf
     max_position_embeddings: maxPos,
     rms_norm_eps: f.positiveNumber('rms_norm_eps', 1e-6),
     rope_theta: rope.theta,
+    // the one scaling the engine runs travels in its config; load-model refuses the others
+    ...(rope.scaling?.type === 'linear' ? { rope_scaling: { rope_type: 'linear' as const, factor: rope.scaling.factor } } : {}),
     tie_word_embeddings: f.boolean('tie_word_embeddings', false),
   } satisfies LlamaConfig;
   if (kvHeads > heads || heads % kvHeads !== 0) {
@@ -407,9 +409,19 @@ export function toHfConfig(input: LlamaConfig, options: ToHfConfigOptions = {}):
   } catch (err) {
     throw new HfConfigError((err as Error).message);
   }
-  const rope = options.rope ?? { theta: config.rope_theta, scaling: null };
+  const linear = config.rope_scaling ?? null;
+  const rope = options.rope ?? {
+    theta: config.rope_theta,
+    scaling: linear ? { type: 'linear', factor: linear.factor, originalMaxPositionEmbeddings: null } : null,
+  };
   if (rope.theta !== config.rope_theta) {
     throw new HfConfigError(`toHfConfig(): rope.theta ${rope.theta} differs from config.rope_theta ${config.rope_theta}`);
+  }
+  const ropeLinear = rope.scaling?.type === 'linear' ? rope.scaling.factor : null;
+  if ((linear || ropeLinear !== null) && linear?.factor !== ropeLinear) {
+    throw new HfConfigError(
+      `toHfConfig(): rope.scaling ${show(rope.scaling)} differs from config.rope_scaling ${show(config.rope_scaling ?? null)}`,
+    );
   }
   const ids = {
     bos_token_id: options.bosTokenId === undefined ? 1 : options.bosTokenId,

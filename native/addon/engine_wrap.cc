@@ -50,6 +50,17 @@ LlamaConfig parseConfig(const Napi::Object& o) {
   c.maxPositionEmbeddings = static_cast<int>(intField(o, "max_position_embeddings", w, 1, 1 << 20));
   c.rmsNormEps = static_cast<float>(numberField(o, "rms_norm_eps", w, 1e-30, 1.0, 1e-6));
   c.ropeTheta = static_cast<float>(numberField(o, "rope_theta", w, 1e-6, 1e12, 10000.0));
+  if (has(o, "rope_scaling")) {
+    // Hugging Face's rope_scaling; the engine implements the linear kind (positions divided by the factor)
+    const Napi::Value v = o.Get("rope_scaling");
+    if (!v.IsObject()) throwType(o.Env(), w + "rope_scaling must be an object or null, got " + describe(v));
+    const Napi::Object s = v.As<Napi::Object>();
+    const std::string ws = w + "rope_scaling.";
+    const std::string type = stringField(s, "rope_type", ws);
+    if (type != "linear")
+      throwRange(o.Env(), ws + "rope_type must be 'linear' (the only scaling the engine implements), got '" + type + "'");
+    c.ropeLinearFactor = static_cast<float>(numberField(s, "factor", ws, 1e-6, 1e30));
+  }
   c.tieWordEmbeddings = boolField(o, "tie_word_embeddings", w, false);
   c.initializerRange = static_cast<float>(numberField(o, "initializer_range", w, 0.0, 10.0, 0.02));
   try {

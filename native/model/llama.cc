@@ -30,13 +30,14 @@ void checkAbort(const std::atomic<bool>* abort) {
 }
 }  // namespace
 
-void ropeTables(float theta, int D, int P, std::vector<float>& cosT, std::vector<float>& sinT) {
+void ropeTables(float theta, int D, int P, std::vector<float>& cosT, std::vector<float>& sinT, float linearFactor) {
   const int half = D / 2;
   cosT.assign(static_cast<size_t>(P) * half, 0.0f);
   sinT.assign(cosT.size(), 0.0f);
   for (int i = 0; i < half; ++i) {
     const float invFreq = 1.0f / static_cast<float>(std::pow(static_cast<double>(theta),
-                                                             static_cast<double>(static_cast<float>(2 * i) / static_cast<float>(D))));
+                                                             static_cast<double>(static_cast<float>(2 * i) / static_cast<float>(D)))) /
+                          linearFactor;
     for (int p = 0; p < P; ++p) {
       const float angle = static_cast<float>(p) * invFreq;
       cosT[static_cast<size_t>(p) * half + i] = static_cast<float>(std::cos(static_cast<double>(angle)));
@@ -72,6 +73,8 @@ void LlamaConfig::validate() const {
     throw Error("config.rms_norm_eps must be a positive number, got " + std::to_string(rmsNormEps));
   if (!(ropeTheta > 0.0f) || !std::isfinite(ropeTheta))
     throw Error("config.rope_theta must be a positive number, got " + std::to_string(ropeTheta));
+  if (!(ropeLinearFactor > 0.0f) || !std::isfinite(ropeLinearFactor))
+    throw Error("config.rope_scaling.factor must be a positive number, got " + std::to_string(ropeLinearFactor));
 }
 
 LlamaModel::LlamaModel(Backend& backend, const LlamaConfig& config, const LoraConfig& lora, uint64_t seed, bool initBase,
@@ -95,7 +98,7 @@ LlamaModel::LlamaModel(Backend& backend, const LlamaConfig& config, const LoraCo
     }
     const int D = config_.headDim(), P = config_.maxPositionEmbeddings;
     std::vector<float> cosT, sinT;
-    ropeTables(config_.ropeTheta, D, P, cosT, sinT);
+    ropeTables(config_.ropeTheta, D, P, cosT, sinT, config_.ropeLinearFactor);
     ropeCos_ = static_cast<float*>(be_.allocate(cosT.size() * sizeof(float)));
     ropeSin_ = static_cast<float*>(be_.allocate(sinT.size() * sizeof(float)));
     be_.upload(ropeCos_, cosT.data(), cosT.size() * sizeof(float));

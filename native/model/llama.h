@@ -24,6 +24,10 @@ struct LlamaConfig {
   int maxPositionEmbeddings = 0;
   float rmsNormEps = 1e-6f;
   float ropeTheta = 10000.0f;
+  // Hugging Face's linear RoPE scaling (rope_scaling {type: linear, factor}): inverse frequencies divided by
+  // the factor. 1: plain RoPE. A huge factor (1e9) leaves no rotation within the context: no positional
+  // encoding at all (NoPE), in a config.json transformers loads unchanged.
+  float ropeLinearFactor = 1.0f;
   bool tieWordEmbeddings = false;
   float initializerRange = 0.02f;
   int headDim() const { return hiddenSize / numAttentionHeads; }
@@ -100,8 +104,10 @@ struct GenerateOptions {
   std::vector<int32_t> stopTokens;
 };
 
-// RoPE tables [P, D/2] as Hugging Face computes them (float32 inv_freq and angles).
-void ropeTables(float theta, int D, int P, std::vector<float>& cosOut, std::vector<float>& sinOut);
+// RoPE tables [P, D/2] as Hugging Face computes them (float32 inv_freq, divided by the linear scaling factor,
+// and angles).
+void ropeTables(float theta, int D, int P, std::vector<float>& cosOut, std::vector<float>& sinOut,
+                float linearFactor = 1.0f);
 
 // Called from the worker between units of work (layers, tokens); may be empty.
 using ProgressFn = std::function<void(int done, int total)>;

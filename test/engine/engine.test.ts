@@ -542,6 +542,8 @@ describe('Engine errors', () => {
     await expect(Engine.create({ config: { ...small, hidden_size: 30 } })).rejects.toThrow(/hidden_size \(30\) must be divisible by num_attention_heads \(4\)/);
     await expect(Engine.create({ config: { ...small, num_key_value_heads: 3 } })).rejects.toThrow(/must be divisible by num_key_value_heads \(3\)/);
     await expect(Engine.create({ config: { ...small, vocab_size: 0 } })).rejects.toThrow(/vocab_size must be a positive integer, got 0/);
+    await expect(Engine.create({ config: { ...small, rope_scaling: { rope_type: 'yarn' as 'linear', factor: 2 } } })).rejects.toThrow(/rope_scaling\.rope_type must be 'linear'/);
+    await expect(Engine.create({ config: { ...small, rope_scaling: { rope_type: 'linear', factor: -1 } } })).rejects.toThrow(/rope_scaling\.factor must be a positive number/);
     await expect(Engine.create({ config: small, lora: { r: 4, targets: ['qproj'] } })).rejects.toThrow(/targets\[0\] = "qproj" is not one of/);
     await expect(Engine.create({ config: small, lora: { r: 4, dropout: 1, targets: ['q_proj'] } })).rejects.toThrow(/dropout must be in \[0, 1\)/);
   });

@@ -1,9 +1,9 @@
 // Whole-model checks of a tiny LLaMA: the engine's loss and logits against the float64 reference model,
 // and every gradient against central finite differences of that reference (full training and LoRA,
-// grouped-query attention, tied and untied embeddings).
+// grouped-query attention, tied and untied embeddings, linear RoPE scaling and none at all).
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../lib/engine/engine.js';
-import type { LlamaConfig, LoraOptions } from '../../lib/model/config.js';
+import { NOPE_ROPE_FACTOR, type LlamaConfig, type LoraOptions } from '../../lib/model/config.js';
 import * as ref from './reference.js';
 
 const base: LlamaConfig = {
@@ -40,6 +40,8 @@ function randomize(engine: Engine): Map<string, Float64Array> {
 const cases: Array<{ name: string; config: LlamaConfig; lora: LoraOptions | null }> = [
   { name: 'full training, GQA, untied head', config: base, lora: null },
   { name: 'full training, tied embeddings, MHA', config: { ...base, tie_word_embeddings: true, num_key_value_heads: 4 }, lora: null },
+  { name: 'full training, linear RoPE scaling (factor 2.5)', config: { ...base, rope_scaling: { rope_type: 'linear', factor: 2.5 } }, lora: null },
+  { name: 'full training, no positional encoding (linear factor 1e9)', config: { ...base, rope_scaling: { rope_type: 'linear', factor: NOPE_ROPE_FACTOR } }, lora: null },
   {
     name: 'LoRA on q, v, o, gate, down with GQA and tied embeddings',
     config: { ...base, tie_word_embeddings: true },

@@ -105,8 +105,11 @@ export function rmsnormBackward(dy: ArrayLike<number>, x: ArrayLike<number>, w: 
   return { dx, dw };
 }
 
-/** HF rotate_half RoPE on x [b,t,h,d] at positions pos0 + t; inverse applies the transpose. */
-export function rope(x: ArrayLike<number>, b: number, t: number, h: number, d: number, theta: number, pos0 = 0, inverse = false): F64 {
+/**
+ * HF rotate_half RoPE on x [b,t,h,d] at positions pos0 + t; inverse applies the transpose. `linearFactor`
+ * is transformers' linear scaling (the inverse frequencies divided by it).
+ */
+export function rope(x: ArrayLike<number>, b: number, t: number, h: number, d: number, theta: number, pos0 = 0, inverse = false, linearFactor = 1): F64 {
   const out = Float64Array.from(x);
   const half = d / 2;
   for (let bi = 0; bi < b; bi++)
@@ -114,7 +117,7 @@ export function rope(x: ArrayLike<number>, b: number, t: number, h: number, d: n
       for (let hi = 0; hi < h; hi++) {
         const o = ((bi * t + ti) * h + hi) * d;
         for (let i = 0; i < half; i++) {
-          const ang = (pos0 + ti) * Math.pow(theta, -(2 * i) / d);
+          const ang = ((pos0 + ti) * Math.pow(theta, -(2 * i) / d)) / linearFactor;
           const c = Math.cos(ang);
           const s = inverse ? -Math.sin(ang) : Math.sin(ang);
           const x1 = x[o + i];
@@ -252,6 +255,7 @@ export interface RefConfig {
   vocab_size: number;
   rms_norm_eps: number;
   rope_theta: number;
+  rope_scaling?: { rope_type: 'linear'; factor: number } | null;
   tie_word_embeddings: boolean;
 }
 
@@ -303,8 +307,9 @@ export function llamaLoss(cfg: RefConfig, lora: RefLora | null, params: Map<stri
   for (let l = 0; l < cfg.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
     const h1 = rmsnorm(x, params.get(p + 'input_layernorm.weight')!, N, C, cfg.rms_norm_eps);
-    const q = rope(linear(params, h1, N, l, ...MODULES[0], lora), b, t, H, D, cfg.rope_theta);
-    const k = rope(linear(params, h1, N, l, ...MODULES[1], lora), b, t, Hkv, D, cfg.rope_theta);
+    const factor = cfg.rope_scaling?.factor ?? 1;
+    const q = rope(linear(params, h1, N, l, ...MODULES[0], lora), b, t, H, D, cfg.rope_theta, 0, false, factor);
+    const k = rope(linear(params, h1, N, l, ...MODULES[1], lora), b, t, Hkv, D, cfg.rope_theta, 0, false, factor);
     const v = linear(params, h1, N, l, ...MODULES[2], lora);
     const att = attention(q, k, v, b, t, H, Hkv, D).out;
     const o = linear(params, att, N, l, ...MODULES[3], lora);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseHfConfig, parseHfConfigText, readHfConfig, toGenerationConfig, toHfConfig } from '../../lib/model/hf-config.js';
-import { PRESETS } from '../../lib/model/config.js';
+import { NOPE_ROPE_FACTOR, PRESETS } from '../../lib/model/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hf-config-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -222,7 +222,8 @@ describe('writing config.json', () => {
       { theta: 10000, scaling: { type: 'yarn' as const, factor: 4, originalMaxPositionEmbeddings: 1024, betaFast: 32, betaSlow: 1, attentionFactor: null, mscale: null, mscaleAllDim: null, truncate: null } },
     ];
     for (const rope of ropes) {
-      const json = toHfConfig(config, { rope });
+      // the engine runs linear scaling, so it lives in the engine's config too (and must agree with `rope`)
+      const json = toHfConfig(rope.scaling.type === 'linear' ? { ...config, rope_scaling: { rope_type: 'linear', factor: 2 } } : config, { rope });
       // linear and dynamic in the {type, factor} form transformers 4.x before 4.43 insists on.
       if (rope.scaling.type === 'linear') expect(json.rope_scaling).toEqual({ type: 'linear', factor: 2 });
       else if (rope.scaling.type === 'dynamic') expect(json.rope_scaling).toEqual({ type: 'dynamic', factor: 3 });
@@ -231,6 +232,22 @@ describe('writing config.json', () => {
     }
     expect(() => toHfConfig(config, { rope: { theta: 5, scaling: null } })).toThrow(/rope\.theta 5 differs from config\.rope_theta 10000/);
     expect(() => toHfConfig(config, { eosTokenId: 32 })).toThrow(/eos_token_id must be an integer in \[0, 32\) or null, got 32/);
+  });
+
+  it('writes the config\'s linear RoPE scaling (NoPE included) and reads it back into the config', () => {
+    for (const factor of [4, NOPE_ROPE_FACTOR]) {
+      const config = { ...PRESETS.mini, rope_scaling: { rope_type: 'linear' as const, factor } };
+      const json = toHfConfig(config);
+      expect(json.rope_scaling).toEqual({ type: 'linear', factor });
+      const back = parseHfConfig(JSON.parse(JSON.stringify(json)));
+      expect(back.config).toEqual({ ...config, initializer_range: 0.02 });
+      expect(back.rope.scaling).toEqual({ type: 'linear', factor, originalMaxPositionEmbeddings: null });
+    }
+    const scaled = { ...PRESETS.mini, rope_scaling: { rope_type: 'linear' as const, factor: 4 } };
+    expect(() => toHfConfig(scaled, { rope: { theta: 10000, scaling: null } })).toThrow(/rope\.scaling null differs from config\.rope_scaling \{"rope_type":"linear","factor":4\}/);
+    expect(() => toHfConfig(PRESETS.mini, { rope: { theta: 10000, scaling: { type: 'linear', factor: 2, originalMaxPositionEmbeddings: null } } })).toThrow(/differs from config\.rope_scaling null/);
+    expect(() => toHfConfig({ ...PRESETS.mini, rope_scaling: { rope_type: 'dynamic' as 'linear', factor: 2 } })).toThrow(/rope_scaling\.rope_type must be 'linear' .*got "dynamic"/);
+    expect(() => toHfConfig({ ...PRESETS.mini, rope_scaling: { rope_type: 'linear', factor: 0 } })).toThrow(/rope_scaling\.factor must be a positive number up to 1e30, got 0/);
   });
 
   it('writes generation_config.json from the token ids', () => {
