@@ -1,6 +1,7 @@
 // Named training recipes: the options measured to learn the most within a ten-minute budget on a given kind
 // of machine (the results table in the README says how each choice was measured). `train --recipe NAME`
 // and `start` take them; options given beside a recipe win.
+import { NOPE_ROPE_FACTOR } from '../model/config.js';
 import type { TrainOptions } from './options.js';
 
 export interface Recipe {
@@ -12,9 +13,11 @@ export interface Recipe {
 export const RECIPES: Record<string, Recipe> = {
   'cpu-10min': {
     name: 'cpu-10min',
-    description: 'the main job: the mini preset from scratch on two CPU cores, canonical-only responses with cores of at most two candidates, batch 32 in length buckets of 8, lr 2e-3, cosine over the time budget',
+    description: 'the main job: the mini preset without positional encoding (NoPE) from scratch on two CPU cores, canonical-only responses with cores of at most two candidates, batch 32 in length buckets of 8, lr 2e-3, cosine over the time budget',
     options: {
       preset: 'mini',
+      // NoPE: the one lever that lets free decoding write N 8's seven steps after training on N 5-7
+      config: { rope_scaling: { rope_type: 'linear', factor: NOPE_ROPE_FACTOR } },
       batchSize: 32,
       lengthBuckets: 8,
       lr: 2e-3,

@@ -12,6 +12,7 @@ import { packageRoot } from '../../lib/io/package-root.js';
 import { latestCheckpoint, loadCheckpoint } from '../../lib/train/checkpoint.js';
 import { train } from '../../lib/train/train.js';
 import type { TrainOptions } from '../../lib/train/options.js';
+import { NOPE_ROPE_FACTOR } from '../../lib/model/config.js';
 
 const work = mkdtempSync(join(tmpdir(), 'puzzle-train-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -87,6 +88,22 @@ describe('train()', () => {
       reference.dispose();
       loaded.engine.dispose();
     }
+  });
+
+  it('saves a model without positional encoding as linear RoPE scaling by 1e9, and it loads back the same', async () => {
+    const r = await train(base('save-nope', { steps: 6, lora: null, lr: 1e-2, config: { ...small, rope_scaling: { rope_type: 'linear', factor: NOPE_ROPE_FACTOR } } }));
+    expect(JSON.parse(readFileSync(join(r.model!, 'config.json'), 'utf8')).rope_scaling).toEqual({ type: 'linear', factor: 1e9 });
+    const reference = await Engine.create({ config: r.options.config, lora: null, threads: 2 });
+    loadCheckpoint(latestCheckpoint(r.out)!, reference);
+    const loaded = await loadModel(r.model!, { threads: 2 });
+    const tokens = Int32Array.from({ length: 2 * 10 }, (_, i) => (i * 7) % 20);
+    const a = await reference.forward(tokens, { batch: 2, seq: 10 });
+    expect(Array.from(await loaded.engine.forward(tokens, { batch: 2, seq: 10 }))).toEqual(Array.from(a));
+    // and it is not a RoPE model: the same weights with plain RoPE give other logits
+    const rope = await Engine.create({ config: { ...r.options.config, rope_scaling: null }, lora: null, threads: 2 });
+    loadCheckpoint(latestCheckpoint(r.out)!, rope);
+    expect(Array.from(await rope.forward(tokens, { batch: 2, seq: 10 }))).not.toEqual(Array.from(a));
+    for (const e of [reference, loaded.engine, rope]) e.dispose();
   });
 
   it('fine-tunes a base model folder with LoRA, resumes it, and merges the adapter on request', async () => {

@@ -20,9 +20,10 @@ import { synthCommand } from './synth.js';
 
 export const startHelp = `puzzle-llama start [--out DIR] [--minutes M] [--steps N] [--count N] [--limit K] [--threads T]
   The main job, done within --minutes (default 10) of wall clock on any machine: synthesize --count
-  training puzzles answered with their canonical solutions, train the mini preset from scratch (the
-  cpu-10min recipe) for the time left once the evaluation's cost is measured on a sample, then evaluate
-  K puzzles of each of the paper's four sets, free and constrained decoding, and print the pass@1 table.
+  training puzzles answered with their canonical solutions, train the mini preset without positional
+  encoding from scratch (the cpu-10min recipe) for the time left once the evaluation's cost is measured on
+  a sample, then evaluate K puzzles of each of the paper's four sets, free and constrained decoding, and
+  print the pass@1 table.
   --steps N trains exactly N steps instead of to the clock (a deterministic run).
   Defaults: runs/main, 150,000 puzzles (fewer are read on a slow machine), 300 puzzles per set.`;
 
