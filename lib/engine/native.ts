@@ -1,4 +1,5 @@
 // The one typed description of the native addon's surface; nothing else sees the untyped module.
+import type { LinearRopeScaling } from '../model/config.js';
 import type { NativeKernelOps } from './kernel-ops.js';
 
 /** What a build of the addon reports about itself. */
@@ -44,7 +45,7 @@ export interface NativeLlamaConfig {
   rms_norm_eps?: number;
   rope_theta?: number;
   /** Linear RoPE scaling (positions divided by factor); absent or null: plain RoPE. */
-  rope_scaling?: { rope_type: 'linear'; factor: number } | null;
+  rope_scaling?: LinearRopeScaling | null;
   tie_word_embeddings?: boolean;
   initializer_range?: number;
 }
