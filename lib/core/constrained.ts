@@ -16,7 +16,7 @@ type Phase =
 const OP_CHARS: readonly Op[] = ['+', '-', '*', '/'];
 
 export class ConstrainedState {
-  private readonly available = new Map<Int, number>();
+  private available = new Map<Int, number>();
   private phase: Phase = { kind: 'a', text: '' };
   private stepsDone = 0;
   private readonly stepsNeeded: number;
@@ -33,6 +33,15 @@ export class ConstrainedState {
     this.charOf.forEach((c, id) => {
       if (c.length === 1) this.idOf.set(c, id);
     });
+  }
+
+  /** An independent copy (beam search branches the state); the tables of the tokenizer are shared. */
+  clone(): ConstrainedState {
+    const copy = Object.create(ConstrainedState.prototype) as ConstrainedState;
+    Object.assign(copy, this);
+    // phases are replaced, never changed in place, so only the pool needs its own copy
+    copy.available = new Map(this.available);
+    return copy;
   }
 
   get finished(): boolean {

@@ -15,6 +15,8 @@ export interface StepDecoder {
   start(prompts: number[][]): Promise<Float32Array[]>;
   /** Feeds one token to every sequence (finished ones too); resolves to the next logits. */
   next(tokens: number[]): Promise<Float32Array[]>;
+  /** Beam search: sequence b continues sequence rows[b] from here on (only beam search needs it). */
+  reorder?(rows: number[]): Promise<void>;
   /** Frees the session's memory (KV cache). */
   end(): void;
 }

@@ -28,6 +28,9 @@ export function engineDecoder(engine: Engine, maxNewTokens: number): StepDecoder
     async next(tokens) {
       return split(await engine.decodeNext(Int32Array.from(tokens)));
     },
+    async reorder(rows) {
+      await engine.decodeReorder(Int32Array.from(rows));
+    },
     end() {
       engine.decodeEnd();
     },

@@ -391,6 +391,14 @@ export class Engine {
     return this.#enqueue('decodeNext()', undefined, (n) => n.decodeNext(tokens));
   }
 
+  /**
+   * Beam search's step between tokens: row b of the session continues what row rows[b] held (its KV cache
+   * is copied over; repeats allowed), so the next decodeNext() extends the chosen rows.
+   */
+  decodeReorder(rows: Int32Array): Promise<void> {
+    return this.#enqueue('decodeReorder()', undefined, async (n) => n.decodeReorder(rows));
+  }
+
   /** Ends the decode session (generate() also ends one). */
   decodeEnd(): void {
     this.#alive('decodeEnd()').decodeEnd();

@@ -168,6 +168,8 @@ export interface NativeEngine {
   decodeStart(tokens: Int32Array, options: { batch: number; promptLength: number; maxNewTokens: number }): Promise<Float32Array>;
   /** Feeds one token per row; returns the next logits [batch, vocab]. */
   decodeNext(tokens: Int32Array): Promise<Float32Array>;
+  /** Row b of the session continues row rows[b] (its KV cache is copied); rows holds batch indices. */
+  decodeReorder(rows: Int32Array): void;
   decodeEnd(): void;
   dispose(): void;
   disposed(): boolean;

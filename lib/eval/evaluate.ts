@@ -8,11 +8,28 @@ import { verify, type VerdictReason } from '../puzzle/verify.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { encodeQuery } from '../core/sft.js';
 import { decodeBatch, type StepDecoder } from '../core/decode.js';
+import { beamSearchBatch } from '../core/beam.js';
 import { loadEvalSet, type EvalSet } from './sets.js';
 
 export const DEFAULT_EVAL_SETS = ['id', 'ood-num-100', 'ood-num-1000', 'ood-form'] as const;
 
-export type DecodingMode = 'free' | 'constrained';
+/**
+ * How responses are decoded: free or constrained, greedy (or sampled), or by beam search with K beams
+ * ('free-beam4', 'constrained-beam4'; K from 2 to MAX_BEAMS).
+ */
+export type DecodingMode = 'free' | 'constrained' | `${'free' | 'constrained'}-beam${number}`;
+
+export const MAX_BEAMS = 64;
+
+/** A decoding mode's parts; throws naming the mode when it is none. */
+export function parseDecodingMode(mode: unknown): { constrained: boolean; beams: number } {
+  const m = typeof mode === 'string' ? /^(free|constrained)(?:-beam(\d+))?$/.exec(mode) : null;
+  const beams = m?.[2] === undefined ? 1 : Number(m[2]);
+  if (!m || (m[2] !== undefined && !(beams >= 2 && beams <= MAX_BEAMS))) {
+    throw new RangeError(`decoding mode ${JSON.stringify(mode)} is not one of 'free', 'constrained', 'free-beamK', 'constrained-beamK' (K from 2 to ${MAX_BEAMS})`);
+  }
+  return { constrained: m[1] === 'constrained', beams };
+}
 
 export interface EvaluateCoreOptions {
   /** Evaluation sets: shipped set ids or paths of JSONL files of puzzles (default: the paper's four). */
@@ -25,7 +42,7 @@ export interface EvaluateCoreOptions {
   temperature?: number;
   topK?: number;
   seed?: number;
-  /** 'free', 'constrained', or both (default ['free']). */
+  /** 'free', 'constrained', their beam-search forms ('constrained-beam4'), or several (default ['free']). */
   modes?: readonly DecodingMode[];
   batchSize?: number;
   maxNewTokens?: number;
@@ -116,7 +133,17 @@ function checkOptions(o: EvaluateCoreOptions): void {
     throw new RangeError(`evaluate(): temperature must be a finite number ≥ 0, got ${o.temperature}`);
   }
   if (o.topK !== undefined && (!Number.isInteger(o.topK) || o.topK < 0)) throw new RangeError(`evaluate(): topK must be an integer ≥ 0, got ${o.topK}`);
-  for (const m of o.modes ?? []) if (m !== 'free' && m !== 'constrained') throw new RangeError(`evaluate(): modes holds '${m}'; use 'free' and/or 'constrained'`);
+  for (const m of o.modes ?? []) {
+    let beams: number;
+    try {
+      beams = parseDecodingMode(m).beams;
+    } catch (err) {
+      throw new RangeError(`evaluate(): modes: ${(err as Error).message}`);
+    }
+    if (beams > 1 && ((o.samples ?? 1) > 1 || (o.temperature ?? 0) > 0)) {
+      throw new RangeError(`evaluate(): modes holds '${m}': beam search gives one deterministic response, so it takes samples 1 and temperature 0 (got samples ${o.samples ?? 1}, temperature ${o.temperature ?? 0})`);
+    }
+  }
   if (o.sets !== undefined && (!Array.isArray(o.sets) || o.sets.length === 0)) throw new TypeError(`evaluate(): sets must be a non-empty list of set ids or JSONL paths, got ${JSON.stringify(o.sets)}`);
 }
 
@@ -174,14 +201,12 @@ export async function evaluateWithDecoder(decoder: StepDecoder, tokenizer: Token
     const mode = part[0].mode;
     // Each batch samples from its own stream, so results do not depend on how batches are shared out.
     const rng = new Rng(seed + b * 0x9e3779b1);
-    const decoded = await decodeBatch(decoder, tokenizer, part.map((j) => j.puzzle), {
-      maxNewTokens,
-      temperature,
-      topK: options.topK ?? 0,
-      constrained: mode === 'constrained',
-      rng,
-      signal: options.signal,
-    });
+    const { constrained, beams } = parseDecodingMode(mode);
+    const puzzles = part.map((j) => j.puzzle);
+    const decoded =
+      beams > 1
+        ? await beamSearchBatch(decoder, tokenizer, puzzles, { beams, maxNewTokens, constrained, signal: options.signal })
+        : await decodeBatch(decoder, tokenizer, puzzles, { maxNewTokens, temperature, topK: options.topK ?? 0, constrained, rng, signal: options.signal });
     part.forEach((job, i) => {
       const verdict = verify(job.puzzle, decoded[i].response);
       generatedTokens += decoded[i].tokens;

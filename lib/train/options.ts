@@ -3,7 +3,7 @@
 import { show } from '../io/show.js';
 import { PRESETS, validateConfig, validateLora, type LlamaConfig, type LoraOptions } from '../model/config.js';
 import { loadEvalSet } from '../eval/sets.js';
-import { DEFAULT_EVAL_SETS } from '../eval/evaluate.js';
+import { DEFAULT_EVAL_SETS, parseDecodingMode, type DecodingMode } from '../eval/evaluate.js';
 import { validateDataOptions, type DataOptions } from './data.js';
 
 export interface StepRecord {
@@ -81,7 +81,7 @@ export interface TrainOptions {
   evalLimit?: number;
   evalSets?: string[];
   /** Decoding modes of those evaluations (default both: 'free' and 'constrained'). */
-  evalModes?: Array<'free' | 'constrained'>;
+  evalModes?: DecodingMode[];
   /**
    * Data parallelism, when the environment holds several ranks (torchrun's variables, Slurm's, or
    * `puzzle-llama launch`'s): batchSize stays the global batch; each rank trains on its share.
@@ -144,7 +144,7 @@ export interface ResolvedTrainOptions {
   evalAtEnd: boolean;
   evalLimit: number;
   evalSets: string[];
-  evalModes: Array<'free' | 'constrained'>;
+  evalModes: DecodingMode[];
   /** (The token is kept out: the resolved options are written to train-config.json.) */
   distributed: { timeoutMs: number; bucketBytes: number };
 }
@@ -264,11 +264,18 @@ function checkSets(sets: unknown): string[] {
   return sets.map(String);
 }
 
-function checkModes(modes: unknown): Array<'free' | 'constrained'> {
-  if (!Array.isArray(modes) || modes.length === 0 || modes.some((m) => m !== 'free' && m !== 'constrained')) {
-    throw new TypeError(`train(): evalModes must list 'free' and/or 'constrained', got ${JSON.stringify(modes)}`);
+function checkModes(modes: unknown): DecodingMode[] {
+  if (!Array.isArray(modes) || modes.length === 0) {
+    throw new TypeError(`train(): evalModes must list decoding modes ('free', 'constrained', 'constrained-beam4', ...), got ${JSON.stringify(modes)}`);
   }
-  return modes;
+  for (const m of modes) {
+    try {
+      parseDecodingMode(m);
+    } catch (err) {
+      throw new TypeError(`train(): evalModes: ${(err as Error).message}`);
+    }
+  }
+  return modes as DecodingMode[];
 }
 
 /** What must not change when a run is resumed: everything that shapes the losses. */

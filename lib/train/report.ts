@@ -44,6 +44,12 @@ ${grid}<line x1="${pad.l}" x2="${pad.l}" y1="${pad.t}" y2="${height - pad.b}" cl
 </svg>`;
 }
 
+/** A bar's classes: its decoding ('free' or 'constrained') and 'beam' for beam search ('constrained-beam4'). */
+function barClass(mode: string): string {
+  const [decoding, beam] = mode.split('-');
+  return `bar ${esc(decoding)}${beam ? ' beam' : ''}`;
+}
+
 /** An SVG bar chart of pass@1: one group per set, one bar per decoding mode, the paper's number as a tick. */
 export function passChart(scores: ReportInput['scores'], width = 720, height = 320): string {
   const pad = { l: 56, r: 16, t: 28, b: 44 };
@@ -60,7 +66,7 @@ export function passChart(scores: ReportInput['scores'], width = 720, height = 3
           const s = scores.find((x) => x.set === set && x.mode === mode);
           if (!s) return '';
           const x = x0 + m * barW;
-          return `<rect x="${x.toFixed(1)}" y="${Y(s.pass1).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(Y(0) - Y(s.pass1)).toFixed(1)}" class="bar ${esc(mode)}"><title>${esc(set)} ${esc(mode)}: ${s.pass1.toFixed(3)}</title></rect>` +
+          return `<rect x="${x.toFixed(1)}" y="${Y(s.pass1).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(Y(0) - Y(s.pass1)).toFixed(1)}" class="${barClass(mode)}"><title>${esc(set)} ${esc(mode)}: ${s.pass1.toFixed(3)}</title></rect>` +
             `<text x="${(x + barW / 2 - 1).toFixed(1)}" y="${(Y(s.pass1) - 4).toFixed(1)}" text-anchor="middle">${s.pass1.toFixed(2)}</text>`;
         })
         .join('');
@@ -70,8 +76,8 @@ export function passChart(scores: ReportInput['scores'], width = 720, height = 3
     })
     .join('\n');
   const legend = modes
-    .map((mode, m) => `<rect x="${pad.l + m * 120}" y="6" width="12" height="12" class="bar ${esc(mode)}"/><text x="${pad.l + m * 120 + 16}" y="16">${esc(mode)}</text>`)
-    .join('') + `<line x1="${pad.l + modes.length * 120}" x2="${pad.l + modes.length * 120 + 14}" y1="12" y2="12" class="paper"/><text x="${pad.l + modes.length * 120 + 18}" y="16">paper, 100M puzzles</text>`;
+    .map((mode, m) => `<rect x="${pad.l + m * 150}" y="6" width="12" height="12" class="${barClass(mode)}"/><text x="${pad.l + m * 150 + 16}" y="16">${esc(mode)}</text>`)
+    .join('') + `<line x1="${pad.l + modes.length * 150}" x2="${pad.l + modes.length * 150 + 14}" y1="12" y2="12" class="paper"/><text x="${pad.l + modes.length * 150 + 18}" y="16">paper, 100M puzzles</text>`;
   const grid = [0, 0.25, 0.5, 0.75, 1].map((t) => `<line x1="${pad.l}" x2="${width - pad.r}" y1="${Y(t)}" y2="${Y(t)}" class="grid"/><text x="${pad.l - 6}" y="${Y(t) + 4}" text-anchor="end">${t}</text>`).join('');
   return `<svg class="pass-chart" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="pass@1 by evaluation set">
 ${grid}${legend}${bars}<text x="14" y="${(pad.t + height - pad.b) / 2}" transform="rotate(-90 14 ${(pad.t + height - pad.b) / 2})" text-anchor="middle">pass@1</text>
@@ -87,7 +93,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:780px}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}
 svg text{font-size:11px;fill:#444}.grid{stroke:#eee}.axis{stroke:#888}
 .raw{fill:none;stroke:#9ecae1;stroke-width:1}.smooth{fill:none;stroke:#08519c;stroke-width:2}
-.bar{fill:#3182bd}.bar.constrained{fill:#31a354}.paper{stroke:#d62728;stroke-width:2}.mode{fill:#888}
+.bar{fill:#3182bd}.bar.constrained{fill:#31a354}.bar.beam{fill:#9ecae1}.bar.constrained.beam{fill:#a1d99b}.paper{stroke:#d62728;stroke-width:2}.mode{fill:#888}
 table{border-collapse:collapse}th,td{text-align:left;padding:2px 12px 2px 0;border-bottom:1px solid #eee}
 code,.response{font-family:ui-monospace,monospace;font-size:12px}.ok{color:#31a354}.bad{color:#d62728}
 </style></head><body>

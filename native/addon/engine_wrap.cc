@@ -313,6 +313,7 @@ Napi::Function EngineWrap::Define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::Generate>("generate"),
                          InstanceMethod<&EngineWrap::DecodeStart>("decodeStart"),
                          InstanceMethod<&EngineWrap::DecodeNext>("decodeNext"),
+                         InstanceMethod<&EngineWrap::DecodeReorder>("decodeReorder"),
                          InstanceMethod<&EngineWrap::DecodeEnd>("decodeEnd"),
                          InstanceMethod<&EngineWrap::Dispose>("dispose"),
                          InstanceMethod<&EngineWrap::Disposed>("disposed"),
@@ -737,6 +738,25 @@ Napi::Value EngineWrap::DecodeNext(const Napi::CallbackInfo& info) {
   busyWith_ = "decodeNext()";
   job->Queue();
   return job->Promise();
+}
+
+// decodeReorder(rows: Int32Array of the session's batch): row b continues row rows[b] (beam search).
+// Copies within the KV cache only, so it runs on the calling thread.
+Napi::Value EngineWrap::DecodeReorder(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LlamaModel& m = usable(env, "decodeReorder()");
+  if (!m.decoding()) throw Napi::Error::New(env, "decodeReorder(): no decode session (call decodeStart() first)");
+  const int B = m.decodeBatch();
+  Napi::Int32Array rows = i32Arg(env, info.Length() > 0 ? info[0] : env.Undefined(), "decodeReorder(): rows",
+                                 static_cast<size_t>(B));
+  for (int b = 0; b < B; ++b)
+    if (rows[b] < 0 || rows[b] >= B)
+      throwRange(env, "decodeReorder(): rows[" + std::to_string(b) + "] = " + std::to_string(rows[b]) +
+                          " is not a row of the session's batch [0, " + std::to_string(B) + ")");
+  return guarded(env, "decodeReorder()", [&] {
+    m.decodeReorder(rows.Data());
+    return env.Undefined();
+  });
 }
 
 Napi::Value EngineWrap::DecodeEnd(const Napi::CallbackInfo& info) {

@@ -47,6 +47,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value DecodeStart(const Napi::CallbackInfo& info);
   Napi::Value DecodeNext(const Napi::CallbackInfo& info);
+  Napi::Value DecodeReorder(const Napi::CallbackInfo& info);
   Napi::Value DecodeEnd(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);

@@ -115,10 +115,11 @@ LlamaModel::~LlamaModel() { releaseAll(); }
 void LlamaModel::releaseAll() {
   if (frozen_) be_.release(frozen_);
   frozen_ = nullptr;
-  for (float** p : {&params_, &grads_, &adamM_, &adamV_, &ropeCos_, &ropeSin_, &actBuf_, &cacheBuf_}) {
+  for (float** p : {&params_, &grads_, &adamM_, &adamV_, &ropeCos_, &ropeSin_, &actBuf_, &cacheBuf_, &reorderBuf_}) {
     if (*p) be_.release(*p);
     *p = nullptr;
   }
+  reorderFloats_ = 0;
 }
 
 size_t LlamaModel::memoryBytes() const {
@@ -735,6 +736,37 @@ void LlamaModel::decodeNext(const int32_t* tokens, float* logitsHost) {
                 " positions are used up (raise maxNewTokens in decodeStart())");
   decodeStep(tokens, session_.B, 1, session_.pos, logitsHost);
   ++session_.pos;
+}
+
+void LlamaModel::decodeReorder(const int32_t* rows) {
+  if (session_.B == 0) throw Error("decodeReorder(): no decode session (call decodeStart() first)");
+  const int B = session_.B;
+  for (int b = 0; b < B; ++b)
+    if (rows[b] < 0 || rows[b] >= B)
+      throw Error("decodeReorder(): rows[" + std::to_string(b) + "] = " + std::to_string(rows[b]) + " is outside [0, " +
+                  std::to_string(B) + ")");
+  std::vector<int> moved;
+  for (int b = 0; b < B; ++b)
+    if (rows[b] != b) moved.push_back(b);
+  if (moved.empty()) return;
+  const size_t rowFloats = static_cast<size_t>(session_.pos) * config_.numKeyValueHeads * config_.headDim();
+  const size_t need = moved.size() * rowFloats;
+  if (need > reorderFloats_) {
+    if (reorderBuf_) be_.release(reorderBuf_);
+    reorderBuf_ = nullptr;
+    reorderBuf_ = static_cast<float*>(be_.allocate(need * sizeof(float)));
+    reorderFloats_ = need;
+  }
+  const size_t stride = static_cast<size_t>(cacheT_) * config_.numKeyValueHeads * config_.headDim();
+  // Every source row is staged before any row is overwritten, so rows may read rows that also move.
+  for (int l = 0; l < config_.numHiddenLayers; ++l) {
+    for (float* cache : {kCache_[l], vCache_[l]}) {
+      for (size_t i = 0; i < moved.size(); ++i)
+        be_.copy(reorderBuf_ + i * rowFloats, cache + rows[moved[i]] * stride, sizeof(float) * rowFloats);
+      for (size_t i = 0; i < moved.size(); ++i)
+        be_.copy(cache + moved[i] * stride, reorderBuf_ + i * rowFloats, sizeof(float) * rowFloats);
+    }
+  }
 }
 
 namespace {

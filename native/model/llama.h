@@ -177,6 +177,9 @@ class LlamaModel {
   // go through once, then one token per row per call; each returns the rows' next-token logits [B, V].
   void decodeStart(const int32_t* tokens, int B, int P, int maxNewTokens, float* logitsHost);
   void decodeNext(const int32_t* tokens, float* logitsHost);
+  // Beam search: row b of the session continues what row rows[b] held (its KV cache is copied over); rows
+  // holds B indices in [0, B), repeats allowed.
+  void decodeReorder(const int32_t* rows);
   void decodeEnd() { session_ = {}; }
   bool decoding() const { return session_.B > 0; }
   int decodeBatch() const { return session_.B; }
@@ -255,6 +258,9 @@ class LlamaModel {
   float* cacheBuf_ = nullptr;
   int cacheB_ = 0, cacheT_ = 0;
   std::vector<float*> kCache_, vCache_;
+  // decodeReorder()'s staging rows (one layer's K or V of the rows that change), grown on demand.
+  float* reorderBuf_ = nullptr;
+  size_t reorderFloats_ = 0;
 };
 
 }  // namespace pl

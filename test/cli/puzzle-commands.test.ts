@@ -174,7 +174,7 @@ describe('puzzle-llama train and eval flags', () => {
       [['train', '--config', join(work, 'missing.json')], /--config .*missing\.json/],
       [['eval'], /--model DIR is required/],
       [['eval', '--model', join(work, 'nope')], /nope/],
-      [['eval', '--model', 'x', '--mode', 'sideways'], /--mode must be free, constrained or both, got 'sideways'/],
+      [['eval', '--model', 'x', '--mode', 'sideways'], /--mode: decoding mode "sideways" is not one of 'free', 'constrained', 'free-beamK', 'constrained-beamK' \(K from 2 to 64\), or both/],
       [['eval', '--model', 'x', '--temperature=-1'], /--temperature must be a number ≥ 0/],
       [['eval', '--model', 'x', '--frozen-weights', 'fp8'], /--frozen-weights must be fp32 or bf16, got 'fp8'/],
       [['eval', '--model', 'x', '--frozen-weights', 'bf16'], /--frozen-weights bf16 needs --adapter/],
@@ -196,7 +196,7 @@ describe('puzzle-llama start (the main job, shortened)', () => {
     const args = ['start', '--out', out, '--steps', '3', '--count', '200', '--limit', '2', '--threads', '2'];
     const first = run(args);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout).toMatch(/free pass@1\s+constrained pass@1\s+paper 1M/);
+    expect(first.stdout).toMatch(/free pass@1\s+constrained pass@1\s+constrained-beam4 pass@1\s+paper 1M/);
     for (const id of ['id', 'ood-num-100', 'ood-num-1000', 'ood-form']) expect(first.stdout).toMatch(new RegExp(`${id}\\s+all\\s+2`));
     for (const f of ['report.html', 'metrics.jsonl', 'evals.jsonl', 'model/config.json', 'train.jsonl']) expect(existsSync(join(out, f)), f).toBe(true);
     // what the cpu-10min recipe names: its preset, and its responses (canonical-only: every puzzle has one)

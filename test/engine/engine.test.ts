@@ -451,6 +451,32 @@ describe('Engine generation', () => {
     expect(s1.map((x) => Array.from(x))).toEqual(s2.map((x) => Array.from(x)));
     engine.dispose();
   });
+
+  it('decodeReorder() makes each row continue the row it names, as a full forward of that sequence', async () => {
+    const engine = await Engine.create({ config: small, seed: 4 });
+    for (const p of engine.parameters()) if (p.shape.length === 2) engine.setParameter(p.name, ref.randn(p.shape[0] * p.shape[1], p.name.length, 0.2));
+    const seqs = [[1, 2, 3], [9, 10, 11], [4, 5, 6]];
+    await engine.decodeStart(Int32Array.from(seqs.flat()), { batch: 3, promptLength: 3, maxNewTokens: 4 });
+    await engine.decodeNext(Int32Array.of(7, 8, 12));
+    [7, 8, 12].forEach((t, b) => seqs[b].push(t));
+    // row 0 takes row 2's sequence, rows 1 and 2 both take row 0's (a source that also moves)
+    await engine.decodeReorder(Int32Array.of(2, 0, 0));
+    const now = [seqs[2], seqs[0], seqs[0]].map((s, b) => [...s, [13, 14, 15][b]]);
+    const logits = await engine.decodeNext(Int32Array.of(13, 14, 15));
+    await expect(engine.decodeReorder(Int32Array.of(0, 1))).rejects.toThrow(/decodeReorder\(\): rows/);
+    await expect(engine.decodeReorder(Int32Array.of(0, 3, 1))).rejects.toThrow(/rows\[1\] = 3 is not a row of the session's batch \[0, 3\)/);
+    await expect(engine.decodeReorder(Int32Array.of(-1, 0, 1))).rejects.toThrow(/rows\[0\] = -1/);
+    engine.decodeEnd();
+    const V = small.vocab_size;
+    for (let b = 0; b < 3; b++) {
+      const full = await engine.forward(Int32Array.from(now[b]), { batch: 1, seq: now[b].length });
+      const last = full.subarray((now[b].length - 1) * V, now[b].length * V);
+      const row = logits.subarray(b * V, (b + 1) * V);
+      for (let v = 0; v < V; v++) expect(row[v]).toBeCloseTo(last[v], 4);
+    }
+    await expect(engine.decodeReorder(Int32Array.of(0, 1, 2))).rejects.toThrow(/no decode session/);
+    engine.dispose();
+  });
 });
 
 describe('Engine and the event loop', () => {

@@ -1,17 +1,18 @@
 // `puzzle-llama eval`: evaluate() from the command line; prints the Table-2-shaped table.
 import { benchmarkSets } from '../../puzzle/benchmark-sets.js';
 import { evaluate } from '../../eval/run.js';
-import type { DecodingMode } from '../../eval/evaluate.js';
+import { parseDecodingMode, type DecodingMode } from '../../eval/evaluate.js';
 import { intFlag, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import type { CliIo } from '../io.js';
 import { createProgress } from '../progress.js';
 
 export const evalHelp = `puzzle-llama eval --model DIR [--adapter DIR] [--sets id,ood-num-100,ood-num-1000,ood-form] [--limit K]
-                  [--samples K] [--temperature T] [--top-k K] [--seed S] [--mode free|constrained|both]
+                  [--samples K] [--temperature T] [--top-k K] [--seed S] [--mode MODES]
                   [--batch-size B] [--out DIR] [--device auto|cpu|cuda] [--threads T] [--frozen-weights fp32|bf16]
   Zero-shot pass@1 per set and per N (pass@K with --samples), free and/or constrained decoding,
-  printed beside the paper's Table 2; --out writes records.jsonl (one per response), scores.json, table.txt.
+  printed beside the paper's Table 2. --mode: free, constrained, both (the default: free,constrained),
+  their beam-search forms with K beams (free-beam4, constrained-beam4), or a comma-separated list; --out writes records.jsonl (one per response), scores.json, table.txt.
   With --adapter, --frozen-weights bf16 keeps the base model's matrices in bf16 (half their memory).
   Sets: ${benchmarkSets.map((s) => s.id).join(', ')}.`;
 
@@ -35,8 +36,14 @@ export async function evalCommand(argv: string[], io: CliIo): Promise<number> {
   });
   if (!flags.model) throw new CliError('puzzle-llama eval: --model DIR is required');
   const mode = flags.mode ?? 'both';
-  const modes: DecodingMode[] = mode === 'both' ? ['free', 'constrained'] : mode === 'free' || mode === 'constrained' ? [mode] : [];
-  if (modes.length === 0) throw new CliError(`puzzle-llama eval: --mode must be free, constrained or both, got '${mode}'`);
+  const modes = (mode === 'both' ? 'free,constrained' : mode).split(',').map((m) => m.trim()) as DecodingMode[];
+  for (const m of modes) {
+    try {
+      parseDecodingMode(m);
+    } catch (err) {
+      throw new CliError(`puzzle-llama eval: --mode: ${(err as Error).message}, or both`);
+    }
+  }
   const temperature = flags.temperature === undefined ? undefined : Number(flags.temperature);
   if (temperature !== undefined && !(Number.isFinite(temperature) && temperature >= 0)) {
     throw new CliError(`puzzle-llama eval: --temperature must be a number ≥ 0, got '${flags.temperature}'`);

@@ -31,6 +31,8 @@ export const startHelp = `puzzle-llama start [--out DIR] [--minutes M] [--steps 
 const FINISH_SECONDS = 10;
 /** The evaluation's measured cost is scaled by this, for batches that come out smaller than the sample's. */
 const EVAL_MARGIN = 1.25;
+/** Beams of the main job's beam-search evaluation. */
+const MAIN_BEAMS = 4;
 /** Below this, training learns nothing worth evaluating: the job trains this long and says it overran. */
 const MIN_TRAIN_SECONDS = 60;
 
@@ -52,7 +54,8 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   const threads = flags.threads === undefined ? undefined : intFlag('start', 'threads', flags.threads, 1, 1, 1024);
   const cpu = recipe('cpu-10min').options;
   const sets = [...DEFAULT_EVAL_SETS];
-  const modes = ['free', 'constrained'] as const;
+  // greedy free and constrained, and constrained beam search (the model's own likelihood over 4 hypotheses)
+  const modes = ['free', 'constrained', `constrained-beam${MAIN_BEAMS}`] as const;
 
   // a fresh run each time; a previous run in the same folder is kept beside it, under its date
   if (existsSync(dir)) {
@@ -71,11 +74,11 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   const code = await synthCommand(['--count', String(count), '--seed', String(data.seed), '--n', data.n.join(','), '--max-value', String(data.maxValue), '--responses', responses, ...(data.maxCore !== undefined ? ['--max-core', String(data.maxCore)] : []), ...(data.fold !== undefined ? ['--fold', data.fold] : []), '--out', trainPath], io);
   if (code !== 0) return code;
 
-  const evalPuzzles = sets.length * limit * modes.length;
   let timeBudget: number | undefined;
   if (steps === undefined) {
     const perPuzzle = await decodeSecondsPerPuzzle(cpu.preset as PresetName, threads);
-    const evalSeconds = EVAL_MARGIN * perPuzzle * evalPuzzles;
+    // free decoding is costed as greedy constrained decoding (a trained model writes the same steps)
+    const evalSeconds = EVAL_MARGIN * sets.length * limit * (2 * perPuzzle.greedy + perPuzzle.beam);
     const left = minutes * 60 - (performance.now() - started) / 1000 - evalSeconds - FINISH_SECONDS;
     timeBudget = Math.max(MIN_TRAIN_SECONDS, Math.floor(left));
     if (left < MIN_TRAIN_SECONDS) io.stderr.write(`this machine needs about ${formatSeconds(evalSeconds)} for the evaluation alone: training ${MIN_TRAIN_SECONDS} s anyway, so the job will take longer than ${minutes} min\n`);
@@ -119,7 +122,7 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
       signal: controller.signal,
       onEvalStart: () => {
         trainedLine({ stepsDone: history.length, history });
-        io.stderr.write(`[3/3] evaluating ${limit} puzzles of each of ${sets.join(', ')} (free and constrained decoding)\n`);
+        io.stderr.write(`[3/3] evaluating ${limit} puzzles of each of ${sets.join(', ')} (free and constrained decoding, greedy; constrained also with ${MAIN_BEAMS} beams)\n`);
       },
       onEval: () => undefined,
     });
@@ -151,15 +154,17 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
 }
 
 /**
- * What one puzzle's decoding costs on this machine: a fresh model of the preset decodes a sample of the
- * in-domain set under constrained decoding (which writes well-formed steps of the real length).
+ * What one puzzle's decoding costs on this machine, greedy and with the main job's beams: a fresh model of
+ * the preset decodes a sample of the in-domain set under constrained decoding (which writes well-formed
+ * steps of the real length).
  */
-async function decodeSecondsPerPuzzle(preset: PresetName, threads: number | undefined): Promise<number> {
+async function decodeSecondsPerPuzzle(preset: PresetName, threads: number | undefined): Promise<{ greedy: number; beam: number }> {
   const tokenizer = new PuzzleTokenizer();
   const engine = await Engine.create({ config: presetConfig(preset, { vocab_size: tokenizer.vocabSize }), device: 'cpu', threads, seed: 1 });
   try {
-    const r = await evaluate({ model: { engine, tokenizer }, sets: ['id'], limit: 96, modes: ['constrained'] });
-    return r.seconds / r.records.length;
+    const greedy = await evaluate({ model: { engine, tokenizer }, sets: ['id'], limit: 96, modes: ['constrained'] });
+    const beam = await evaluate({ model: { engine, tokenizer }, sets: ['id'], limit: 32, modes: [`constrained-beam${MAIN_BEAMS}`] });
+    return { greedy: greedy.seconds / greedy.records.length, beam: beam.seconds / beam.records.length };
   } finally {
     engine.dispose();
   }
