@@ -123,7 +123,7 @@ if ((build_ok)) && ((recipe_s > 0)); then
     rm -rf "$work/recipe"
     echo "$train_s" > "$work/recipe.seconds"
     phase recipe $((train_s + 90)) bash -c \
-      'npx --no-install tsx scripts/puzzle-llama.ts train --recipe gpu-10min --time "$1" --device cuda --out "$2" && npx --no-install tsx scripts/puzzle-llama.ts eval --model "$2/model" --sets id,ood-form --limit 300 --device cuda --out "$2/eval"' \
+      'npx --no-install tsx scripts/puzzle-llama.ts train --recipe gpu-10min --time "$1" --device cuda --out "$2" && npx --no-install tsx scripts/puzzle-llama.ts eval --model "$2/model" --sets id,ood-form --limit 300 --mode free,constrained,constrained-beam8 --device cuda --out "$2/eval"' \
       _ "$train_s" "$work/recipe" || echo "== recipe: FAILED or cut short (see above); the check goes on"
   else
     echo "== recipe: skipped, only $(left)s of the ${budget}s budget left"
@@ -164,7 +164,7 @@ if (recipe) {
   let steps = '?';
   try { steps = fs.readFileSync(path.join(work, 'recipe', 'metrics.jsonl'), 'utf8').trim().split('\n').length; } catch {}
   const cell = (set, mode) => { const s = recipe.scores.find((r) => r.id === set && r.mode === mode); return s ? s.pass1.toFixed(3) : '-'; };
-  lines.push(`gpu-10min recipe, ${steps} steps in ${(() => { try { return fs.readFileSync(path.join(work, 'recipe.seconds'), 'utf8').trim(); } catch { return '?'; } })()}s of training: pass@1 id ${cell('id', 'free')} free / ${cell('id', 'constrained')} constrained, ood-form ${cell('ood-form', 'free')} / ${cell('ood-form', 'constrained')} (paper 100M: 0.443 id, 0.352 ood-form)`);
+  lines.push(`gpu-10min recipe, ${steps} steps in ${(() => { try { return fs.readFileSync(path.join(work, 'recipe.seconds'), 'utf8').trim(); } catch { return '?'; } })()}s of training: pass@1 id ${cell('id', 'free')} free / ${cell('id', 'constrained')} constrained / ${cell('id', 'constrained-beam8')} constrained-beam8, ood-form ${cell('ood-form', 'free')} / ${cell('ood-form', 'constrained')} / ${cell('ood-form', 'constrained-beam8')} (paper 100M: 0.443 id, 0.352 ood-form)`);
 }
 
 const vt = read('parity/vitest.json');

@@ -196,7 +196,7 @@ describe('puzzle-llama start (the main job, shortened)', () => {
     const args = ['start', '--out', out, '--steps', '3', '--count', '200', '--limit', '2', '--threads', '2'];
     const first = run(args);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout).toMatch(/free pass@1\s+constrained pass@1\s+constrained-beam4 pass@1\s+paper 1M/);
+    expect(first.stdout).toMatch(/free pass@1\s+constrained pass@1\s+constrained-beam8 pass@1\s+paper 1M/);
     for (const id of ['id', 'ood-num-100', 'ood-num-1000', 'ood-form']) expect(first.stdout).toMatch(new RegExp(`${id}\\s+all\\s+2`));
     for (const f of ['report.html', 'metrics.jsonl', 'evals.jsonl', 'model/config.json', 'train.jsonl']) expect(existsSync(join(out, f)), f).toBe(true);
     // what the cpu-10min recipe names: its preset, and its responses (canonical-only: every puzzle has one)

@@ -156,6 +156,28 @@ describe.skipIf(!cuda.ok)(`CUDA engine vs CPU engine (${cuda.device ?? 'no GPU'}
     expect(checkpointed.peak).toBeLessThan(plain.peak);
   });
 
+  it('a decode session with decodeReorder() (beam search) gives the CPU engine\'s logits', async () => {
+    const cpu = await Engine.create({ config: small, device: 'cpu', seed: 5 });
+    const gpu = await twin(cpu, small, null);
+    try {
+      const run = async (e: Engine) => {
+        await e.decodeStart(Int32Array.of(1, 2, 3, 9, 10, 11, 4, 5, 6), { batch: 3, promptLength: 3, maxNewTokens: 4 });
+        await e.decodeNext(Int32Array.of(7, 8, 12));
+        // row 0 continues row 2, rows 1 and 2 continue row 0 (a source that also moves)
+        await e.decodeReorder(Int32Array.of(2, 0, 0));
+        const logits = await e.decodeNext(Int32Array.of(13, 14, 15));
+        e.decodeEnd();
+        return logits;
+      };
+      const [want, got] = [await run(cpu), await run(gpu)];
+      const c = scaled('model.decodeReorder', 'logits after a reorder', got, want, 2e-2);
+      expect(c.ok, `worst ${c.worstRatio.toFixed(2)} of tol`).toBe(true);
+    } finally {
+      cpu.dispose();
+      gpu.dispose();
+    }
+  });
+
   it('a tiny model trained 200 steps on the GPU follows the CPU loss curve', async () => {
     const tiny: LlamaConfig = {
       hidden_size: 64,

@@ -32,7 +32,7 @@ const FINISH_SECONDS = 10;
 /** The evaluation's measured cost is scaled by this, for batches that come out smaller than the sample's. */
 const EVAL_MARGIN = 1.25;
 /** Beams of the main job's beam-search evaluation. */
-const MAIN_BEAMS = 4;
+const MAIN_BEAMS = 8;
 /** Below this, training learns nothing worth evaluating: the job trains this long and says it overran. */
 const MIN_TRAIN_SECONDS = 60;
 
