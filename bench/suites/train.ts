@@ -161,6 +161,46 @@ export const trainSuite: BenchSuite = {
       engine.dispose();
     }
 
+    // Beam search's native work: every row's KV cache gathered by a random index before each token (what
+    // decodeReorder() does between beam steps), then one token per row; 32 puzzles × 8 beams.
+    {
+      const engine = await Engine.create({ config, seed: 1, threads });
+      const promptLength = 16;
+      const newTokens = options.quick ? 16 : 48;
+      const beamRows = 32 * 8;
+      const prompts = batchOf(beamRows, promptLength, config.vocab_size, 5).tokens;
+      let state = 12345;
+      const perms = Array.from({ length: newTokens }, () => Int32Array.from({ length: beamRows }, () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) % beamRows));
+      const V = config.vocab_size;
+      const argmaxRows = (logits: Float32Array) => Int32Array.from({ length: beamRows }, (_, b) => {
+        let best = 0;
+        for (let v = 1; v < V; v++) if (logits[b * V + v] > logits[b * V + best]) best = v;
+        return best;
+      });
+      const decode = async () => {
+        let logits = await engine.decodeStart(prompts, { batch: beamRows, promptLength, maxNewTokens: newTokens });
+        for (let s = 0; s < newTokens - 1; s++) {
+          const next = argmaxRows(logits);
+          await engine.decodeReorder(perms[s]);
+          logits = await engine.decodeNext(next);
+        }
+        engine.decodeEnd();
+      };
+      await decode(); // warm-up
+      const t0 = performance.now();
+      await decode();
+      const seconds = (performance.now() - t0) / 1000;
+      const peer = await runPeer('generate', { config, batch: beamRows, promptLen: promptLength, newTokens, threads, reorder: true });
+      rows.push({
+        name: `beam decode tiny rows=32x8 prompt=${promptLength} new=${newTokens}, rows reordered every token`,
+        unit: 'tokens/s',
+        value: (beamRows * newTokens) / seconds,
+        higherIsBetter: true,
+        ...peerNumber(peer, 'tokensPerSecond', 'eager (llama_ref), index_select'),
+      });
+      engine.dispose();
+    }
+
     // Decoding a model too large for the caches (130M parameters, a 32k vocabulary) at batch 1: bound by
     // reading the weights once per token (the gemv path), in fp32 and, with LoRA, from bf16 frozen weights.
     {

@@ -39,6 +39,30 @@ function logSoftmax(logits: Float32Array): Float64Array {
   return Float64Array.from(logits, (x) => x - z);
 }
 
+/** Higher score first; ties to the parent's rank, then to the lower token id. */
+const byRank = (a: Candidate, b: Candidate) => b.score - a.score || a.parent - b.parent || a.token - b.token;
+
+/**
+ * A hypothesis's `count` best allowed extensions. K + 1 of each are enough: the K live hypotheses of the
+ * next step are the best K extensions that do not end, and only one token (<eos>) ends one.
+ */
+function bestExtensions(h: Hypothesis, parent: number, logits: Float32Array, count: number): Candidate[] {
+  const lp = logSoftmax(logits);
+  const mask = h.state ? h.state.allowed() : null;
+  const best: Candidate[] = [];
+  for (let t = 0; t < lp.length; t++) {
+    if (mask && !mask[t]) continue;
+    const c = { parent, token: t, score: h.score + lp[t] };
+    if (best.length === count && byRank(c, best[count - 1]) >= 0) continue;
+    // insertion into the short sorted list
+    let at = Math.min(best.length, count - 1);
+    if (best.length === count) best.pop();
+    while (at > 0 && byRank(c, best[at - 1]) < 0) at--;
+    best.splice(at, 0, c);
+  }
+  return best;
+}
+
 /**
  * One response per puzzle by beam search with `beams` hypotheses each. The session holds puzzles × beams
  * rows; between tokens the decoder's rows are reordered so that each continues its parent hypothesis.
@@ -66,12 +90,8 @@ export async function beamSearchBatch(decoder: StepDecoder, tokenizer: Tokenizer
       const next: Hypothesis[][] = puzzles.map((_, i) => {
         if (done[i]) return [];
         const candidates: Candidate[] = [];
-        live[i].forEach((h, j) => {
-          const lp = logSoftmax(logits[i * K + j]);
-          const mask = h.state ? h.state.allowed() : null;
-          for (let t = 0; t < lp.length; t++) if (!mask || mask[t]) candidates.push({ parent: j, token: t, score: h.score + lp[t] });
-        });
-        candidates.sort((a, b) => b.score - a.score || a.parent - b.parent || a.token - b.token);
+        live[i].forEach((h, j) => candidates.push(...bestExtensions(h, j, logits[i * K + j], K + 1)));
+        candidates.sort(byRank);
         const kept: Hypothesis[] = [];
         for (let rank = 0; rank < candidates.length && kept.length < K; rank++) {
           const c = candidates[rank];

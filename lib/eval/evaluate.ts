@@ -20,6 +20,8 @@ export const DEFAULT_EVAL_SETS = ['id', 'ood-num-100', 'ood-num-1000', 'ood-form
 export type DecodingMode = 'free' | 'constrained' | `${'free' | 'constrained'}-beam${number}`;
 
 export const MAX_BEAMS = 64;
+/** The most rows one decode session of the engine holds (decodeStart's batch). */
+const MAX_DECODE_ROWS = 1 << 16;
 
 /** A decoding mode's parts; throws naming the mode when it is none. */
 export function parseDecodingMode(mode: unknown): { constrained: boolean; beams: number } {
@@ -139,6 +141,9 @@ function checkOptions(o: EvaluateCoreOptions): void {
       beams = parseDecodingMode(m).beams;
     } catch (err) {
       throw new RangeError(`evaluate(): modes: ${(err as Error).message}`);
+    }
+    if (beams * (o.batchSize ?? 32) > MAX_DECODE_ROWS) {
+      throw new RangeError(`evaluate(): modes holds '${m}': batchSize ${o.batchSize ?? 32} × ${beams} beams is ${beams * (o.batchSize ?? 32)} decoding rows, more than a session holds (${MAX_DECODE_ROWS}); lower batchSize`);
     }
     if (beams > 1 && ((o.samples ?? 1) > 1 || (o.temperature ?? 0) > 0)) {
       throw new RangeError(`evaluate(): modes holds '${m}': beam search gives one deterministic response, so it takes samples 1 and temperature 0 (got samples ${o.samples ?? 1}, temperature ${o.temperature ?? 0})`);

@@ -121,6 +121,7 @@ describe('beam search', () => {
     expect(parseDecodingMode('free')).toEqual({ constrained: false, beams: 1 });
     for (const bad of ['beam4', 'constrained-beam1', 'free-beam65', 'free-beam', 'Free', 7]) expect(() => parseDecodingMode(bad)).toThrow(/is not one of 'free', 'constrained'/);
     await expect(evaluateWithDecoder(sequenceDecoder(hashed), tok, { modes: ['constrained-beam0' as 'free'] })).rejects.toThrow(/evaluate\(\): modes: decoding mode "constrained-beam0"/);
+    await expect(evaluateWithDecoder(sequenceDecoder(hashed), tok, { modes: ['constrained-beam64'], batchSize: 2048 })).rejects.toThrow(/batchSize 2048 × 64 beams is 131072 decoding rows, more than a session holds \(65536\)/);
     await expect(evaluateWithDecoder(sequenceDecoder(hashed), tok, { modes: ['free-beam2'], samples: 3 })).rejects.toThrow(/beam search gives one deterministic response, so it takes samples 1 and temperature 0/);
   });
 
