@@ -195,6 +195,8 @@ describe('train()', () => {
     await expect(train(base('bad-core', { data: { source: 'synth', n: [5], maxValue: 60, seed: 1, maxCore: 4 as 3 } }))).rejects.toThrow(/data\.maxCore must be 1, 2 or 3 .*got 4/);
     await expect(train(base('bad-fold', { data: { source: 'synth', n: [5], maxValue: 60, seed: 1, fold: 'around' as 'first' } }))).rejects.toThrow(/data\.fold must be one of prompt, reverse, shuffled, first .*got "around"/);
     await expect(train(base('bad-cut', { cutTails: 1.5 }))).rejects.toThrow(/cutTails/);
+    await expect(train(base('bad-mode', { evalModes: ['constrained-beam1' as 'free'] }))).rejects.toThrow(/evalModes: decoding mode "constrained-beam1" is not one of/);
+    await expect(train(base('no-mode', { evalModes: [] }))).rejects.toThrow(/evalModes must list decoding modes/);
     writeFileSync(join(work, 'bad.jsonl'), '{"numbers":[1,2],"target":3,"response":"1+2=3"}\n{"numbers":"x"}\n');
     await expect(train(base('bad4', { data: { source: 'file', path: join(work, 'bad.jsonl') }, steps: 3, batchSize: 2 }))).rejects.toThrow(/bad\.jsonl:2: "numbers"/);
     expect(existsSync(join(work, 'bad1'))).toBe(false);

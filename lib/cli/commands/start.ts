@@ -54,7 +54,7 @@ export async function startCommand(argv: string[], io: CliIo): Promise<number> {
   const threads = flags.threads === undefined ? undefined : intFlag('start', 'threads', flags.threads, 1, 1, 1024);
   const cpu = recipe('cpu-10min').options;
   const sets = [...DEFAULT_EVAL_SETS];
-  // greedy free and constrained, and constrained beam search (the model's own likelihood over 4 hypotheses)
+  // greedy free and constrained, and constrained beam search (MAIN_BEAMS hypotheses ranked by the model's own likelihood)
   const modes = ['free', 'constrained', `constrained-beam${MAIN_BEAMS}`] as const;
 
   // a fresh run each time; a previous run in the same folder is kept beside it, under its date
