@@ -6,7 +6,7 @@ import type { Puzzle } from '../puzzle/types.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { encodeQuery } from './sft.js';
 import { ConstrainedState } from './constrained.js';
-import type { Decoded, StepDecoder } from './decode.js';
+import { responseText, roomToGenerate, type Decoded, type StepDecoder } from './decode.js';
 
 export interface BeamOptions {
   beams: number;
@@ -73,9 +73,7 @@ export async function beamSearchBatch(decoder: StepDecoder, tokenizer: Tokenizer
   if (!Number.isInteger(K) || K < 1) throw new RangeError(`beamSearchBatch(): beams must be a positive integer, got ${K}`);
   if (K > 1 && !decoder.reorder) throw new Error('beamSearchBatch(): beam search needs a decoder that can reorder its rows (StepDecoder.reorder)');
   const prompts = puzzles.map((p) => encodeQuery(tokenizer, p));
-  const longest = Math.max(...prompts.map((p) => p.length));
-  const maxNewTokens = decoder.maxPositions === undefined ? options.maxNewTokens : Math.min(options.maxNewTokens, decoder.maxPositions - longest + 1);
-  if (maxNewTokens < 1) throw new RangeError(`beamSearchBatch(): a prompt of ${longest} tokens leaves no room in ${decoder.maxPositions} positions`);
+  const maxNewTokens = roomToGenerate(decoder, prompts, options.maxNewTokens, 'beamSearchBatch()');
 
   // live[i][j] sits in row i*K + j; a puzzle starts with one hypothesis (its other rows idle)
   let live: Hypothesis[][] = puzzles.map((p) => [{ tokens: [], score: 0, state: options.constrained ? new ConstrainedState(tokenizer, p) : null }]);
@@ -126,6 +124,6 @@ export async function beamSearchBatch(decoder: StepDecoder, tokenizer: Tokenizer
     const finished = best[i];
     const chosen = finished ?? live[i][0];
     const ids = finished ? finished.tokens.slice(0, -1) : chosen.tokens;
-    return { response: ids.map((id) => tokenizer.tokenText(id)).join(''), tokens: chosen.tokens.length, stopped: finished !== null };
+    return { response: responseText(tokenizer, ids), tokens: chosen.tokens.length, stopped: finished !== null };
   });
 }

@@ -77,10 +77,7 @@ export function chooseToken(logits: Float32Array, mask: Uint8Array | null, tempe
 /** Generates one response per puzzle with one decoding session for the whole batch. */
 export async function decodeBatch(decoder: StepDecoder, tokenizer: Tokenizer, puzzles: readonly Puzzle[], options: DecodeOptions): Promise<Decoded[]> {
   const prompts = puzzles.map((p) => encodeQuery(tokenizer, p));
-  const longest = Math.max(...prompts.map((p) => p.length));
-  // the last generated token is never fed back, so a prompt of P tokens leaves maxPositions − P + 1 to generate
-  const maxNewTokens = decoder.maxPositions === undefined ? options.maxNewTokens : Math.min(options.maxNewTokens, decoder.maxPositions - longest + 1);
-  if (maxNewTokens < 1) throw new RangeError(`decodeBatch(): a prompt of ${longest} tokens leaves no room in ${decoder.maxPositions} positions`);
+  const maxNewTokens = roomToGenerate(decoder, prompts, options.maxNewTokens, 'decodeBatch()');
   const states = options.constrained ? puzzles.map((p) => new ConstrainedState(tokenizer, p)) : null;
   const generated: number[][] = puzzles.map(() => []);
   const done = puzzles.map(() => false);
@@ -103,10 +100,19 @@ export async function decodeBatch(decoder: StepDecoder, tokenizer: Tokenizer, pu
   } finally {
     decoder.end();
   }
-  return generated.map((ids, i) => ({ response: safeDecode(tokenizer, ids), tokens: ids.length + (done[i] ? 1 : 0), stopped: done[i] }));
+  return generated.map((ids, i) => ({ response: responseText(tokenizer, ids), tokens: ids.length + (done[i] ? 1 : 0), stopped: done[i] }));
 }
 
-function safeDecode(tokenizer: Tokenizer, ids: number[]): string {
-  // special tokens in the middle of an answer are kept visible so the verifier rejects them
+/** A response's text; special tokens in the middle of an answer are kept visible so the verifier rejects them. */
+export function responseText(tokenizer: Tokenizer, ids: readonly number[]): string {
   return ids.map((id) => tokenizer.tokenText(id)).join('');
+}
+
+/** How many tokens the prompts leave to generate, at most `maxNewTokens`; throws when none. */
+export function roomToGenerate(decoder: StepDecoder, prompts: readonly number[][], maxNewTokens: number, where: string): number {
+  const longest = Math.max(...prompts.map((p) => p.length));
+  // the last generated token is never fed back, so a prompt of P tokens leaves maxPositions − P + 1 to generate
+  const room = decoder.maxPositions === undefined ? maxNewTokens : Math.min(maxNewTokens, decoder.maxPositions - longest + 1);
+  if (room < 1) throw new RangeError(`${where}: a prompt of ${longest} tokens leaves no room in ${decoder.maxPositions} positions`);
+  return room;
 }
